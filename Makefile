@@ -1,0 +1,52 @@
+# vmfleet: `make demo` and `make test` set up everything they need on a fresh Debian machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST_STAMP := .cache/host-ready
+JOBS ?= 2
+
+.PHONY: all setup host demo test test-fast test-e2e bench lint fmt clean
+
+all: test
+
+# Debian packages + running virtlogd/libvirtd (idempotent, needs root).
+host:
+	bash scripts/setup-host.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: host $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format src tests bench scripts
+	$(VENV)/bin/ruff check --fix src tests bench scripts
+
+# Every test: lint, fast tests on libvirt's test driver, end-to-end tests on real guests.
+test: setup lint
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup tests
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -n $(JOBS) -m 'not e2e' tests
+
+test-e2e: setup
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup -m e2e tests
+
+bench: setup
+	$(PY) -m bench
+
+demo: setup
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
