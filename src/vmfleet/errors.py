@@ -80,9 +80,7 @@ class HypervisorError(FleetError):
     def __init__(self, message: str, *, host: str | None = None, vm: str | None = None) -> None:
         self.host = host
         self.vm = vm
-        prefix = "".join(
-            [f"host {host}: " if host else "", f"vm {vm}: " if vm else ""]
-        )
+        prefix = "".join([f"host {host}: " if host else "", f"vm {vm}: " if vm else ""])
         super().__init__(prefix + message)
 
 

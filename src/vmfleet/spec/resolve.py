@@ -1,0 +1,161 @@
+"""What a VM's fields finally are, once defaults, profiles, template and overrides stack.
+
+Order, lowest first: built-in defaults, `defaults:`, each profile in `extends` (in order),
+the template, then `overrides[index]`. Scalars take the highest layer that sets them;
+`labels` merge key by key; `cloud_init` merges field by field (lists are replaced, not
+appended, so a layer can drop a package).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vmfleet.spec.models import (
+    Affinity,
+    CloudInit,
+    DataDisk,
+    FleetSpec,
+    KernelBoot,
+    NetworkSpec,
+    NicSpec,
+    Ready,
+    VmFields,
+    VmTemplate,
+)
+from vmfleet.spec.units import GIB, MIB
+
+BUILTIN_USER_NETWORK = "user"
+DEFAULT_MEMORY = 1024 * MIB
+DEFAULT_VCPUS = 1
+DEFAULT_DISK = 10 * GIB
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """A VM's fields after stacking every layer; nothing is None that has a default."""
+
+    memory: int
+    vcpus: int
+    disk: int
+    image: str | None
+    clone: str
+    data_disks: tuple[DataDisk, ...]
+    nics: tuple[NicSpec, ...]
+    arch: str
+    machine: str | None
+    cpu_model: str | None
+    firmware: str
+    kernel: KernelBoot | None
+    graphics: str
+    labels: dict[str, str]
+    group: str | None
+    host: str | None
+    node_preference: tuple[str, ...]
+    affinity: Affinity | None
+    max_per_host: int | None
+    cloud_init: CloudInit
+    ready: Ready
+    autostart: bool
+    snapshot_type: str
+    hostname: str | None
+    description: str | None
+
+
+def layers(spec: FleetSpec, template: VmTemplate, index: int | None) -> list[VmFields]:
+    """The layers that apply to one VM, lowest first; unknown profiles are skipped here."""
+    stack: list[VmFields] = [spec.defaults]
+    stack += [spec.profiles[name] for name in template.extends if name in spec.profiles]
+    stack.append(template)
+    if index is not None and index in template.overrides:
+        stack.append(template.overrides[index])
+    return stack
+
+
+def _top(stack: list[VmFields], field: str) -> Any:
+    for layer in reversed(stack):
+        value = getattr(layer, field)
+        if value is not None:
+            return value
+    return None
+
+
+def _merged_cloud_init(stack: list[VmFields]) -> CloudInit:
+    merged: dict[str, Any] = {}
+    for layer in stack:
+        if layer.cloud_init is not None:
+            merged.update(layer.cloud_init.model_dump(exclude_none=True, by_alias=False))
+    return CloudInit.model_validate(merged)
+
+
+def template_network(spec: FleetSpec, template: VmTemplate) -> str:
+    """The network the shorthand (`network`, `mac_addresses`, `ips`) of a template uses."""
+    name = _top(layers(spec, template, None), "network")
+    return str(name) if name is not None else BUILTIN_USER_NETWORK
+
+
+def template_nics(spec: FleetSpec, template: VmTemplate, index: int | None) -> tuple[NicSpec, ...]:
+    """The NICs of a template: `nics:` as written, or one NIC from the shorthand fields."""
+    stack = layers(spec, template, index)
+    nics = _top(stack, "nics")
+    if nics is not None:
+        return tuple(nics)
+    return (
+        NicSpec(
+            network=template_network(spec, template),
+            mac_addresses=template.mac_addresses,
+            ips=template.ips,
+        ),
+    )
+
+
+def effective(spec: FleetSpec, template: VmTemplate, index: int | None) -> Effective:
+    """Every field of one VM (template at `index`, or None for an unreplicated VM)."""
+    stack = layers(spec, template, index)
+    labels: dict[str, str] = {}
+    for layer in stack:
+        labels.update(layer.labels or {})
+    return Effective(
+        memory=_top(stack, "memory") or DEFAULT_MEMORY,
+        vcpus=_top(stack, "vcpus") or DEFAULT_VCPUS,
+        disk=_top(stack, "disk") or DEFAULT_DISK,
+        image=_top(stack, "image"),
+        clone=_top(stack, "clone") or "linked",
+        data_disks=tuple(_top(stack, "data_disks") or ()),
+        nics=template_nics(spec, template, index),
+        arch=_top(stack, "arch") or "x86_64",
+        machine=_top(stack, "machine"),
+        cpu_model=_top(stack, "cpu_model"),
+        firmware=_top(stack, "firmware") or "bios",
+        kernel=_top(stack, "kernel"),
+        graphics=_top(stack, "graphics") or "none",
+        labels=labels,
+        group=_top(stack, "group"),
+        host=_top(stack, "host"),
+        node_preference=tuple(_top(stack, "node_preference") or ()),
+        affinity=_top(stack, "affinity"),
+        max_per_host=_top(stack, "max_per_host"),
+        cloud_init=_merged_cloud_init(stack),
+        ready=_top(stack, "ready") or Ready(),
+        autostart=bool(_top(stack, "autostart")),
+        snapshot_type=_top(stack, "snapshot_type") or "auto",
+        hostname=_top(stack, "hostname"),
+        description=_top(stack, "description"),
+    )
+
+
+def networks(spec: FleetSpec) -> dict[str, NetworkSpec]:
+    """The fleet's networks plus the built-in `user` network (unless the file defines one)."""
+    out = dict(spec.networks)
+    out.setdefault(BUILTIN_USER_NETWORK, NetworkSpec(mode="user"))
+    return out
+
+
+def replica_name(base: str, index: int | None) -> str:
+    """`web-2` for index 2; the bare name for an unreplicated VM."""
+    return base if index is None else f"{base}-{index}"
+
+
+def indexes(template: VmTemplate) -> list[int | None]:
+    """[None] for one replica (bare name), else 0..replicas-1."""
+    return [None] if template.replicas == 1 else list(range(template.replicas))
