@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 import yaml
 
@@ -171,24 +170,16 @@ def _read(file: Path) -> str:
 
 
 def run() -> None:
-    """Console-script entry point: maps errors to messages and exit codes."""
+    """Console-script entry point: maps errors to messages and exit codes.
+
+    Usage errors (exit 2), --help and Ctrl-C are handled by typer in standalone mode;
+    every FleetError propagates here and exits with its class's code.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except FleetError as error:
         err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    sys.exit(0)
 
 
 if __name__ == "__main__":

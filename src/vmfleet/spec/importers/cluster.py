@@ -13,7 +13,7 @@ from typing import Any
 from vmfleet.spec.importers.common import Translator, slug
 from vmfleet.spec.source import Document, Path
 
-_VM_KEYS = ("cpus", "disks", "node_preference")
+_VM_KEYS = ("cpus", "disks")
 _DEFAULTS_OK = {
     "os_type": "hvm",
     "disk_driver": "virtio",
@@ -22,7 +22,7 @@ _DEFAULTS_OK = {
 
 
 def looks_like(data: dict[str, Any]) -> bool:
-    """Top-level `vm_defaults`, or VMs written with cpus/disks/node_preference."""
+    """Top-level `vm_defaults`, or VMs written with `cpus` or `disks` (native has neither)."""
     if "vm_defaults" in data:
         return True
     vms = data.get("vms")
