@@ -19,8 +19,9 @@ class OutputFormat(StrEnum):
     yaml = "yaml"
 
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output is not cut to 80 columns: scripts and logs get whole rows.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def emit(
@@ -40,8 +41,9 @@ def emit(
         sys.stdout.write(yaml.safe_dump(payload, sort_keys=False, default_flow_style=False))
         return
     table = Table(title=title, show_lines=False, header_style="bold")
-    for _key, header in columns:
-        table.add_column(header, overflow="fold")
+    for n, (_key, header) in enumerate(columns):
+        last = n == len(columns) - 1
+        table.add_column(header, no_wrap=not last, overflow="fold" if last else "ellipsis")
     for row in rows:
         table.add_row(*(_cell(row.get(key)) for key, _h in columns))
     console.print(table)
