@@ -1,0 +1,265 @@
+"""The local state store: what libvirt cannot hold.
+
+SQLite in `.vmfleet/state.db` beside the fleet file. It keeps:
+- the operation journal: every step that creates something on a host is written *before*
+  it runs (intent) and marked done after, so a run killed at any moment leaves a record of
+  what may exist half-made, and the next run can finish or roll it back;
+- leases: MACs, IPs and forwarded ports handed to VMs, so they stay stable;
+- events: a short history for `status`.
+A fleet lock (fcntl on `.vmfleet/lock`) keeps two `up`/`down` runs from interleaving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmfleet.errors import LockedError, StateError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    host TEXT NOT NULL,
+    vm TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('intent', 'done', 'undone', 'failed')),
+    detail TEXT NOT NULL DEFAULT '{}',
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS journal_open ON journal (status);
+CREATE TABLE IF NOT EXISTS leases (
+    kind TEXT NOT NULL CHECK (kind IN ('mac', 'ip', 'port')),
+    scope TEXT NOT NULL,
+    value TEXT NOT NULL,
+    vm TEXT NOT NULL,
+    slot INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    PRIMARY KEY (kind, scope, value)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS leases_owner ON leases (kind, scope, vm, slot);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    vm TEXT,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One step of work on a host: its target (a volume, a domain) and how far it got."""
+
+    id: int
+    run: str
+    host: str
+    vm: str
+    kind: str
+    target: str
+    status: str
+    detail: dict[str, Any]
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    kind: str
+    scope: str
+    value: str
+    vm: str
+    slot: int
+
+
+class Store:
+    """One fleet's state. Safe to share between the engine's worker threads."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._db_path = directory / "state.db"
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self._db_path, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as error:
+            raise StateError(f"state store {self._db_path} is unusable: {error}") from None
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._db.commit()
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StateError(
+                f"state store {self._db_path} is from a newer vmfleet (schema {row[0]})"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+                self._db.commit()
+            except BaseException:
+                self._db.rollback()
+                raise
+
+    # --- journal ------------------------------------------------------------------------
+
+    def intent(
+        self,
+        *,
+        run: str,
+        host: str,
+        vm: str,
+        kind: str,
+        target: str,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        """Record that a step is about to create `target`; returns the entry id."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO journal (run, host, vm, kind, target, status, detail, started) "
+                "VALUES (?, ?, ?, ?, ?, 'intent', ?, ?)",
+                (run, host, vm, kind, target, json.dumps(detail or {}), time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish(self, entry: int, *, status: str = "done") -> None:
+        """Close a journal entry as done, undone (rolled back) or failed."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE journal SET status = ?, finished = ? WHERE id = ?",
+                (status, time.time(), entry),
+            )
+
+    def open_entries(self) -> list[JournalEntry]:
+        """Steps that began and never finished: what a killed run may have left behind."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, run, host, vm, kind, target, status, detail, started "
+                "FROM journal WHERE status = 'intent' ORDER BY id"
+            ).fetchall()
+        return [
+            JournalEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+            for r in rows
+        ]
+
+    # --- leases -------------------------------------------------------------------------
+
+    def leases(self, kind: str | None = None) -> list[Lease]:
+        with self._lock:
+            query = "SELECT kind, scope, value, vm, slot FROM leases"
+            rows = (
+                self._db.execute(query + " WHERE kind = ? ORDER BY vm, slot", (kind,)).fetchall()
+                if kind
+                else self._db.execute(query + " ORDER BY kind, vm, slot").fetchall()
+            )
+        return [Lease(*row) for row in rows]
+
+    def lease(self, *, kind: str, scope: str, value: str, vm: str, slot: int = 0) -> None:
+        """Give `value` to (vm, slot); replaces that VM's earlier lease for the slot."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM leases WHERE kind = ? AND scope = ? AND vm = ? AND slot = ?",
+                (kind, scope, vm, slot),
+            )
+            existing = db.execute(
+                "SELECT vm FROM leases WHERE kind = ? AND scope = ? AND value = ?",
+                (kind, scope, value),
+            ).fetchone()
+            if existing is not None:
+                raise StateError(f"{kind} {value} in {scope} is already leased to {existing[0]}")
+            db.execute(
+                "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, scope, value, vm, slot, time.time()),
+            )
+
+    def release(self, *, vm: str, kind: str | None = None) -> int:
+        """Drop a VM's leases (all kinds, or one); returns how many went."""
+        with self._tx() as db:
+            if kind:
+                cursor = db.execute("DELETE FROM leases WHERE vm = ? AND kind = ?", (vm, kind))
+            else:
+                cursor = db.execute("DELETE FROM leases WHERE vm = ?", (vm,))
+            return cursor.rowcount
+
+    # --- events -------------------------------------------------------------------------
+
+    def event(self, *, kind: str, message: str, vm: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO events (at, vm, kind, message) VALUES (?, ?, ?, ?)",
+                (time.time(), vm, kind, message),
+            )
+
+    def events(
+        self, *, vm: str | None = None, limit: int = 100
+    ) -> list[tuple[float, str | None, str, str]]:
+        with self._lock:
+            if vm:
+                rows = self._db.execute(
+                    "SELECT at, vm, kind, message FROM events WHERE vm = ? "
+                    "ORDER BY id DESC LIMIT ?",
+                    (vm, limit),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT at, vm, kind, message FROM events ORDER BY id DESC LIMIT ?", (limit,)
+                ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+@contextlib.contextmanager
+def fleet_lock(directory: Path, *, wait: float = 0.0, what: str = "vmfleet") -> Iterator[None]:
+    """Hold the fleet's exclusive lock; wait up to `wait` seconds, then LockedError.
+
+    The lock file records the holder's pid and command so the message can say who holds it.
+    The kernel drops the lock when the holder dies, even on kill -9.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = path.read_text(errors="replace").strip() or "another process"
+                    raise LockedError(
+                        f"the fleet is busy: {holder} holds {path}; "
+                        "wait for it to finish or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} ({what})".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)
