@@ -60,6 +60,7 @@ _TARGET_RE = re.compile(r"^(vd|sd|hd|xvd)[a-z]{1,3}$")
 _HOSTFWD_RE = re.compile(
     r"^(?P<proto>tcp|udp):(?P<addr>[^:]*):(?P<hport>\d+)-(?P<gaddr>[^:]*):(?P<gport>\d+)$"
 )
+_NOT_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 # QEMU device names for the NIC models, used by the slirp backend's `-device`.
 _QEMU_NIC_DEVICE: dict[str, str] = {
     "virtio": "virtio-net-pci",
@@ -83,6 +84,11 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str | N
 
 
 def _tostring(root: ET.Element) -> str:
+    """Serialise, refusing characters XML 1.0 cannot carry even escaped (NUL, most C0)."""
+    for element in root.iter():
+        for value in (element.text, *element.attrib.values()):
+            if value is not None and _NOT_XML_RE.search(value):
+                raise ValueError(f"<{element.tag}>: a control character cannot go in XML")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 
@@ -451,6 +457,8 @@ class DomainConfig:
         if self.graphics == "vnc":
             graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes")
             _sub(graphics, "listen", type="address", address="127.0.0.1")
+            # virtio-vga: VGA-compatible for the BIOS, unlike libvirt's default (cirrus).
+            _sub(_sub(devices, "video"), "model", type="virtio")
         if self.memballoon:
             _sub(devices, "memballoon", model="virtio")
         else:
@@ -849,7 +857,7 @@ def _hostfwds(value: str) -> tuple[PortForward, ...]:
             continue
         forward = _forward_or_none(
             proto=match["proto"],
-            address=match["addr"] or "127.0.0.1",
+            address=match["addr"] or "0.0.0.0",  # QEMU's empty address: all of them
             host_port=match["hport"],
             guest_port=match["gport"],
         )
