@@ -112,5 +112,5 @@ class GuestError(FleetError):
         super().__init__(f"vm {vm}: {message}" if vm else message)
 
 
-class OperationTimeout(FleetError):
+class OperationTimeout(FleetError):  # noqa: N818 (a timeout, named as users say it)
     """An operation ran past its deadline and was cut off."""

@@ -15,7 +15,9 @@ NAMESPACE = "https://vmfleet.dev/xmlns/1"
 PREFIX = "vmfleet"
 VOLUME_PREFIX = "vmf-"
 
-_VOLUME_RE = re.compile(r"^vmf-(?P<fleet>[a-z0-9][a-z0-9-]*)--(?P<vm>[a-z0-9][a-z0-9-]*)--(?P<role>[a-z0-9.-]+)$")
+_VOLUME_RE = re.compile(
+    r"^vmf-(?P<fleet>[a-z0-9][a-z0-9-]*)--(?P<vm>[a-z0-9][a-z0-9-]*)--(?P<role>[a-z0-9.-]+)$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class OwnerMetadata:
     @classmethod
     def from_element(cls, element: ET.Element) -> OwnerMetadata | None:
         """Read our element back; None when it is missing or malformed (then not ours)."""
+
         def text(tag: str) -> str | None:
             child = element.find(f"{{{NAMESPACE}}}{tag}")
             return None if child is None else (child.text or "")
