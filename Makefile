@@ -23,14 +23,14 @@ $(STAMP): pyproject.toml
 setup: host $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench scripts
-	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests $(wildcard bench) scripts
+	$(VENV)/bin/ruff format --check src tests $(wildcard bench) scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format src tests bench scripts
-	$(VENV)/bin/ruff check --fix src tests bench scripts
+	$(VENV)/bin/ruff format src tests $(wildcard bench) scripts
+	$(VENV)/bin/ruff check --fix src tests $(wildcard bench) scripts
 
 # Every test: lint, fast tests on libvirt's test driver, end-to-end tests on real guests.
 test: setup lint
