@@ -9,7 +9,8 @@ Pure functions: a `SeedRequest` in, YAML text out, no I/O. What they write:
   with StrictUndefined and then deep-merged over ours (`merge`) or used instead (`replace`).
 - meta-data: `instance-id` and `local-hostname`.
 - network-config (version 2): one `ethernets` entry per NIC, matched by MAC, static
-  addresses with a default route (`routes: [{to: default, via: ...}]`) and DNS, or DHCP.
+  addresses with a default route (`routes: [{to: 0.0.0.0/0, via: ...}]`, not the
+  deprecated `gateway4`) and DNS, or DHCP.
 
 The request checks its own invariants (a malformed address, a gateway off every subnet,
 a plain password where a hash goes) and raises `ValueError`: such input should have been
@@ -144,7 +145,11 @@ class NicNetwork:
         if self.addresses:
             entry["addresses"] = list(self.addresses)
         if self.gateway is not None:
-            entry["routes"] = [{"to": "default", "via": self.gateway}]
+            # `0.0.0.0/0` rather than the keyword `default`: cloud-init 22.4 (Debian 12)
+            # rejects `default` when it renders for ifupdown or networkd instead of netplan.
+            family = ipaddress.ip_address(self.gateway).version
+            default = "0.0.0.0/0" if family == 4 else "::/0"
+            entry["routes"] = [{"to": default, "via": self.gateway}]
         if self.dns or self.dns_search:
             nameservers: dict[str, Any] = {}
             if self.dns:
@@ -255,6 +260,8 @@ def render_network_config(req: SeedRequest) -> str | None:
 
     None leaves networking to cloud-init's fallback (DHCP on the first NIC). Each NIC is
     an `ethernets` entry keyed by its `name`, else `nicN` (N its position), matched by MAC.
+    Without a `name`, netplan guests keep the kernel's interface name, while cloud-init's
+    ifupdown and networkd renderers rename the interface to the key (`nicN`).
     """
     if not req.nics:
         return None
@@ -328,10 +335,10 @@ def _our_user_data(req: SeedRequest) -> dict[str, Any]:
         user["ssh_authorized_keys"] = list(req.ssh_authorized_keys)
     data["users"] = [user]
     if req.host_keys:
-        # With `ssh_keys` given, cloud-init deletes the image's host keys (ssh_deletekeys)
-        # and installs only these; `ssh_genkeytypes: []` says outright that none is made.
+        # cloud-init deletes the image's host keys (ssh_deletekeys) and, with `ssh_keys`
+        # given, installs these and generates none (it reads `ssh_genkeytypes` only when
+        # `ssh_keys` is absent; its schema refuses an empty list, so it is left out).
         data["ssh_deletekeys"] = True
-        data["ssh_genkeytypes"] = []
         keys: dict[str, str] = {}
         for key in req.host_keys:
             keys[f"{key.type}_private"] = key.private
@@ -365,7 +372,14 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    # YAML folds the other line breaks (CR, NEL, LS, PS) in plain, quoted and block
+    # scalars; only double quotes keep them, as escapes.
+    if any(char in value for char in "\r\x85\u2028\u2029"):
+        style: str | None = '"'
+    elif "\n" in value:
+        style = "|"
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
