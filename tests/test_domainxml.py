@@ -572,3 +572,75 @@ def test_slirp_port_forward_listens_on_loopback(machine: str) -> None:
             domain.destroy()
         domain.undefine()
         conn.close()
+
+
+@pytest.mark.e2e
+def test_linked_clone_and_snapshots_on_the_real_daemon() -> None:
+    """qemu:///system: a qcow2 overlay on a base volume, then an internal snapshot and an
+    external disk-only one of the (shut off) domain using it."""
+    try:
+        conn = libvirt.open("qemu:///system")
+    except libvirt.libvirtError as exc:
+        pytest.skip(f"qemu:///system unreachable (run `make host`): {exc}")
+    tag = uuid.uuid4().hex[:8]
+    pool = conn.storagePoolLookupByName("default")
+    created: list[libvirt.virStorageVol] = []
+    domain = None
+    overlay = None
+    try:
+        base = pool.createXML(
+            VolumeConfig(name=f"vmftest-base-{tag}", capacity_bytes=1 << 26).to_xml()
+        )
+        created.append(base)
+        clone_config = VolumeConfig(
+            name=f"vmftest-clone-{tag}",
+            capacity_bytes=1 << 27,
+            backing=BackingStore(path=base.path()),
+        )
+        clone = pool.createXML(clone_config.to_xml())
+        created.append(clone)
+        info = subprocess.run(
+            ["qemu-img", "info", "--output=json", "-U", clone.path()],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert f'"backing-filename": "{base.path()}"' in info
+        assert '"compat": "1.1"' in info
+
+        config = DomainConfig(
+            name=f"vmftest-snap-{tag}",
+            domain_type="qemu",
+            memory_mib=96,
+            vcpus=1,
+            disks=(
+                DiskConfig(target="vda", source=VolumeSource(pool="default", volume=clone.name())),
+            ),
+        )
+        domain = conn.defineXMLFlags(config.to_xml(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE
+        internal = SnapshotConfig(name="internal", description="before")
+        domain.snapshotCreateXML(internal.to_xml(), flags)
+        domain.snapshotLookupByName("internal").delete()
+
+        overlay = str(Path(clone.path()).with_name(f"vmftest-clone-{tag}.external"))
+        external = SnapshotConfig(
+            name="external", disks=(SnapshotDisk(target="vda", file=overlay),)
+        )
+        assert external.disk_only
+        domain.snapshotCreateXML(
+            external.to_xml(), flags | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+        )
+        (disk,) = parse_domain(domain.XMLDesc()).disks
+        assert disk.source == FileSource(path=overlay)
+    finally:
+        if domain is not None:
+            for snapshot in domain.listAllSnapshots():
+                snapshot.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+            domain.undefine()
+        if overlay is not None:
+            Path(overlay).unlink(missing_ok=True)
+        pool.refresh()
+        for volume in reversed(created):
+            volume.delete()
+        conn.close()

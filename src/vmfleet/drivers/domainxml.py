@@ -520,6 +520,10 @@ class VolumeConfig:
         _sub(root, "allocation", "0", unit="bytes")
         target = _sub(root, "target")
         _sub(target, "format", type=self.format)
+        if self.format == "qcow2":
+            # libvirt still defaults to qcow2 v2 (compat 0.10); v3 has zero clusters and
+            # lazy refcounts, and every QEMU of the last decade reads it.
+            _sub(target, "compat", "1.1")
         if self.backing is not None:
             backing = _sub(root, "backingStore")
             _sub(backing, "path", self.backing.path)
