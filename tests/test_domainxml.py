@@ -100,6 +100,7 @@ DOMAINS: dict[str, Callable[[], DomainConfig]] = {
                 target="vdb", source=FileSource(path="/var/lib/vmfleet/data.raw"), format="raw"
             ),
             DiskConfig(target="sdb", bus="sata", device="cdrom", format="raw", source=None),
+            DiskConfig(target="sdc", bus="scsi", source=FileSource(path="/srv/scsi.qcow2")),
         ),
         nics=(
             NicConfig(mac="52:54:00:12:34:10", attachment=BridgeAttachment(bridge="br0")),

@@ -12,11 +12,13 @@ raises `ValueError`: it is a bug in the caller, since the spec was validated at 
 User-mode NICs with host port forwards come in two backends, chosen per NIC:
 
 - `slirp` (default): QEMU's built-in user network, passed through `<qemu:commandline>` as
-  `-netdev user,hostfwd=...` and `-device virtio-net-pci,...`, because libvirt 9.0 has no
-  port forwards for slirp. libvirt does not know these NICs (no `domiflist`, no hot-unplug);
-  `parse_domain` still reports them.
+  `-netdev user,hostfwd=...` and a JSON `-device`, because libvirt 9.0 has no port
+  forwards for slirp. libvirt does not know these NICs (no `domiflist`, no hot-unplug, no
+  boot order); `parse_domain` still reports them. Checked on Debian 12 (libvirt 9.0,
+  QEMU 7.2, TCG) for q35 and pc: the domain starts and QEMU listens on 127.0.0.1:PORT.
 - `passt`: libvirt's own `<interface type='user'>` with `<backend type='passt'/>` and
-  `<portForward>` (libvirt >= 9.0; needs the `passt` binary on the host).
+  `<portForward>`. The document passes libvirt 9.0's schema, but Debian 12 builds libvirt
+  with passt disabled: defining it there fails ("Invalid value ... 'passt'").
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from vmfleet.drivers.metadata import NAMESPACE as OWNER_NAMESPACE
@@ -442,6 +444,9 @@ class DomainConfig:
             _sub(devices, "emulator", self.emulator)
         for disk in self.disks:
             devices.append(disk.to_element())
+        if any(disk.bus == "scsi" for disk in self.disks):
+            # libvirt's default SCSI HBA is an emulated LSI card; virtio-scsi is the fast one.
+            _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
         for nic in self.nics:
             if not nic.is_slirp:
                 devices.append(nic.to_element())
@@ -712,7 +717,7 @@ class NicInfo:
     kind: str
     source: str | None = None
     model: str | None = None
-    forwards: tuple[PortForward, ...] = field(default=())
+    forwards: tuple[PortForward, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
