@@ -329,6 +329,7 @@ def test_snapshot_is_accepted_by_libvirt(test_conn: libvirt.virConnect, name: st
 def _hostile_domain() -> DomainConfig:
     return _domain(
         name=f"vmftest-{HOSTILE}",
+        uuid=None,
         description=HOSTILE,
         disks=(
             DiskConfig(target="vda", source=VolumeSource(pool=f"p{HOSTILE}", volume=HOSTILE)),
