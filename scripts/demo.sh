@@ -1,13 +1,54 @@
 #!/usr/bin/env bash
-# The demo: validate and show the example fleet (bring-up arrives with provisioning).
+# The demo: build small guest images from Debian packages (cached), bring up an example
+# fleet on this machine with vmfleet, and show it. Guests are reached only through
+# 127.0.0.1 port forwards (user-mode networking).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY=.venv/bin/python
 VMFLEET=.venv/bin/vmfleet
-echo "== vmfleet validate examples/lab.yaml"
-$VMFLEET validate examples/lab.yaml
+DEMO=.cache/demo
+mkdir -p "$DEMO"
+
+echo "== building guest images (cached after the first run)"
+$PY -m tests.support.images build micro
+
+eval "$($PY - <<'PYEOF'
+from tests.support import images
+print(f"KERNEL={images.micro_kernel()} INITRD={images.micro_initrd()} DISK={images.micro_disk()}")
+PYEOF
+)"
+
+cat > "$DEMO/fleet.yaml" <<YAML
+# The demo fleet: a three-tier app of micro guests (cloud kernel + busybox initramfs).
+fleet: demo
+hosts:
+  local: {domain_type: auto}
+images:
+  micro: {source: $DISK}
+defaults:
+  image: micro
+  memory: 128MiB
+  disk: 64MiB
+  kernel: {kernel: $KERNEL, initrd: $INITRD, cmdline: console=ttyS0}
+  ready: {wait_for: ssh, timeout: 2m}
+vms:
+  db: {labels: {tier: db}}
+  app: {replicas: 3, labels: {tier: app}}
+  web: {replicas: 2, labels: {tier: web}, overrides: {1: {memory: 192MiB}}}
+YAML
+
 echo
-echo "== vmfleet show examples/lab.yaml"
-$VMFLEET show examples/lab.yaml
+echo "== vmfleet validate $DEMO/fleet.yaml"
+$VMFLEET validate "$DEMO/fleet.yaml"
 echo
-echo "== vmfleet validate tests/fixtures/replicas-inventory.yml (the replicas doc's inventory)"
-$VMFLEET validate tests/fixtures/replicas-inventory.yml
+echo "== vmfleet plan $DEMO/fleet.yaml"
+$VMFLEET plan "$DEMO/fleet.yaml"
+echo
+echo "== vmfleet up $DEMO/fleet.yaml"
+$VMFLEET up "$DEMO/fleet.yaml"
+echo
+echo "== vmfleet list $DEMO/fleet.yaml"
+$VMFLEET list "$DEMO/fleet.yaml"
+echo
+echo "The fleet is running. Try:  $VMFLEET up $DEMO/fleet.yaml   (a no-op now)"
+echo "Take it down with:          $VMFLEET down $DEMO/fleet.yaml --yes"

@@ -6,18 +6,25 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input (spec or command line)
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
 
+from vmfleet import engine
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
+from vmfleet.cli.progress import VmProgress
 from vmfleet.core.expand import Instance, expand
-from vmfleet.errors import FleetError
+from vmfleet.core.plan import Plan
+from vmfleet.engine.context import FleetContext, state_dir_for
+from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.load import LoadedFleet, load, load_text
 from vmfleet.spec.units import format_size
+from vmfleet.state.store import Store, fleet_lock
 
 app = typer.Typer(
     name="vmfleet",
@@ -160,6 +167,276 @@ def convert(file: FleetFile) -> None:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     header = f"# converted by vmfleet from {file.name} ({fmt})\n"
     sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
+
+
+StateOpt = Annotated[
+    Path | None,
+    typer.Option("--state", help="State folder (default: .vmfleet/ beside the fleet file)."),
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel workers.")]
+WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for another run's lock.")]
+
+
+@contextlib.contextmanager
+def _context(
+    file: Path, state: Path | None, *, lock: bool, what: str, wait: float = 0.0
+) -> Iterator[FleetContext]:
+    loaded = _load(file)
+    state_dir = state_dir_for(loaded, state)
+    guard = fleet_lock(state_dir, wait=wait, what=what) if lock else contextlib.nullcontext()
+    with guard:
+        ctx = FleetContext(loaded=loaded, store=Store(state_dir), state_dir=state_dir)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+def _plan_rows(plan: Plan, *, prune: bool) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for action in plan.actions:
+        what = {
+            "create": "create",
+            "change": "change",
+            "unchanged": "unchanged",
+            "orphan": "remove" if prune else "orphan (kept; --prune removes)",
+        }[action.kind]
+        rows.append(
+            {
+                "vm": action.vm,
+                "action": what,
+                "host": action.host,
+                "changes": [
+                    f"{c.field}: {c.old} -> {c.new}" + ("" if c.live else " (next boot)")
+                    for c in action.changes
+                ],
+            }
+        )
+    return rows
+
+
+def _show_plan(plan: Plan, *, prune: bool, output: OutputFormat) -> None:
+    rows = _plan_rows(plan, prune=prune)
+    if output is not OutputFormat.table:
+        emit(rows, fmt=output, columns=[])
+        return
+    colours = {"create": "green", "change": "yellow", "unchanged": "dim", "remove": "red"}
+    for row in rows:
+        action = str(row["action"])
+        colour = colours.get(action.split(" ")[0], "magenta")
+        sign = {"create": "+", "change": "~", "remove": "-", "unchanged": "="}.get(
+            action.split(" ")[0], "?"
+        )
+        changes = "; ".join(row["changes"])  # type: ignore[arg-type]
+        console.print(
+            f"[{colour}]{sign} {row['vm']:<24} {action:<12}[/] on {row['host']}"
+            + (f"  {changes}" if changes else ""),
+            highlight=False,
+        )
+    counts = {k: len(plan.of(k)) for k in ("create", "change", "unchanged", "orphan")}
+    console.print(
+        f"plan: {counts['create']} to create, {counts['change']} to change, "
+        f"{counts['unchanged']} unchanged, {counts['orphan']} not in the spec"
+    )
+
+
+@app.command()
+def plan(
+    file: FleetFile,
+    output: Output = OutputFormat.table,
+    prune: Annotated[
+        bool, typer.Option(help="Show VMs no longer in the spec as removals.")
+    ] = False,
+    state: StateOpt = None,
+) -> None:
+    """Show what `up` would create, change and delete. Touches nothing."""
+    with _context(file, state, lock=False, what="plan") as ctx:
+        _show_plan(engine.make_plan(ctx), prune=prune, output=output)
+
+
+@app.command()
+def up(
+    file: FleetFile,
+    prune: Annotated[bool, typer.Option(help="Also remove VMs no longer in the spec.")] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            help="Restart running VMs whose change needs a reboot (asks first unless --yes)."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    workers: WorkersOpt = 8,
+    state: StateOpt = None,
+    wait: WaitOpt = 0.0,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Make the hosts match the fleet file: create, change and start VMs, then wait until
+    they are ready. Exits 1 if any VM failed."""
+    with _context(file, state, lock=True, what=f"up {file}", wait=wait) as ctx:
+        cleaned = engine.recover(ctx)
+        for item in cleaned:
+            err_console.print(f"recovered: rolled back {item} left by an interrupted run")
+        the_plan = engine.make_plan(ctx)
+        if (
+            the_plan.empty
+            and not any(a.observed and a.observed.state == "shutoff" for a in the_plan.actions)
+            and not (prune and the_plan.of("orphan"))
+        ):
+            if output is OutputFormat.table:
+                console.print(
+                    f"fleet {ctx.fleet} is up to date: nothing to do "
+                    f"({len(the_plan.actions)} VMs unchanged)"
+                )
+            else:
+                emit([], fmt=output, columns=[])
+            return
+        if restart and not yes and any(a.needs_restart for a in the_plan.of("change")):
+            names = ", ".join(a.vm for a in the_plan.of("change") if a.needs_restart)
+            if not typer.confirm(f"restart running VMs {names}?"):
+                restart = False
+        if prune and the_plan.of("orphan") and not yes:
+            names = ", ".join(a.vm for a in the_plan.of("orphan"))
+            if not typer.confirm(f"remove VMs no longer in the spec: {names}?"):
+                prune = False
+        if output is OutputFormat.table:
+            _show_plan(the_plan, prune=prune, output=output)
+        busy = [
+            a.vm
+            for a in the_plan.actions
+            if a.kind != "unchanged" or (a.observed and a.observed.state == "shutoff")
+        ]
+        with VmProgress(f"up {ctx.fleet}", busy) as progress:
+            results = engine.up(
+                ctx, the_plan, progress=progress, workers=workers, prune=prune, restart=restart
+            )
+        _report(results, output)
+
+
+def _report(results: list[engine.Outcome], output: OutputFormat) -> None:
+    rows = [
+        {
+            "vm": r.vm,
+            "action": r.action,
+            "ok": r.ok,
+            "detail": r.detail,
+            "seconds": round(r.seconds, 1),
+            "ready_seconds": None if r.ready_seconds is None else round(r.ready_seconds, 1),
+        }
+        for r in results
+    ]
+    emit(
+        rows,
+        fmt=output,
+        columns=[
+            ("vm", "VM"),
+            ("action", "Action"),
+            ("ok", "OK"),
+            ("seconds", "Seconds"),
+            ("detail", "Detail"),
+        ],
+    )
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise FleetError(
+            f"{len(failed)} of {len(results)} VMs failed: " + ", ".join(r.vm for r in failed)
+        )
+
+
+@app.command()
+def down(
+    file: FleetFile,
+    vms: Annotated[list[str] | None, typer.Argument(help="Only these VMs.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    workers: WorkersOpt = 8,
+    state: StateOpt = None,
+    wait: WaitOpt = 0.0,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Stop and remove the fleet's VMs (all, or those named), their disks and seeds.
+    Base images stay."""
+    with _context(file, state, lock=True, what=f"down {file}", wait=wait) as ctx:
+        engine.recover(ctx)
+        observation = engine.observe(ctx)
+        targets = [o.name for o in observation.vms if not vms or o.name in vms]
+        unknown = sorted(
+            set(vms or []) - {o.name for o in observation.vms} - {i.name for i in ctx.instances()}
+        )
+        if unknown:
+            raise UsageError(f"unknown VM {', '.join(unknown)} in fleet {ctx.fleet}")
+        if (
+            targets
+            and not yes
+            and not typer.confirm(
+                f"remove {len(targets)} VM{'s' if len(targets) != 1 else ''}: {', '.join(targets)}?"
+            )
+        ):
+            raise typer.Exit(1)
+        with VmProgress(f"down {ctx.fleet}", targets) as progress:
+            results = engine.down(ctx, vms or None, progress=progress, workers=workers)
+        if not results and output is OutputFormat.table:
+            console.print(f"fleet {ctx.fleet}: no VMs to remove")
+            return
+        _report(results, output)
+
+
+@app.command("list")
+def list_vms(
+    file: FleetFile,
+    output: Output = OutputFormat.table,
+    state: StateOpt = None,
+) -> None:
+    """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime."""
+    with _context(file, state, lock=False, what="list") as ctx:
+        rows = engine.listing(ctx)
+    emit(
+        rows,
+        fmt=output,
+        title=f"fleet {ctx.fleet}",
+        columns=[
+            ("template", "Template"),
+            ("name", "VM"),
+            ("host", "Host"),
+            ("state", "State"),
+            ("vcpus", "vCPUs"),
+            ("memory", "Memory"),
+            ("disk", "Disk"),
+            ("ip", "IP"),
+            ("uptime", "Uptime"),
+        ],
+    )
+
+
+app.command("ls", hidden=True, help="Alias of list.")(list_vms)
+
+
+def _power(file: Path, vms: list[str], state: Path | None, verb: str) -> None:
+    with _context(file, state, lock=False, what=verb) as ctx:
+        for result in engine.power(ctx, vms, verb):
+            console.print(f"{result.vm}: {result.detail}")
+
+
+@app.command()
+def start(
+    file: FleetFile, vms: Annotated[list[str], typer.Argument()], state: StateOpt = None
+) -> None:
+    """Start VMs of the fleet."""
+    _power(file, vms, state, "start")
+
+
+@app.command()
+def stop(
+    file: FleetFile, vms: Annotated[list[str], typer.Argument()], state: StateOpt = None
+) -> None:
+    """Shut VMs down gracefully (forced after a timeout)."""
+    _power(file, vms, state, "stop")
+
+
+@app.command()
+def reboot(
+    file: FleetFile, vms: Annotated[list[str], typer.Argument()], state: StateOpt = None
+) -> None:
+    """Reboot VMs of the fleet."""
+    _power(file, vms, state, "reboot")
 
 
 def _read(file: Path) -> str:

@@ -1,0 +1,17 @@
+"""Executing plans on hosts: the functions each CLI command calls."""
+
+from vmfleet.engine.apply import Observation, Outcome, down, make_plan, observe, up
+from vmfleet.engine.operations import listing, power
+from vmfleet.engine.provision import recover
+
+__all__ = [
+    "Observation",
+    "Outcome",
+    "down",
+    "listing",
+    "make_plan",
+    "observe",
+    "power",
+    "recover",
+    "up",
+]

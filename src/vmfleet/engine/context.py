@@ -1,0 +1,119 @@
+"""Everything one command needs about a fleet: the loaded spec, hosts, state and keys."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmfleet.core.expand import Instance, Leases, expand
+from vmfleet.drivers.libvirt_host import LibvirtHost
+from vmfleet.errors import FleetError
+from vmfleet.spec.load import LoadedFleet
+from vmfleet.spec.models import HostSpec
+from vmfleet.state.store import Store
+
+LOCAL_HOST = "local"
+
+
+def default_uri() -> str:
+    """qemu:///system as root, qemu:///session otherwise (or $LIBVIRT_DEFAULT_URI)."""
+    return os.environ.get("LIBVIRT_DEFAULT_URI") or (
+        "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+    )
+
+
+def state_dir_for(loaded: LoadedFleet, override: Path | None) -> Path:
+    """`.vmfleet/` beside the fleet file, unless `--state` says otherwise."""
+    return override if override is not None else loaded.path.parent / ".vmfleet"
+
+
+@dataclass
+class FleetContext:
+    loaded: LoadedFleet
+    store: Store
+    state_dir: Path
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _hosts: dict[str, LibvirtHost] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def fleet(self) -> str:
+        return self.loaded.name
+
+    def host_specs(self) -> dict[str, HostSpec]:
+        return dict(self.loaded.spec.hosts) or {LOCAL_HOST: HostSpec()}
+
+    def host(self, name: str) -> LibvirtHost:
+        """The connection to a host, opened on first use (HostUnreachableError if it can't)."""
+        with self._lock:
+            if name not in self._hosts:
+                spec = self.host_specs()[name]
+                self._hosts[name] = LibvirtHost(spec.uri or default_uri(), name=name)
+            host = self._hosts[name]
+        host.connect()
+        return host
+
+    def close(self) -> None:
+        for host in self._hosts.values():
+            host.close()
+        self.store.close()
+
+    def instances(self) -> list[Instance]:
+        """The fleet's VMs, with MACs and IPs kept from earlier runs."""
+        leases = Leases(
+            macs={(le.vm, le.slot): le.value for le in self.store.leases("mac")},
+            ips={(le.vm, le.slot): le.value for le in self.store.leases("ip")},
+        )
+        return expand(self.loaded.spec, fleet=self.fleet, leases=leases)
+
+    def place(self, instance: Instance) -> str:
+        """The host for a new VM: its pin, its first preference, else the first schedulable."""
+        specs = self.host_specs()
+        if instance.fields.host:
+            return instance.fields.host
+        for preferred in instance.fields.node_preference:
+            if specs[preferred].schedulable:
+                return preferred
+        for name, spec in specs.items():
+            if spec.schedulable:
+                return name
+        raise FleetError(f"no schedulable host for {instance.name}")
+
+    def ssh_public_key(self) -> str:
+        """The user's default public key, else a fleet key generated in the state folder."""
+        private = self.ssh_private_key()
+        return Path(str(private) + ".pub").read_text().strip()
+
+    def ssh_private_key(self) -> Path:
+        configured = self.loaded.spec.ssh.private_key
+        if configured:
+            return Path(configured).expanduser()
+        for candidate in ("id_ed25519", "id_ecdsa", "id_rsa"):
+            path = Path.home() / ".ssh" / candidate
+            if path.exists() and Path(str(path) + ".pub").exists():
+                return path
+        key = self.state_dir / "id_ed25519"
+        with self._lock:
+            if not key.exists():
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                subprocess.run(
+                    [
+                        "ssh-keygen",
+                        "-q",
+                        "-t",
+                        "ed25519",
+                        "-N",
+                        "",
+                        "-C",
+                        f"vmfleet-{self.fleet}",
+                        "-f",
+                        str(key),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+        return key

@@ -1,0 +1,120 @@
+"""Day-to-day operations on running fleets: the listing and power verbs."""
+
+from __future__ import annotations
+
+from vmfleet.core.plan import Observed
+from vmfleet.engine.apply import Outcome, observe
+from vmfleet.engine.context import FleetContext
+from vmfleet.errors import UsageError
+from vmfleet.spec.units import format_duration, format_size
+
+
+def listing(ctx: FleetContext) -> list[dict[str, object]]:
+    """A row per VM of the fleet, replicas together under their template; VMs the spec wants
+    that no host has are listed as `absent`, hosts that did not answer as `unreachable`."""
+    observation = observe(ctx)
+    have = {o.name: o for o in observation.vms}
+    rows: list[dict[str, object]] = []
+    wanted = ctx.instances()
+    for instance in wanted:
+        seen = have.pop(instance.name, None)
+        host = seen.host if seen else ctx.place(instance)
+        state = (
+            seen.state if seen else ("unreachable" if host in observation.unreachable else "absent")
+        )
+        rows.append(
+            _row(
+                ctx,
+                instance.name,
+                instance.template,
+                host,
+                state,
+                seen,
+                ips=[n.ip for n in instance.nics if n.ip],
+                user_mode=any(n.mode == "user" for n in instance.nics),
+            )
+        )
+    for name, seen in sorted(have.items()):
+        template = str(observation.details.get(name, {}).get("template", "?"))
+        rows.append(
+            _row(
+                ctx,
+                name,
+                template,
+                seen.host,
+                seen.state + " (not in spec)",
+                seen,
+                ips=[],
+                user_mode=False,
+            )
+        )
+    return rows
+
+
+def _row(
+    ctx: FleetContext,
+    name: str,
+    template: str,
+    host: str,
+    state: str,
+    seen: Observed | None,
+    *,
+    ips: list[str],
+    user_mode: bool,
+) -> dict[str, object]:
+    address: list[str] = list(ips)
+    if user_mode and seen is not None:
+        port = next(
+            (
+                int(le.value)
+                for le in ctx.store.leases("port")
+                if le.vm == name and le.scope == host and le.slot == 0
+            ),
+            None,
+        )
+        if port:
+            address.append(f"127.0.0.1:{port}")
+    uptime = None
+    if seen is not None and seen.state == "running":
+        info = ctx.host(host).get_domain(name)
+        uptime = info.uptime_seconds if info else None
+    return {
+        "name": name,
+        "template": template,
+        "host": host,
+        "state": state,
+        "vcpus": seen.vcpus if seen else None,
+        "memory": format_size(seen.memory_bytes) if seen else None,
+        "disk": format_size(seen.disk_bytes) if seen and seen.disk_bytes else None,
+        "ip": address or None,
+        "uptime": format_duration(uptime) if uptime is not None else None,
+        "uptime_seconds": uptime,
+    }
+
+
+def power(ctx: FleetContext, vms: list[str], verb: str) -> list[Outcome]:
+    """start, stop (graceful, then forced) or reboot the named VMs of this fleet."""
+    observation = observe(ctx)
+    have = {o.name: o for o in observation.vms}
+    unknown = [vm for vm in vms if vm not in have]
+    if unknown:
+        raise UsageError(f"no VM {', '.join(unknown)} in fleet {ctx.fleet} on any host")
+    results = []
+    for vm in vms:
+        seen = have[vm]
+        host = ctx.host(seen.host)
+        if verb == "start":
+            if seen.state == "running":
+                results.append(Outcome(vm, verb, True, "already running"))
+                continue
+            host.start(vm)
+            results.append(Outcome(vm, verb, True, "started"))
+        elif verb == "stop":
+            outcome = host.shutdown(vm, timeout=60.0)
+            results.append(Outcome(vm, verb, True, f"stopped ({outcome})"))
+        elif verb == "reboot":
+            host.reboot(vm)
+            results.append(Outcome(vm, verb, True, "rebooting"))
+        else:
+            raise UsageError(f"unknown power verb {verb!r}")
+    return results
