@@ -51,6 +51,7 @@ import libvirt
 import libvirt_qemu  # type: ignore[import-untyped]  # pyproject lists only libvirt.*
 
 from vmfleet.drivers.metadata import NAMESPACE, VOLUME_PREFIX, OwnerMetadata
+from vmfleet.drivers.metadata import PREFIX as METADATA_PREFIX
 from vmfleet.errors import (
     GuestError,
     HostUnreachableError,
@@ -677,8 +678,9 @@ class LibvirtHost:
     def define(self, xml: str) -> DomainInfo:
         """Define (or redefine) a persistent domain from XML carrying our metadata.
 
-        The XML is validated against libvirt's schema. Refuses with NotOwnedError when a
-        domain of that name exists and is not ours, or belongs to another fleet; raises
+        The XML is validated against libvirt's schema. Redefining keeps the domain's UUID when
+        the XML names none. Refuses with NotOwnedError when a domain of that name exists and
+        is not ours, or belongs to another fleet; raises
         ValueError when the XML itself carries no vmfleet metadata (we would lose track of
         the domain) or has no name.
         """
@@ -686,17 +688,17 @@ class LibvirtHost:
         owner = OwnerMetadata.from_domain_xml(xml)
         if owner is None:
             raise ValueError(f"domain XML for {name!r} carries no vmfleet metadata")
-        existing = self._lookup(name)
-        if existing is not None:
+        current = self.get_domain(name)
+        if current is not None:
             self._owned(name, doing="define")
-            current = self.get_domain(name)
-            theirs = current.owner.fleet if current is not None and current.owner else None
-            if theirs is not None and theirs != owner.fleet:
+            theirs = current.owner.fleet if current.owner else None
+            if theirs != owner.fleet:
                 raise NotOwnedError(
                     f"define: refused, the domain belongs to fleet {theirs!r}, not {owner.fleet!r}",
                     host=self.name,
                     vm=name,
                 )
+            xml = _with_uuid(xml, current.uuid)
         conn = self._connection()
         with self._call("define", vm=name):
             dom = conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
@@ -1493,6 +1495,20 @@ def _xml_name(xml: str, *, kind: str) -> str:
     if not name:
         raise ValueError(f"{kind} XML has no <name>")
     return name
+
+
+def _with_uuid(xml: str, domain_uuid: str) -> str:
+    """The domain XML with `<uuid>` set to `domain_uuid` when it has none (for redefinition)."""
+    root = ET.fromstring(xml)
+    if root.find("uuid") is not None:
+        return xml
+    name = root.find("name")
+    position = 0 if name is None else list(root).index(name) + 1
+    element = ET.Element("uuid")
+    element.text = domain_uuid
+    root.insert(position, element)
+    ET.register_namespace(METADATA_PREFIX, NAMESPACE)  # keep `vmfleet:` rather than `ns0:`
+    return ET.tostring(root, encoding="unicode")
 
 
 def _require_our_volume_name(name: str) -> None:
