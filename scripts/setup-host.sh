@@ -19,7 +19,7 @@ PACKAGES=(
     qemu-system-x86 qemu-utils dnsmasq-base iptables
     # Building guest images (tests/support/images.py) and talking to guests.
     mmdebstrap extlinux syslinux-common busybox-static cpio genisoimage iproute2
-    openssh-client
+    openssh-client e2fsprogs fdisk kmod
 )
 
 log() { printf 'setup-host: %s\n' "$*"; }
