@@ -6,7 +6,11 @@ that must be full lives on a small tmpfs mounted (and unmounted) by the test its
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +19,13 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vmfleet.drivers.libvirt_host import DomainState, LibvirtHost, ShutdownResult
+from vmfleet.drivers.libvirt_host import (
+    DomainState,
+    KeepAlive,
+    LibvirtHost,
+    ShutdownResult,
+    event_loop_running,
+)
 from vmfleet.drivers.metadata import OwnerMetadata
 from vmfleet.drivers.qemuimg import QemuImg, sha256
 from vmfleet.errors import HostUnreachableError, HypervisorError
@@ -221,3 +231,62 @@ def test_real_domain_lifecycle_and_forced_shutdown(host: LibvirtHost) -> None:
             host.destroy(name)
             host.undefine(name)
     assert host.get_domain(name) is None
+
+
+BRIDGE = '''#!{python}
+"""stdin/stdout <-> libvirtd's unix socket: a stand-in remote host for qemu+ext:// URIs."""
+import os, selectors, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect("/run/libvirt/libvirt-sock")
+sel = selectors.DefaultSelector()
+sel.register(0, selectors.EVENT_READ)
+sel.register(sock, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        data = os.read(0, 65536) if key.fileobj == 0 else sock.recv(65536)
+        if not data:
+            sys.exit(0)
+        if key.fileobj == 0:
+            sock.sendall(data)
+        else:
+            os.write(1, data)
+'''
+
+
+def child_pids_running(script: Path) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(script).encode() in stat.read_bytes():
+                found.append(int(stat.parent.name))
+        except OSError:
+            continue  # exited while we looked
+    return found
+
+
+def test_keepalive_detects_a_silent_remote_peer_and_the_next_call_reconnects(
+    tmp_path: Path,
+) -> None:
+    """A remote URI gets keepalive; a peer that stops answering becomes HostUnreachableError."""
+    bridge = tmp_path / "bridge"
+    bridge.write_text(BRIDGE.format(python=sys.executable))
+    bridge.chmod(0o755)
+    uri = f"qemu+ext://vmftest-peer/system?command={bridge}"
+    remote = LibvirtHost(uri, name="peer", keepalive=KeepAlive(interval=1, count=2))
+    assert remote.remote
+    with remote:
+        remote.list_domains()
+        assert event_loop_running()
+        (pid,) = child_pids_running(bridge)
+        # Signal through a pidfd: libvirt reaps the bridge when it drops the connection, and a
+        # bare pid could by then name some other process.
+        pidfd = os.pidfd_open(pid)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)  # the peer goes silent, socket open
+            with pytest.raises(HostUnreachableError, match=r"host peer: .*connection lost"):
+                remote.list_domains()
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # already ended by libvirt: fine
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.close(pidfd)
+        remote.list_domains()  # a fresh connection (and a fresh bridge)
