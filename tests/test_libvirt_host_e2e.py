@@ -97,7 +97,7 @@ def test_upload_then_overlay_with_backing_store(
     assert (info.backing_file, info.backing_format) == (base.path, "qcow2")
     qemu.check(overlay.path)
 
-    grown = host.resize_volume(POOL, overlay_name, 16 * MiB)
+    grown = host.resize_volume(POOL, overlay_name, capacity=16 * MiB)
     assert grown.capacity == 16 * MiB
 
     assert host.delete_volume(POOL, overlay_name)
@@ -117,9 +117,21 @@ def test_kvm_probe_answers_and_cleans_up(host: LibvirtHost) -> None:
     started = time.monotonic()
     usable = host.probe_kvm()
     took = time.monotonic() - started
-    print(f"\nkvm probe on this machine: usable={usable} in {took:.1f} s")
+    probe = host.last_kvm_probe
+    shown = "" if probe is None else f"; console ends {probe.console[-60:]!r}, error {probe.error}"
+    print(f"\nkvm probe on this machine: usable={usable} in {took:.1f} s{shown}")
     assert isinstance(usable, bool)
+    if probe is not None:
+        assert probe.booted is usable
     assert host.capabilities(probe_kvm=False).kvm_usable is usable  # cached
+    assert_no_probe_leftovers(host)
+
+
+def test_a_domain_type_libvirt_refuses_is_a_no_with_the_reason(host: LibvirtHost) -> None:
+    probe = host.boot_probe(domain_type="xen", timeout=5)
+    assert not probe.booted
+    assert probe.error is not None
+    assert "xen" in probe.error
     assert_no_probe_leftovers(host)
 
 

@@ -148,12 +148,17 @@ class HostCapabilities:
 
 @dataclass(frozen=True, slots=True)
 class BootProbe:
-    """Whether a tiny firmware-only domain of `domain_type` printed to its serial console."""
+    """How the probe payload fared in a domain of `domain_type` (see `LibvirtHost.boot_probe`).
+
+    `console` is what the serial console showed (SeaBIOS, then the payload's stage markers),
+    for explaining a failure; `error` is libvirt's message when the domain could not start.
+    """
 
     domain_type: str
     booted: bool
     seconds: float
     console: str
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +322,7 @@ class LibvirtHost:
         self._conn_lock = threading.Lock()
         self._kvm_lock = threading.Lock()
         self._kvm_usable: bool | None = None
+        self._kvm_probe: BootProbe | None = None
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -348,7 +354,10 @@ class LibvirtHost:
         self._connection()
 
     def close(self) -> None:
-        """Close the connection. Further calls reconnect, so closing twice is harmless."""
+        """Close the connection. Further calls reconnect, so closing twice is harmless.
+
+        Close only when no other thread is in a call on this host: libvirt fails their calls.
+        """
         with self._conn_lock:
             conn, self._conn = self._conn, None
         if conn is not None:
@@ -370,9 +379,11 @@ class LibvirtHost:
 
     def _connection(self) -> Any:
         with self._conn_lock:
-            if self._conn is not None and self._alive(self._conn):
-                return self._conn
-            self._conn = None
+            if self._conn is not None:
+                if self._alive(self._conn):
+                    return self._conn
+                self._discard(self._conn)
+                self._conn = None
             _silence_default_error_printing()
             use_keepalive = self._keepalive is not None and self.remote
             if use_keepalive:
@@ -393,6 +404,12 @@ class LibvirtHost:
                     f"cannot enable keepalive: {_message(err)}", host=self.name
                 ) from err
             # A driver without keepalive (no network protocol) cannot lose its peer.
+
+    @staticmethod
+    def _discard(conn: Any) -> None:
+        """Free a connection that already died; closing it can only report that it is dead."""
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
 
     @staticmethod
     def _alive(conn: Any) -> bool:
@@ -440,7 +457,7 @@ class LibvirtHost:
             hostname=hostname,
             arch=host_arch,
             cpus=int(info[2]),
-            memory_bytes=int(info[1]) * MiB,
+            memory_bytes=self._memory_bytes(fallback_mib=int(info[1])),
             guests=guests,
             kvm_usable=self._kvm_usable,
             libvirt_version=version,
@@ -449,6 +466,18 @@ class LibvirtHost:
             usable = self._probe_kvm_cached(result, timeout=8.0, pool=pool)
             result = replace(result, kvm_usable=usable)
         return result
+
+    def _memory_bytes(self, *, fallback_mib: int) -> int:
+        """The host's total memory. Node info counts NUMA cells only, which misses memory
+        hot-plugged outside them (seen on firecracker VMs), so ask for the memory stats."""
+        conn = self._connection()
+        try:
+            stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS, 0)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise self._error(err, doing="read memory statistics") from err
+            return fallback_mib * MiB  # a driver without memory stats (test): node info it is
+        return int(stats["total"]) * KiB
 
     def _guest_capability(self, guest: ET.Element) -> GuestCapability:
         arch_el = guest.find("arch")
@@ -506,8 +535,14 @@ class LibvirtHost:
                     self._kvm_usable = False
                 else:
                     probe = self.boot_probe(domain_type="kvm", timeout=timeout, pool=pool)
+                    self._kvm_probe = probe
                     self._kvm_usable = probe.booted
             return self._kvm_usable
+
+    @property
+    def last_kvm_probe(self) -> BootProbe | None:
+        """The probe behind the cached `kvm_usable` answer (None if none ran), to explain it."""
+        return self._kvm_probe
 
     def boot_probe(
         self, *, domain_type: str, timeout: float = 8.0, pool: str = "default"
@@ -522,7 +557,8 @@ class LibvirtHost:
 
         The domain (named `vmf-probe-<type>-<random>`, with our metadata, auto-destroyed if
         we lose the connection) and the volume are always removed before returning. A domain
-        libvirt cannot start at all raises HypervisorError: that is a broken host, not a "no".
+        libvirt refuses to start (say, /dev/kvm not accessible) is a "no" with libvirt's
+        message in `error`; a pool or connection failure raises.
         """
         token = uuid.uuid4().hex[:8]
         name = f"vmf-probe-{domain_type}-{token}"
@@ -542,8 +578,19 @@ class LibvirtHost:
         conn = self._connection()
         xml = _probe_domain_xml(name=name, domain_type=domain_type, kernel=kernel)
         started = time.monotonic()
-        with self._call(f"start {domain_type} probe domain", vm=name):
-            dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
+        try:
+            with self._call(f"start {domain_type} probe domain", vm=name):
+                dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
+        except HostUnreachableError:
+            raise
+        except HypervisorError as err:
+            return BootProbe(
+                domain_type=domain_type,
+                booted=False,
+                seconds=time.monotonic() - started,
+                console="",
+                error=str(err),
+            )
         reader = _ConsoleReader(conn, dom, marker=PROBE_DONE_MARKER)
         try:
             with self._call("open the probe domain's console", vm=name):
@@ -634,7 +681,9 @@ class LibvirtHost:
 
     def _domain_info(self, dom: Any) -> DomainInfo:
         name = str(dom.name())
-        root = ET.fromstring(dom.XMLDesc(0))
+        xml = dom.XMLDesc(0)
+        root = ET.fromstring(xml)
+        persistent = bool(dom.isPersistent())
         state_code, max_kib, mem_kib, vcpus, _cpu_time = dom.info()
         state = _STATES.get(state_code, DomainState.NOSTATE)
         max_vcpus = int(root.findtext("vcpu") or vcpus)
@@ -645,13 +694,13 @@ class LibvirtHost:
             name=name,
             uuid=str(dom.UUIDString()),
             state=state,
-            owner=OwnerMetadata.from_domain_xml(ET.tostring(root, encoding="unicode")),
+            owner=OwnerMetadata.from_domain_xml(xml),
             vcpus=int(vcpus),
             max_vcpus=max_vcpus,
             memory_bytes=int(mem_kib) * KiB,
             max_memory_bytes=int(max_kib) * KiB,
-            autostart=bool(dom.autostart()) if dom.isPersistent() else False,
-            persistent=bool(dom.isPersistent()),
+            autostart=bool(dom.autostart()) if persistent else False,
+            persistent=persistent,
             uptime_seconds=uptime,
         )
 
@@ -680,9 +729,8 @@ class LibvirtHost:
 
         The XML is validated against libvirt's schema. Redefining keeps the domain's UUID when
         the XML names none. Refuses with NotOwnedError when a domain of that name exists and
-        is not ours, or belongs to another fleet; raises
-        ValueError when the XML itself carries no vmfleet metadata (we would lose track of
-        the domain) or has no name.
+        is not ours, or belongs to another fleet. ValueError when the XML has no name or no
+        vmfleet metadata (we would lose track of the domain).
         """
         name = _xml_name(xml, kind="domain")
         owner = OwnerMetadata.from_domain_xml(xml)
@@ -841,7 +889,7 @@ class LibvirtHost:
             for flag in flags:
                 dom.setVcpusFlags(count, flag | extra)
 
-    def set_autostart(self, name: str, enabled: bool) -> None:
+    def set_autostart(self, name: str, *, enabled: bool) -> None:
         """Whether the host starts the domain when libvirtd starts (persistent domains only)."""
         dom = self._owned(name, doing="set autostart")
         with self._call("set autostart", vm=name):
@@ -932,11 +980,12 @@ class LibvirtHost:
     ) -> VolumeInfo:
         """Copy a local image file into a new volume through a libvirt stream.
 
-        Works for remote hosts too. The volume is created with the file's size, then its
-        bytes are sent; libvirt's pool then reports the image's own `format` (given so the
-        result can be checked: a mismatch raises HypervisorError). On any failure the new
-        volume is deleted again and the error raised. Refuses names without our prefix
-        (ValueError) and pools without room for the file (HypervisorError with sizes).
+        Works for remote hosts too. The volume is created as a raw file of the file's size,
+        then its bytes are sent; a dir (or fs) pool then detects the image's own format, which
+        must equal `format` (else HypervisorError), so other pool types hold raw images only.
+        On any failure the new volume is deleted again and the error raised. Refuses names
+        without our prefix (ValueError) and pools without room for the file (HypervisorError
+        with sizes).
         """
         _require_our_volume_name(name)
         source = Path(local_path)
@@ -952,17 +1001,28 @@ class LibvirtHost:
         with self._call(f"create volume {name!r} in pool {pool!r}"):
             vol = handle.createXML(_upload_volume_xml(name=name, size=size), 0)
         try:
-            with self._call(f"upload {source} to volume {name!r}"), source.open("rb") as data:
-                stream = conn.newStream(0)
-                vol.upload(stream, 0, size, 0)
-                stream.sendAll(_read_chunk, data)
-                stream.finish()
+            with self._call(f"upload {source} to volume {name!r}"):
+                self._send_file(conn, vol, source, size=size)
             with self._call(f"read uploaded volume {name!r}"):
                 info = self._settled_volume_info(vol, pool=pool, want_format=format)
         except BaseException as failure:
             self._delete_after_failure(vol, name=name, failure=failure)
             raise
         return info
+
+    @staticmethod
+    def _send_file(conn: Any, vol: Any, source: Path, *, size: int) -> None:
+        stream = conn.newStream(0)
+        try:
+            vol.upload(stream, 0, size, 0)
+            with source.open("rb") as data:
+                stream.sendAll(_read_chunk, data)
+            stream.finish()
+        except BaseException:
+            # The stream is unusable now; aborting it only frees it, the failure is re-raised.
+            with contextlib.suppress(libvirt.libvirtError):
+                stream.abort()
+            raise
 
     def _settled_volume_info(self, vol: Any, *, pool: str, want_format: str) -> VolumeInfo:
         # After an upload libvirt refreshes the pool in a background thread; until it has,
@@ -1004,7 +1064,7 @@ class LibvirtHost:
             vol.delete(0)
         return True
 
-    def resize_volume(self, pool: str, name: str, capacity: int) -> VolumeInfo:
+    def resize_volume(self, pool: str, name: str, *, capacity: int) -> VolumeInfo:
         """Grow one of our volumes to `capacity` bytes (libvirt refuses to shrink)."""
         if not name.startswith(VOLUME_PREFIX):
             raise NotOwnedError(
@@ -1184,7 +1244,8 @@ class LibvirtHost:
 
     def agent_ping(self, name: str, *, timeout: float = 5.0) -> bool:
         """True when the guest agent answers `guest-ping`; False when the domain is off, has
-        no agent channel, or the agent does not answer. Other failures raise."""
+        no agent channel, or the agent does not answer. Other failures raise. Any domain: a
+        ping changes nothing."""
         try:
             self._agent(name, {"execute": "guest-ping"}, timeout=timeout)
         except GuestError:
@@ -1219,7 +1280,10 @@ class LibvirtHost:
                     vm=name,
                 ) from err
             raise self._error(err, doing="guest agent command", vm=name) from err
-        parsed = json.loads(reply) if reply else {}
+        try:
+            parsed = json.loads(reply) if reply else {}
+        except ValueError as err:
+            raise GuestError(f"guest agent replied with invalid JSON: {reply!r}", vm=name) from err
         if not isinstance(parsed, dict):
             raise GuestError(f"guest agent replied with non-object JSON: {reply!r}", vm=name)
         return parsed
@@ -1324,7 +1388,6 @@ class _ConsoleReader:
         self._chunks: list[bytes] = []
         self._thread: threading.Thread | None = None
         self.found = threading.Event()
-        self.error: BaseException | None = None
 
     def start(self) -> None:
         self._stream = self._conn.newStream(0)
@@ -1341,21 +1404,26 @@ class _ConsoleReader:
                 self._chunks.append(data)
                 if self._marker in self.text():
                     self.found.set()
-        except libvirt.libvirtError as err:
-            self.error = err  # the console closes with an error when the domain is destroyed
+        except libvirt.libvirtError:
+            # The console ends with an error when the domain is destroyed. Should it end any
+            # earlier, the marker was not seen: the probe's answer is then "no", with whatever
+            # the console showed until then.
+            return
 
     def text(self) -> str:
         return b"".join(self._chunks).decode("utf-8", errors="replace")
 
     def stop(self) -> None:
+        """Call after destroying the domain: its end closes the console and the thread."""
         if self._thread is not None:
             self._thread.join(5.0)
-        if self._stream is not None and (self._thread is None or self._thread.is_alive()):
-            # Aborting a stream whose domain is gone fails; it is closed either way.
+        if self._stream is not None:
+            # Frees the stream (and wakes a reader still waiting); on a stream that the
+            # domain's end already closed it fails, which changes nothing.
             with contextlib.suppress(libvirt.libvirtError):
                 self._stream.abort()
-            if self._thread is not None:
-                self._thread.join(5.0)
+        if self._thread is not None:
+            self._thread.join(5.0)
 
 
 def _probe_domain_xml(*, name: str, domain_type: str, kernel: str) -> str:
