@@ -281,7 +281,7 @@ def test_memory_vcpus_and_autostart(host: LibvirtHost) -> None:
     host.start(name)
     host.set_memory(name, 48, live=True, config=True)
     host.set_vcpus(name, 2, live=True, config=True)
-    host.set_autostart(name, enabled=True)
+    host.set_autostart(name, True)
     info = host.get_domain(name)
     assert info is not None
     assert (info.memory_bytes, info.vcpus, info.autostart) == (48 * MiB, 2, True)
@@ -350,7 +350,7 @@ MUTATIONS: dict[str, Callable[[LibvirtHost, str], Any]] = {
     "undefine": lambda h, n: h.undefine(n),
     "set_memory": lambda h, n: h.set_memory(n, 32, live=True, config=True),
     "set_vcpus": lambda h, n: h.set_vcpus(n, 1, live=False, config=True),
-    "set_autostart": lambda h, n: h.set_autostart(n, enabled=True),
+    "set_autostart": lambda h, n: h.set_autostart(n, True),
     "define": lambda h, n: h.define(domain_xml(n)),
     "agent_command": lambda h, n: h.agent_command(n, {"execute": "guest-ping"}),
 }
@@ -432,7 +432,7 @@ def test_volumes_without_our_prefix_are_refused(host: LibvirtHost) -> None:
     with pytest.raises(NotOwnedError, match=r"'foreign\.img': refused"):
         host.delete_volume("pool", "foreign.img")
     with pytest.raises(NotOwnedError):
-        host.resize_volume("pool", "foreign.img", capacity=20 * MiB)
+        host.resize_volume("pool", "foreign.img", 20 * MiB)
     with pytest.raises(ValueError, match="lacks vmfleet's 'vmf-' prefix"):
         host.create_volume("pool", volume_xml("mine.img"))
     assert [v.name for v in host.list_volumes("pool")] == ["foreign.img"]

@@ -97,7 +97,7 @@ def test_upload_then_overlay_with_backing_store(
     assert (info.backing_file, info.backing_format) == (base.path, "qcow2")
     qemu.check(overlay.path)
 
-    grown = host.resize_volume(POOL, overlay_name, capacity=16 * MiB)
+    grown = host.resize_volume(POOL, overlay_name, 16 * MiB)
     assert grown.capacity == 16 * MiB
 
     assert host.delete_volume(POOL, overlay_name)

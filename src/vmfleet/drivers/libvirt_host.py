@@ -889,7 +889,7 @@ class LibvirtHost:
             for flag in flags:
                 dom.setVcpusFlags(count, flag | extra)
 
-    def set_autostart(self, name: str, *, enabled: bool) -> None:
+    def set_autostart(self, name: str, enabled: bool) -> None:
         """Whether the host starts the domain when libvirtd starts (persistent domains only)."""
         dom = self._owned(name, doing="set autostart")
         with self._call("set autostart", vm=name):
@@ -1064,7 +1064,7 @@ class LibvirtHost:
             vol.delete(0)
         return True
 
-    def resize_volume(self, pool: str, name: str, *, capacity: int) -> VolumeInfo:
+    def resize_volume(self, pool: str, name: str, capacity: int) -> VolumeInfo:
         """Grow one of our volumes to `capacity` bytes (libvirt refuses to shrink)."""
         if not name.startswith(VOLUME_PREFIX):
             raise NotOwnedError(
