@@ -1,0 +1,92 @@
+"""Helpers for end-to-end tests: run the real CLI, inspect the real libvirtd."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import libvirt
+
+SYSTEM_URI = "qemu:///system"
+
+
+def vmfleet(
+    *args: str, cwd: Path | None = None, timeout: float = 900, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the vmfleet CLI as a user would; output captured, exit code returned."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "vmfleet.cli.main", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
+        input=input,
+    )
+
+
+def unique_fleet(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def leftovers(fleet: str, uri: str = SYSTEM_URI) -> list[str]:
+    """Every domain, volume and network on the host that belongs to `fleet`."""
+    conn = libvirt.open(uri)
+    try:
+        found = [
+            f"domain {d.name()}"
+            for d in conn.listAllDomains()
+            if f"<vmfleet:fleet>{fleet}</vmfleet:fleet>" in d.XMLDesc(0)
+            or d.name().startswith(f"{fleet}-")
+        ]
+        for pool in conn.listAllStoragePools():
+            if pool.isActive():
+                pool.refresh(0)
+                found += [
+                    f"volume {v.name()}"
+                    for v in pool.listAllVolumes()
+                    if v.name().startswith(f"vmf-{fleet}--")
+                ]
+        found += [
+            f"network {n.name()}"
+            for n in conn.listAllNetworks()
+            if n.name().startswith(f"vmf-{fleet}-")
+        ]
+        return found
+    finally:
+        conn.close()
+
+
+def ssh(key: Path, port: int, command: str, *, user: str = "vmfleet") -> str:
+    """Run a command in a guest through its 127.0.0.1 forward; its stdout."""
+    result = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-p",
+            str(port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            f"{user}@127.0.0.1",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout

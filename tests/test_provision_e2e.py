@@ -1,0 +1,188 @@
+"""Provisioning on a real libvirtd under TCG, through the CLI as a user runs it:
+up brings guests to ready, a second up is a no-op, down leaves nothing behind, and a run
+killed at any moment converges on the next one without leaking volumes or domains."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.e2e_support import leftovers, ssh, unique_fleet, vmfleet
+from tests.support import images
+
+pytestmark = pytest.mark.e2e
+
+
+def micro_fleet(tmp_path: Path, fleet: str, replicas: int = 3, ready: str = "ssh") -> Path:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(f"""
+fleet: {fleet}
+hosts:
+  local: {{domain_type: qemu}}
+images:
+  micro: {{source: {images.micro_disk()}}}
+defaults:
+  image: micro
+  memory: 128MiB
+  disk: 64MiB
+  kernel:
+    kernel: {images.micro_kernel()}
+    initrd: {images.micro_initrd()}
+    cmdline: console=ttyS0
+  ready: {{wait_for: {ready}, timeout: 90s}}
+vms:
+  m: {{replicas: {replicas}}}
+""")
+    return path
+
+
+@pytest.mark.xdist_group("micro")
+def test_micro_fleet_up_noop_list_down(tmp_path: Path) -> None:
+    fleet = unique_fleet("e2em")
+    path = micro_fleet(tmp_path, fleet)
+    try:
+        first = vmfleet("up", str(path), "-o", "json")
+        assert first.returncode == 0, first.stderr + first.stdout
+        results = json.loads(first.stdout)
+        assert sorted(r["vm"] for r in results) == ["m-0", "m-1", "m-2"]
+        assert all(r["ok"] and r["ready_seconds"] is not None for r in results)
+
+        listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
+        assert [(r["name"], r["state"], r["template"]) for r in listed] == [
+            ("m-0", "running", "m"),
+            ("m-1", "running", "m"),
+            ("m-2", "running", "m"),
+        ]
+        ports = [int(r["ip"][0].split(":")[1]) for r in listed]
+        assert len(set(ports)) == 3
+
+        again = vmfleet("up", str(path))
+        assert again.returncode == 0
+        assert "up to date: nothing to do" in again.stdout
+
+        plan = json.loads(vmfleet("plan", str(path), "-o", "json").stdout)
+        assert {r["action"] for r in plan} == {"unchanged"}
+
+        gone = vmfleet("down", str(path), "--yes")
+        assert gone.returncode == 0, gone.stderr
+        assert leftovers(fleet) == []
+        assert json.loads(vmfleet("list", str(path), "-o", "json").stdout)[0]["state"] == "absent"
+    finally:
+        vmfleet("down", str(path), "--yes")
+
+
+@pytest.mark.xdist_group("micro")
+def test_kill_9_during_up_converges_with_nothing_leaked(tmp_path: Path) -> None:
+    fleet = unique_fleet("e2ek")
+    path = micro_fleet(tmp_path, fleet, replicas=4, ready="none")
+    db = tmp_path / ".vmfleet" / "state.db"
+    try:
+        # Kill at three moments of a run: its first journal intent, mid-way, late.
+        killed = 0
+        for entries in (1, 4, 8):
+            baseline = _journal_count(db)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vmfleet.cli.main", "up", str(path), "-j", "2"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _journal_count(db) >= baseline + entries:
+                    break
+                time.sleep(0.01)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed += 1
+            proc.wait()
+        assert killed >= 2, "the runs finished before they could be killed"
+        final = vmfleet("up", str(path), "-o", "json")
+        assert final.returncode == 0, final.stderr + final.stdout
+        listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
+        assert [(r["name"], r["state"]) for r in listed] == [
+            (f"m-{i}", "running") for i in range(4)
+        ]
+        assert vmfleet("up", str(path)).stdout.count("nothing to do") == 1
+        assert vmfleet("down", str(path), "--yes").returncode == 0
+        assert leftovers(fleet) == []
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+            assert (
+                conn.execute("SELECT count(*) FROM journal WHERE status = 'intent'").fetchone()[0]
+                == 0
+            )
+    finally:
+        vmfleet("down", str(path), "--yes")
+
+
+def _journal_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=0.1) as conn:
+            return int(conn.execute("SELECT count(*) FROM journal").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.xdist_group("debian")
+def test_debian_replicas_get_hostname_static_ip_and_key(tmp_path: Path) -> None:
+    fleet = unique_fleet("e2ed")
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(f"""
+fleet: {fleet}
+hosts:
+  local: {{domain_type: qemu}}
+ssh: {{private_key: {key}}}
+images:
+  debian: {{source: {images.debian_image()}}}
+networks:
+  back: {{mode: isolated, cidr: 10.251.7.0/24}}
+vms:
+  deb:
+    replicas: 3
+    memory: 512MiB
+    vcpus: 1
+    disk: 3GiB
+    image: debian
+    nics:
+      - {{network: user}}
+      - {{network: back, ips: [10.251.7.10, 10.251.7.11, 10.251.7.12]}}
+    ready: {{wait_for: ssh, timeout: 6m}}
+""")
+    try:
+        result = vmfleet("up", str(path), "-o", "json")
+        assert result.returncode == 0, result.stderr + result.stdout
+        listed = {r["name"]: r for r in json.loads(vmfleet("list", str(path), "-o", "json").stdout)}
+        public = key.with_suffix(".pub").read_text().split()[1]
+        for i in range(3):
+            row = listed[f"deb-{i}"]
+            port = int(next(a for a in row["ip"] if a.startswith("127.0.0.1:")).split(":")[1])
+            out = _ssh_retry(key, port, "hostname; ip -4 -o addr show; cat ~/.ssh/authorized_keys")
+            assert out.splitlines()[0] == f"deb-{i}"
+            assert f"10.251.7.1{i}/24" in out
+            assert public in out
+        assert "nothing to do" in vmfleet("up", str(path)).stdout
+        assert vmfleet("down", str(path), "--yes").returncode == 0
+        assert leftovers(fleet) == []
+    finally:
+        vmfleet("down", str(path), "--yes")
+
+
+def _ssh_retry(key: Path, port: int, command: str) -> str:
+    """sshd answers the banner a moment before it accepts logins; retry briefly."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return ssh(key, port, command)
+        except subprocess.CalledProcessError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
