@@ -1,0 +1,41 @@
+"""What `vmfleet` exports is its stable API: this list changes only on purpose."""
+
+import vmfleet
+
+PINNED = {
+    "FleetError",
+    "FleetSpec",
+    "GuestError",
+    "HostUnreachableError",
+    "HypervisorError",
+    "ImageError",
+    "Instance",
+    "Leases",
+    "LoadedFleet",
+    "LockedError",
+    "NotOwnedError",
+    "PlacementError",
+    "Plan",
+    "Position",
+    "Problem",
+    "SpecError",
+    "StateError",
+    "UsageError",
+    "__version__",
+    "diff",
+    "expand",
+    "load",
+}
+
+
+def test_public_api_is_pinned() -> None:
+    assert set(vmfleet.__all__) == PINNED
+    for name in vmfleet.__all__:
+        assert hasattr(vmfleet, name), name
+
+
+def test_the_library_loads_a_fleet_without_the_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "f.yaml"
+    path.write_text("images: {d: {source: /x}}\nvms: {web: {replicas: 2, image: d}}\n")
+    loaded = vmfleet.load(path)
+    assert [i.name for i in vmfleet.expand(loaded.spec, fleet=loaded.name)] == ["web-0", "web-1"]
