@@ -91,16 +91,32 @@ libvirtd_answers() {
     timeout 10 virsh -q -c "$URI" version >/dev/null 2>&1
 }
 
+virtlogd_answers() {
+    timeout 10 virt-admin -q -c virtlogd:///system version >/dev/null 2>&1
+}
+
 ensure_virtlogd() {
-    # A listening socket without our pid file is a virtlogd someone else started.
-    if pidfile_alive /run/virtlogd.pid virtlogd ||
-        [[ -n $(ss -xlH src /run/libvirt/virtlogd-sock 2>/dev/null) ]]; then
+    if virtlogd_answers; then
         log "virtlogd: running"
         return
     fi
-    # 9>&-: a daemon must not inherit the lock, or it would hold it for as long as it runs.
-    virtlogd -d 9>&-
-    log "virtlogd: started"
+    if pidfile_alive /run/virtlogd.pid virtlogd; then
+        log "virtlogd: running (pid $(</run/virtlogd.pid)), waiting for its socket"
+    else
+        # 9>&-: a daemon must not inherit the lock, or it would hold it for as long as it runs.
+        virtlogd -d 9>&-
+        log "virtlogd: started"
+    fi
+    wait_until virtlogd_answers "virtlogd does not answer on virtlogd:///system"
+}
+
+# Retry a check every 0.2 s until it passes, or fail after DAEMON_WAIT_SECONDS.
+wait_until() {
+    local check=$1 failure=$2 deadline=$((SECONDS + DAEMON_WAIT_SECONDS))
+    until "$check"; do
+        ((SECONDS < deadline)) || die "$failure after ${DAEMON_WAIT_SECONDS}s"
+        sleep 0.2
+    done
 }
 
 ensure_libvirtd() {
@@ -114,11 +130,7 @@ ensure_libvirtd() {
         libvirtd -d 9>&-
         log "libvirtd: started"
     fi
-    local deadline=$((SECONDS + DAEMON_WAIT_SECONDS))
-    until libvirtd_answers; do
-        ((SECONDS < deadline)) || die "libvirtd does not answer on $URI after ${DAEMON_WAIT_SECONDS}s"
-        sleep 0.2
-    done
+    wait_until libvirtd_answers "libvirtd does not answer on $URI"
     log "libvirtd: answering on $URI"
 }
 
