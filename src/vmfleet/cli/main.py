@@ -277,6 +277,7 @@ def up(
         for item in cleaned:
             err_console.print(f"recovered: rolled back {item} left by an interrupted run")
         the_plan = engine.make_plan(ctx)
+        engine.preflight(ctx, the_plan)
         if (
             the_plan.empty
             and not any(a.observed and a.observed.state == "shutoff" for a in the_plan.actions)

@@ -17,7 +17,7 @@ from vmfleet.core.plan import Action, Observed, Plan, diff
 from vmfleet.drivers.metadata import volume_name
 from vmfleet.engine import provision
 from vmfleet.engine.context import FleetContext
-from vmfleet.errors import FleetError, HostUnreachableError, HypervisorError
+from vmfleet.errors import FleetError, HostUnreachableError
 
 Progress = Callable[[str, str, str], None]
 
@@ -31,7 +31,7 @@ class Observation:
     """What the hosts report for this fleet, and which hosts could not be asked."""
 
     vms: list[Observed] = field(default_factory=list)
-    unreachable: dict[str, str] = field(default_factory=dict)
+    unreachable: dict[str, HostUnreachableError] = field(default_factory=dict)
     details: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
@@ -71,8 +71,8 @@ def observe(ctx: FleetContext) -> Observation:
         for future in as_completed(futures):
             try:
                 _name, vms, details = future.result()
-            except HypervisorError as error:
-                seen.unreachable[futures[future]] = str(error)
+            except HostUnreachableError as error:
+                seen.unreachable[futures[future]] = error
                 continue
             seen.vms += vms
             seen.details.update(details)
@@ -87,7 +87,7 @@ def make_plan(ctx: FleetContext, observation: Observation | None = None) -> Plan
     plan = diff(wanted, observation.vms)
     for action in plan.of("create"):
         if action.host in observation.unreachable:
-            raise HostUnreachableError(observation.unreachable[action.host], host=action.host)
+            raise observation.unreachable[action.host]
     return plan
 
 

@@ -124,7 +124,7 @@ def access(ctx: FleetContext, instance: Instance, host: str) -> Access:
 # --- base images ----------------------------------------------------------------------------
 
 
-def _image_path(ctx: FleetContext, source: str) -> Path:
+def image_path(ctx: FleetContext, source: str) -> Path:
     path = Path(source).expanduser()
     if not path.is_absolute():
         path = ctx.loaded.path.parent / path
@@ -133,7 +133,7 @@ def _image_path(ctx: FleetContext, source: str) -> Path:
     return path
 
 
-def _digest(ctx: FleetContext, path: Path) -> str:
+def digest(ctx: FleetContext, path: Path) -> str:
     """sha256 of an image, cached by path, size and mtime."""
     stat = path.stat()
     key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -142,9 +142,9 @@ def _digest(ctx: FleetContext, path: Path) -> str:
     entry = cache / hashlib.sha256(key.encode()).hexdigest()
     if entry.exists():
         return entry.read_text().strip()
-    digest = qemuimg.sha256(path)
-    entry.write_text(digest)
-    return digest
+    value = qemuimg.sha256(path)
+    entry.write_text(value)
+    return value
 
 
 def ensure_base(
@@ -152,14 +152,14 @@ def ensure_base(
 ) -> tuple[str, str, int]:
     """The base volume (path, format, virtual size) for `image` on a host, uploaded once."""
     spec = ctx.loaded.spec.images[image]
-    path = _image_path(ctx, spec.source)
-    digest = _digest(ctx, path)
-    if spec.sha256 and spec.sha256 != digest:
+    path = image_path(ctx, spec.source)
+    digest_value = digest(ctx, path)
+    if spec.sha256 and spec.sha256 != digest_value:
         raise ImageError(
-            f"image {image}: sha256 of {path} is {digest}, the spec says {spec.sha256}"
+            f"image {image}: sha256 of {path} is {digest_value}, the spec says {spec.sha256}"
         )
     pool = ctx.host_specs()[host_name].pool
-    name = base_volume_name(image=image, digest=digest)
+    name = base_volume_name(image=image, digest=digest_value)
     with _base_locks_guard:
         lock = _base_locks.setdefault((host.uri, name), threading.Lock())
     with lock:

@@ -1,0 +1,118 @@
+"""Provisioning commands against libvirt's test driver (in-process, no daemon): what `plan`
+shows, and the faults `up` refuses before it touches anything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.e2e_support import vmfleet
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
+    return path
+
+
+def fleet_on_test_driver(vms: str, image: Path) -> str:
+    return f"""
+fleet: fast
+hosts:
+  local: {{uri: "test:///default", domain_type: qemu, pool: default-pool}}
+images:
+  base: {{source: {image}}}
+defaults: {{image: base, memory: 64MiB, disk: 16MiB}}
+vms:
+{vms}
+"""
+
+
+def test_plan_lists_creations_in_json(fleet_file: Callable[[str], Path], image: Path) -> None:
+    path = fleet_file(fleet_on_test_driver("  web: {replicas: 2}\n  db: {}", image))
+    result = vmfleet("plan", str(path), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert [(r["vm"], r["action"], r["host"]) for r in json.loads(result.stdout)] == [
+        ("web-0", "create", "local"),
+        ("web-1", "create", "local"),
+        ("db", "create", "local"),
+    ]
+
+
+def test_plan_in_colour_says_what_up_would_do(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    path = fleet_file(fleet_on_test_driver("  web: {replicas: 2}", image))
+    result = vmfleet("plan", str(path))
+    assert "+ web-0" in result.stdout
+    assert "plan: 2 to create, 0 to change, 0 unchanged, 0 not in the spec" in result.stdout
+
+
+def test_up_refuses_a_domain_it_does_not_own(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    # libvirt's test driver starts with a domain named "test" that nobody in vmfleet owns.
+    path = fleet_file(fleet_on_test_driver("  test: {}\n  other: {}", image))
+    result = vmfleet("up", str(path))
+    assert result.returncode == 2
+    assert "a domain named 'test' already exists and belongs to nobody in vmfleet" in (
+        result.stderr.replace("\n", " ")
+    )
+    assert "nothing was changed" in result.stderr
+
+
+def test_up_refuses_a_missing_and_a_corrupt_image(
+    fleet_file: Callable[[str], Path], tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(corrupt), "16M"], check=True)
+    with corrupt.open("r+b") as handle:  # point the L1 table far outside the file
+        handle.seek(40)
+        handle.write(b"\xff" * 8)
+    path = fleet_file(
+        f"""
+fleet: fast
+hosts: {{local: {{uri: "test:///default", domain_type: qemu, pool: default-pool}}}}
+images:
+  gone: {{source: {tmp_path}/missing.qcow2}}
+  bad: {{source: {corrupt}}}
+vms:
+  a: {{image: gone}}
+  b: {{image: bad}}
+"""
+    )
+    result = vmfleet("up", str(path))
+    assert result.returncode == 2
+    flat = result.stderr.replace("\n", " ")
+    assert "2 problems found before starting" in flat
+    assert "missing.qcow2" in flat and "corrupt.qcow2" in flat
+
+
+def test_unreachable_host_fails_before_anything(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    path = fleet_file(
+        f"""
+hosts:
+  gone: {{uri: "qemu+unix:///system?socket=/nonexistent/libvirt-sock"}}
+images: {{base: {{source: {image}}}}}
+vms: {{web: {{image: base}}}}
+"""
+    )
+    result = vmfleet("up", str(path))
+    assert result.returncode == 1
+    assert "gone" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_down_of_an_unknown_vm_is_a_usage_error(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    path = fleet_file(fleet_on_test_driver("  web: {}", image))
+    result = vmfleet("down", str(path), "nosuch", "--yes")
+    assert result.returncode == 2
+    assert "unknown VM nosuch" in result.stderr
