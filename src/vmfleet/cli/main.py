@@ -14,6 +14,15 @@ from typing import Annotated
 
 import typer
 import yaml
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from vmfleet import engine
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
@@ -276,6 +285,7 @@ def up(
         cleaned = engine.recover(ctx)
         for item in cleaned:
             err_console.print(f"recovered: rolled back {item} left by an interrupted run")
+        _pull_with_bar(ctx, None)
         the_plan = engine.make_plan(ctx)
         engine.preflight(ctx, the_plan)
         if (
@@ -438,6 +448,79 @@ def reboot(
 ) -> None:
     """Reboot VMs of the fleet."""
     _power(file, vms, state, "reboot")
+
+
+image_app = typer.Typer(help="Base images: download, list, remove.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+def _pull_with_bar(ctx: FleetContext, names: list[str] | None) -> list[str]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(image: str, done: int, total: int | None) -> None:
+            if image not in tasks:
+                tasks[image] = bar.add_task(f"pull {image}", total=total)
+            bar.update(tasks[image], completed=done, total=total)
+
+        return engine.images.pull(ctx, names, progress=report)
+
+
+@image_app.command("pull")
+def image_pull(
+    file: FleetFile,
+    names: Annotated[list[str] | None, typer.Argument(help="Only these images.")] = None,
+    state: StateOpt = None,
+) -> None:
+    """Download the fleet's URL images into the cache (resumable, sha256-verified)."""
+    with _context(file, state, lock=False, what="image pull") as ctx:
+        fetched = _pull_with_bar(ctx, names or None)
+    console.print(f"pulled: {', '.join(fetched)}" if fetched else "all images are present")
+
+
+@image_app.command("list")
+def image_list(
+    file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = None
+) -> None:
+    """Each image: source, local file, hosts holding its base volume, disks that depend on it."""
+    with _context(file, state, lock=False, what="image list") as ctx:
+        rows = engine.images.listing(ctx)
+    emit(
+        rows,
+        fmt=output,
+        title="images",
+        columns=[
+            ("image", "Image"),
+            ("source", "Source"),
+            ("local", "Local file"),
+            ("size", "Size"),
+            ("hosts", "On hosts"),
+            ("dependants", "Used by"),
+        ],
+    )
+
+
+@image_app.command("rm")
+def image_rm(
+    file: FleetFile,
+    name: Annotated[str, typer.Argument(help="The image to remove.")],
+    state: StateOpt = None,
+) -> None:
+    """Remove an image's base volumes and cached download; refused while disks depend on it."""
+    with _context(file, state, lock=True, what=f"image rm {name}") as ctx:
+        removed = engine.images.remove(ctx, name)
+    for item in removed:
+        console.print(f"removed {item}")
+    if not removed:
+        console.print(f"image {name}: nothing to remove")
 
 
 def _read(file: Path) -> str:

@@ -1,5 +1,6 @@
 """Executing plans on hosts: the functions each CLI command calls."""
 
+from vmfleet.engine import images
 from vmfleet.engine.apply import Observation, Outcome, down, make_plan, observe, up
 from vmfleet.engine.operations import listing, power
 from vmfleet.engine.preflight import PreflightError
@@ -11,6 +12,7 @@ __all__ = [
     "Outcome",
     "PreflightError",
     "down",
+    "images",
     "listing",
     "make_plan",
     "observe",

@@ -91,7 +91,7 @@ def check(ctx: FleetContext, plan: Plan) -> None:
 
 def _check_image(ctx: FleetContext, name: str) -> tuple[Path, str]:
     spec = ctx.loaded.spec.images[name]
-    path = provision.image_path(ctx, spec.source)
+    path = provision.image_path(ctx, spec.source, spec.sha256)
     tool = QemuImg()
     info = tool.info(path)
     if info.format == "qcow2":

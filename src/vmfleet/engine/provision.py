@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import spec_hash
-from vmfleet.drivers import cloudinit, qemuimg, secrets
+from vmfleet.drivers import cloudinit, download, qemuimg, secrets
 from vmfleet.drivers.domainxml import (
     BackingStore,
     DiskConfig,
@@ -124,7 +124,14 @@ def access(ctx: FleetContext, instance: Instance, host: str) -> Access:
 # --- base images ----------------------------------------------------------------------------
 
 
-def image_path(ctx: FleetContext, source: str) -> Path:
+def image_path(ctx: FleetContext, source: str, sha256: str | None = None) -> Path:
+    """The local file of an image: its path, or its verified copy in the download cache."""
+    if source.startswith(("http://", "https://")):
+        assert sha256 is not None
+        cached = download.cached_path(download.default_cache_dir(), sha256)
+        if not cached.exists():
+            raise ImageError(f"image {source} is not downloaded yet (vmfleet image pull)")
+        return cached
     path = Path(source).expanduser()
     if not path.is_absolute():
         path = ctx.loaded.path.parent / path
@@ -152,7 +159,7 @@ def ensure_base(
 ) -> tuple[str, str, int]:
     """The base volume (path, format, virtual size) for `image` on a host, uploaded once."""
     spec = ctx.loaded.spec.images[image]
-    path = image_path(ctx, spec.source)
+    path = image_path(ctx, spec.source, spec.sha256)
     digest_value = digest(ctx, path)
     if spec.sha256 and spec.sha256 != digest_value:
         raise ImageError(

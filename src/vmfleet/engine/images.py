@@ -1,0 +1,132 @@
+"""Base images: fetch them, see where they are used, remove them when nothing depends on them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vmfleet.drivers import download
+from vmfleet.drivers.metadata import VOLUME_PREFIX
+from vmfleet.engine import provision
+from vmfleet.engine.context import FleetContext
+from vmfleet.errors import HostUnreachableError, ImageError, UsageError
+from vmfleet.spec.units import format_size
+
+Progress = Callable[[str, int, int | None], None]  # (image, bytes, total)
+
+
+def pull(
+    ctx: FleetContext, names: list[str] | None = None, progress: Progress | None = None
+) -> list[str]:
+    """Download every URL image (or those named) into the cache; returns those fetched."""
+    images = ctx.loaded.spec.images
+    unknown = sorted(set(names or []) - set(images))
+    if unknown:
+        raise UsageError(f"unknown image {', '.join(unknown)}; known: {', '.join(images)}")
+    fetched = []
+    for name in names or list(images):
+        spec = images[name]
+        if spec.source.startswith(("http://", "https://")):
+            assert spec.sha256 is not None
+            cache = download.default_cache_dir()
+            if download.cached_path(cache, spec.sha256).exists():
+                continue
+            download.fetch(
+                spec.source, sha256=spec.sha256, cache=cache, progress=_for_image(progress, name)
+            )
+            fetched.append(name)
+        else:
+            provision.image_path(ctx, spec.source)
+    return fetched
+
+
+def _for_image(progress: Progress | None, name: str) -> download.Progress | None:
+    if progress is None:
+        return None
+    report = progress
+
+    def one(done: int, total: int | None) -> None:
+        report(name, done, total)
+
+    return one
+
+
+def _base_prefix(image: str) -> str:
+    return f"{VOLUME_PREFIX}base--{image}--"
+
+
+def listing(ctx: FleetContext) -> list[dict[str, object]]:
+    """A row per image: source, local file, and per host its base volume and dependants."""
+    rows: list[dict[str, object]] = []
+    where = _where(ctx)
+    for name, spec in ctx.loaded.spec.images.items():
+        try:
+            path = provision.image_path(ctx, spec.source, spec.sha256)
+            local = str(path)
+            size = format_size(path.stat().st_size)
+        except ImageError:
+            local, size = "not downloaded" if spec.sha256 else "missing", None
+        hosts = where.get(name, {})
+        rows.append(
+            {
+                "image": name,
+                "source": spec.source,
+                "local": local,
+                "size": size,
+                "hosts": sorted(hosts),
+                "dependants": sorted({d for deps in hosts.values() for d in deps}),
+            }
+        )
+    return rows
+
+
+def _where(ctx: FleetContext) -> dict[str, dict[str, list[str]]]:
+    """image → host → volumes backed by that image's base volumes there."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for host_name, host_spec in ctx.host_specs().items():
+        try:
+            volumes = ctx.host(host_name).list_volumes(host_spec.pool)
+        except HostUnreachableError:
+            continue
+        bases = {v.path: v.name for v in volumes if v.name.startswith(f"{VOLUME_PREFIX}base--")}
+        for volume in volumes:
+            for image in ctx.loaded.spec.images:
+                base_path = next(
+                    (p for p, n in bases.items() if n.startswith(_base_prefix(image))), None
+                )
+                if base_path is None:
+                    continue
+                deps = out.setdefault(image, {}).setdefault(host_name, [])
+                if volume.backing_path == base_path:
+                    deps.append(volume.name)
+    return out
+
+
+def remove(ctx: FleetContext, name: str) -> list[str]:
+    """Delete an image's base volumes from every host and its cached download.
+
+    Refused (ImageError listing them) while any overlay still depends on it.
+    """
+    if name not in ctx.loaded.spec.images:
+        raise UsageError(f"unknown image {name}")
+    dependants = _where(ctx).get(name, {})
+    blocking = [f"{vol} on {host}" for host, vols in dependants.items() for vol in vols]
+    if blocking:
+        raise ImageError(
+            f"image {name} is still used by {len(blocking)} disk"
+            f"{'s' if len(blocking) != 1 else ''}: {', '.join(sorted(blocking))}; "
+            "remove those VMs first (vmfleet down)"
+        )
+    removed = []
+    for host_name, host_spec in ctx.host_specs().items():
+        host = ctx.host(host_name)
+        for volume in host.list_volumes(host_spec.pool):
+            if volume.name.startswith(_base_prefix(name)):
+                host.delete_volume(host_spec.pool, volume.name)
+                removed.append(f"{volume.name} on {host_name}")
+    spec = ctx.loaded.spec.images[name]
+    if spec.sha256 and spec.source.startswith(("http://", "https://")):
+        cached = download.cached_path(download.default_cache_dir(), spec.sha256)
+        if cached.exists():
+            cached.unlink()
+            removed.append(str(cached))
+    return removed
