@@ -66,8 +66,7 @@ def fetch(
                 os.fsync(out.fileno())
             if total is not None and done < total:
                 raise ImageError(
-                    f"download of {url} stopped after {done} of {total} bytes; "
-                    "run again to resume"
+                    f"download of {url} stopped after {done} of {total} bytes; run again to resume"
                 )
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         reason = getattr(error, "reason", error)

@@ -28,23 +28,48 @@ def ssh_banner(address: str, port: int, *, timeout: float = 2.0) -> str | None:
     return line if line.startswith("SSH-") else None
 
 
-def port_open(address: str, port: int, *, timeout: float = 2.0) -> bool:
-    """True when something accepts a TCP connection there and keeps it open briefly.
-
-    A QEMU user-mode forward accepts every connection even while nothing listens in the
-    guest, then closes it at once; so a connection that is closed straight away (or reset)
-    does not count.
-    """
+def _connection_fate(address: str, port: int, *, timeout: float, hold: float) -> str:
+    """'refused', 'closed' (accepted then closed or reset), 'data' or 'quiet' (still open)."""
     try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            sock.settimeout(0.3)
-            try:
-                data = sock.recv(1, socket.MSG_PEEK)
-            except TimeoutError:
-                return True  # open and quiet: a listener that waits for us to speak
-            return bool(data)
+        sock = socket.create_connection((address, port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "refused"
     except OSError:
+        return "refused"
+    with sock:
+        sock.settimeout(hold)
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            return "quiet"
+        except OSError:
+            return "closed"
+        return "data" if data else "closed"
+
+
+def port_open(address: str, port: int, *, timeout: float = 2.0) -> bool:
+    """True when something in the guest accepts a TCP connection at `address:port`.
+
+    For a direct address, an accepted connection is enough.
+    """
+    return _connection_fate(address, port, timeout=timeout, hold=0.3) in ("quiet", "data")
+
+
+def forwarded_port_open(address: str, port: int, *, control: int, hold: float = 0.5) -> bool:
+    """True when the guest port behind a QEMU user-mode forward accepts connections.
+
+    A slirp forward accepts every connection on the host side and holds it silently while
+    it tries to reach the guest, so 'accepted' proves nothing. `control` is a forward to a
+    guest port nothing listens on (port 1): once the guest's network answers, a connection
+    there is reset at once. The target counts as open when it sends data, or stays open
+    while the control connection is reset, i.e. the guest answered and did not refuse.
+    """
+    fate = _connection_fate(address, port, timeout=2.0, hold=hold)
+    if fate == "data":
+        return True
+    if fate != "quiet":
         return False
+    return _connection_fate(address, control, timeout=2.0, hold=hold) == "closed"
 
 
 def wait_until(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from vmfleet.core.expand import Instance
 from vmfleet.core.plan import Observed
 from vmfleet.engine.apply import Outcome, observe
 from vmfleet.engine.context import FleetContext
-from vmfleet.errors import UsageError
+from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.units import format_duration, format_size
 
 
@@ -30,7 +33,7 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
                 host,
                 state,
                 seen,
-                ips=[n.ip for n in instance.nics if n.ip],
+                ips=discover_ips(ctx, instance, seen),
                 user_mode=any(n.mode == "user" for n in instance.nics),
             )
         )
@@ -49,6 +52,35 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
             )
         )
     return rows
+
+
+def discover_ips(ctx: FleetContext, instance: Instance, seen: Observed | None) -> list[str]:
+    """Each NIC's address: the static one from the spec, else the network's DHCP lease, else
+    what the guest agent reports. User-mode NICs have none (they are reached by forward)."""
+    static = [n.ip for n in instance.nics if n.ip]
+    dynamic = [n for n in instance.nics if not n.ip and n.mode != "user"]
+    if not dynamic or seen is None or seen.state != "running":
+        return static
+    host = ctx.host(seen.host)
+    leases = _quietly(lambda: host.interface_addresses(instance.name, source="lease"))
+    found = list(static)
+    agent: dict[str, list[str]] | None = None
+    for nic in dynamic:
+        addresses = leases.get(nic.mac, [])
+        if not addresses:
+            if agent is None:
+                agent = _quietly(lambda: host.interface_addresses(instance.name, source="agent"))
+            addresses = agent.get(nic.mac, [])
+        found += [a for a in addresses if ":" not in a][:1]
+    return found
+
+
+def _quietly(read: Callable[[], dict[str, list[str]]]) -> dict[str, list[str]]:
+    """An address source that cannot answer (no agent yet) simply has nothing to say."""
+    try:
+        return read()
+    except FleetError:
+        return {}
 
 
 def _row(

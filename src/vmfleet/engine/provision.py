@@ -39,7 +39,7 @@ from vmfleet.drivers.domainxml import (
     VolumeConfig,
     VolumeSource,
 )
-from vmfleet.drivers.guest import port_open, ssh_banner, wait_until
+from vmfleet.drivers.guest import forwarded_port_open, port_open, ssh_banner, wait_until
 from vmfleet.drivers.libvirt_host import LibvirtHost
 from vmfleet.drivers.metadata import (
     NAMESPACE,
@@ -59,6 +59,10 @@ from vmfleet.spec.resolve import networks
 Progress = Callable[[str, str, str], None]  # (vm, phase, detail)
 PORT_BASE = 22000
 PORT_SPAN = 20000
+# Lease slots of extra forwards: FORWARD_SLOT_BASE + guest port (slot 0 is SSH).
+FORWARD_SLOT_BASE = 100000
+# A guest port nothing listens on: a forward to it shows when the guest's network answers.
+CONTROL_GUEST_PORT = 1
 
 _base_locks: dict[tuple[str, str], threading.Lock] = {}
 _base_locks_guard = threading.Lock()
@@ -374,15 +378,16 @@ def domain_config(
             )
             if fields.ready.wait_for.startswith("port:") and slot == 0:
                 guest = int(fields.ready.wait_for[5:])
-                if guest != 22:
-                    forwards += (
-                        PortForward(
-                            host_port=forward_port(
-                                ctx, host=host_name, vm=instance.name, slot=100 + guest
-                            ),
-                            guest_port=guest,
+                extra = [CONTROL_GUEST_PORT] + ([guest] if guest != 22 else [])
+                forwards += tuple(
+                    PortForward(
+                        host_port=forward_port(
+                            ctx, host=host_name, vm=instance.name, slot=FORWARD_SLOT_BASE + port
                         ),
+                        guest_port=port,
                     )
+                    for port in extra
+                )
             attachment: NetworkAttachment | UserAttachment = UserAttachment(forwards=forwards)
         else:
             attachment = NetworkAttachment(network=network_name(ctx.fleet, nic.network))
@@ -589,18 +594,29 @@ def wait_ready(
         )
     elif check.startswith("port:"):
         guest = int(check[5:])
-        address: str | None = reach.address
-        port = guest
-        if address == "127.0.0.1":
+        if reach.address is None:
+            raise GuestError("no address to check the port on", vm=instance.name)
+        target = reach.address
+        if target == "127.0.0.1":
             port = (
                 reach.port
                 if guest == 22
-                else forward_port(ctx, host=host_name, vm=instance.name, slot=100 + guest)
+                else forward_port(
+                    ctx, host=host_name, vm=instance.name, slot=FORWARD_SLOT_BASE + guest
+                )
             )
-        if address is None:
-            raise GuestError("no address to check the port on", vm=instance.name)
-        target = address
-        ok = wait_until(lambda: port_open(target, port), timeout=ready.timeout, cancelled=cancelled)
+            control = forward_port(
+                ctx, host=host_name, vm=instance.name, slot=FORWARD_SLOT_BASE + CONTROL_GUEST_PORT
+            )
+            ok = wait_until(
+                lambda: forwarded_port_open(target, port, control=control),
+                timeout=ready.timeout,
+                cancelled=cancelled,
+            )
+        else:
+            ok = wait_until(
+                lambda: port_open(target, guest), timeout=ready.timeout, cancelled=cancelled
+            )
     else:
         raise GuestError(f"readiness check {check!r} is not available for VMs", vm=instance.name)
     if not ok:
