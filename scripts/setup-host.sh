@@ -72,6 +72,19 @@ ensure_qemu_user() {
     fi
 }
 
+ensure_kvm_device() {
+    # Debian's udev rule makes /dev/kvm root:kvm 0660; without udev it may be root 0600, and
+    # then libvirtd, seeing KVM come and go between probes, re-probes QEMU on every call
+    # (seconds each). Set the Debian default. Whether KVM really runs guests is vmfleet's
+    # own probe's business (domain_type: auto), not this script's.
+    if [[ -c /dev/kvm ]]; then
+        if [[ "$(stat -c '%G %a' /dev/kvm)" != "kvm 660" ]]; then
+            chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+            log "/dev/kvm: set to root:kvm 0660"
+        fi
+    fi
+}
+
 ensure_dirs() {
     # Normally shipped by libvirt-daemon-system; virtlogd will not start without its log dir.
     mkdir -p /var/log/libvirt/qemu /var/lib/libvirt /var/cache/libvirt
@@ -158,6 +171,7 @@ ensure_pool() {
 
 install_packages
 ensure_qemu_user
+ensure_kvm_device
 ensure_dirs
 ensure_virtlogd
 ensure_libvirtd
