@@ -116,3 +116,17 @@ def test_down_of_an_unknown_vm_is_a_usage_error(
     result = vmfleet("down", str(path), "nosuch", "--yes")
     assert result.returncode == 2
     assert "unknown VM nosuch" in result.stderr
+
+
+def test_second_run_refuses_while_one_holds_the_lock(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    from vmfleet.state.store import fleet_lock
+
+    path = fleet_file(fleet_on_test_driver("  web: {}", image))
+    with fleet_lock(path.parent / ".vmfleet", what="up elsewhere"):
+        result = vmfleet("up", str(path))
+        waited = vmfleet("down", str(path), "--yes", "--wait", "0.5")
+    assert result.returncode == 1
+    assert "the fleet is busy" in result.stderr and "up elsewhere" in result.stderr
+    assert waited.returncode == 1

@@ -70,6 +70,13 @@ def test_micro_fleet_up_noop_list_down(tmp_path: Path) -> None:
         plan = json.loads(vmfleet("plan", str(path), "-o", "json").stdout)
         assert {r["action"] for r in plan} == {"unchanged"}
 
+        kept = vmfleet("down", str(path), input="n\n")
+        assert kept.returncode == 1
+        assert "remove 3 VMs: m-0, m-1, m-2?" in kept.stdout
+        assert {
+            r["state"] for r in json.loads(vmfleet("list", str(path), "-o", "json").stdout)
+        } == {"running"}
+
         gone = vmfleet("down", str(path), "--yes")
         assert gone.returncode == 0, gone.stderr
         assert leftovers(fleet) == []
