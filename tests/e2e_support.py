@@ -90,3 +90,30 @@ def ssh(key: Path, port: int, command: str, *, user: str = "vmfleet") -> str:
         check=True,
     )
     return result.stdout
+
+
+def micro_fleet_yaml(
+    fleet: str, *, replicas: int, ready: str = "none", extra_defaults: str = ""
+) -> str:
+    """A fleet of micro guests (cloud kernel + busybox initramfs) on this host, under TCG."""
+    from tests.support import images
+
+    return f"""
+fleet: {fleet}
+hosts:
+  local: {{domain_type: qemu}}
+images:
+  micro: {{source: {images.micro_disk()}}}
+defaults:
+  image: micro
+  memory: 128MiB
+  disk: 64MiB
+  kernel:
+    kernel: {images.micro_kernel()}
+    initrd: {images.micro_initrd()}
+    cmdline: console=ttyS0
+  ready: {{wait_for: {ready}, timeout: 90s}}
+{extra_defaults}
+vms:
+  m: {{replicas: {replicas}}}
+"""

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.e2e_support import leftovers, ssh, unique_fleet, vmfleet
+from tests.e2e_support import leftovers, micro_fleet_yaml, ssh, unique_fleet, vmfleet
 from tests.support import images
 
 pytestmark = pytest.mark.e2e
@@ -22,24 +22,7 @@ pytestmark = pytest.mark.e2e
 
 def micro_fleet(tmp_path: Path, fleet: str, replicas: int = 3, ready: str = "ssh") -> Path:
     path = tmp_path / "fleet.yaml"
-    path.write_text(f"""
-fleet: {fleet}
-hosts:
-  local: {{domain_type: qemu}}
-images:
-  micro: {{source: {images.micro_disk()}}}
-defaults:
-  image: micro
-  memory: 128MiB
-  disk: 64MiB
-  kernel:
-    kernel: {images.micro_kernel()}
-    initrd: {images.micro_initrd()}
-    cmdline: console=ttyS0
-  ready: {{wait_for: {ready}, timeout: 90s}}
-vms:
-  m: {{replicas: {replicas}}}
-""")
+    path.write_text(micro_fleet_yaml(fleet, replicas=replicas, ready=ready))
     return path
 
 

@@ -241,8 +241,8 @@ def down(
         if host_name in observation.unreachable:
             continue
         host = ctx.host(host_name)
+        provision.sweep_volumes(ctx, host, host_name, vms)
         for vm in vms or [i.name for i in ctx.instances()]:
-            provision.remove_volumes(ctx, host, host_name, vm)
             ctx.store.release(vm=vm)
         if not host.list_domains(fleet=ctx.fleet):
             provision.remove_networks(ctx, host)

@@ -18,9 +18,8 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from vmfleet.core.expand import Instance
@@ -38,6 +37,7 @@ from vmfleet.drivers.domainxml import (
     UserAttachment,
     VolumeConfig,
     VolumeSource,
+    parse_domain,
 )
 from vmfleet.drivers.guest import forwarded_port_open, port_open, ssh_banner, wait_until
 from vmfleet.drivers.libvirt_host import LibvirtHost
@@ -215,8 +215,20 @@ def _journaled(
     ctx.store.finish(entry)
 
 
-def _create_volume(host: LibvirtHost, pool: str, config: VolumeConfig) -> None:
-    host.create_volume(pool, config.to_xml())
+def _journaled_volume(
+    ctx: FleetContext, host_name: str, vm: str, pool: str, config: VolumeConfig
+) -> None:
+    """Create a volume from its config, journaled so a killed run can roll it back."""
+    host = ctx.host(host_name)
+    _journaled(
+        ctx,
+        host_name,
+        vm,
+        "volume",
+        config.name,
+        pool,
+        lambda: host.create_volume(pool, config.to_xml()),
+    )
 
 
 def create(ctx: FleetContext, instance: Instance, host_name: str, progress: Progress) -> Access:
@@ -249,7 +261,7 @@ def _create(ctx: FleetContext, instance: Instance, host_name: str, progress: Pro
     vm = instance.name
     fields = instance.fields
     record_leases(ctx, instance)
-    remove_volumes(ctx, host, host_name, vm)  # leftovers of a run killed before define
+    remove_volumes(ctx, host, host_name, vm, instance=instance)  # leftovers of a killed run
     progress(vm, "disk", "")
     root = volume_name(fleet=ctx.fleet, vm=vm, role="root")
     if fields.image:
@@ -270,38 +282,15 @@ def _create(ctx: FleetContext, instance: Instance, host_name: str, progress: Pro
                     path=base_path, format="raw" if base_format == "raw" else "qcow2"
                 ),
             )
-            _journaled(
-                ctx,
-                host_name,
-                vm,
-                "volume",
-                root,
-                pool,
-                lambda: host.create_volume(pool, config.to_xml()),
-            )
+            _journaled_volume(ctx, host_name, vm, pool, config)
     else:
-        blank = VolumeConfig(name=root, capacity_bytes=fields.disk)
-        _journaled(
-            ctx,
-            host_name,
-            vm,
-            "volume",
-            root,
-            pool,
-            lambda: host.create_volume(pool, blank.to_xml()),
+        _journaled_volume(
+            ctx, host_name, vm, pool, VolumeConfig(name=root, capacity_bytes=fields.disk)
         )
     for n, data in enumerate(fields.data_disks):
         name = volume_name(fleet=ctx.fleet, vm=vm, role=f"data-{n}")
         cfg = VolumeConfig(name=name, capacity_bytes=data.size, format=data.format)
-        _journaled(
-            ctx,
-            host_name,
-            vm,
-            "volume",
-            name,
-            pool,
-            partial(_create_volume, host, pool, cfg),
-        )
+        _journaled_volume(ctx, host_name, vm, pool, cfg)
     progress(vm, "seed", "")
     seed = volume_name(fleet=ctx.fleet, vm=vm, role="seed.iso")
     iso = _seed_iso(ctx, instance)
@@ -636,29 +625,68 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
     """Stop, undefine, delete the VM's volumes and release its leases. Base images stay."""
     host = ctx.host(host_name)
     info = host.get_domain(vm)
+    attached: list[str] = []
     if info is not None:
         if info.owner is None or info.owner.fleet != ctx.fleet:
             raise HypervisorError("not owned by this fleet; left alone", host=host_name, vm=vm)
+        attached = [
+            d.source.volume if isinstance(d.source, VolumeSource) else Path(d.source.path).name
+            for d in parse_domain(host.domain_xml(vm)).disks
+            if d.source is not None
+        ]
         progress(vm, "stop", "")
         if info.active:
             host.destroy(vm)
         progress(vm, "undefine", "")
         host.undefine(vm)
     progress(vm, "volumes", "")
-    remove_volumes(ctx, host, host_name, vm)
+    remove_volumes(ctx, host, host_name, vm, extra=attached)
     ctx.store.release(vm=vm)
     ctx.store.event(kind="removed", vm=vm, message=f"removed from {host_name}")
 
 
-def remove_volumes(ctx: FleetContext, host: LibvirtHost, host_name: str, vm: str) -> int:
-    """Delete every volume named as this fleet's VM's (root, data, seed)."""
+def volume_names(ctx: FleetContext, vm: str, instance: Instance | None = None) -> list[str]:
+    """The pool volumes a VM has: root, seed and (if its spec is known) its data disks."""
+    roles = ["root", "seed.iso"]
+    if instance is not None:
+        roles += [f"data-{n}" for n in range(len(instance.fields.data_disks))]
+    return [volume_name(fleet=ctx.fleet, vm=vm, role=role) for role in roles]
+
+
+def remove_volumes(
+    ctx: FleetContext,
+    host: LibvirtHost,
+    host_name: str,
+    vm: str,
+    *,
+    instance: Instance | None = None,
+    extra: Iterable[str] = (),
+) -> int:
+    """Delete the VM's volumes by name (looked up one by one: no scan of the whole pool).
+
+    `extra` may name any volumes (a domain's disks); only this fleet's, of this VM, go.
+    """
     pool = ctx.host_specs()[host_name].pool
     removed = 0
+    for name in dict.fromkeys([*volume_names(ctx, vm, instance), *extra]):
+        parsed = parse_volume_name(name)
+        if parsed and parsed[:2] == (ctx.fleet, vm) and host.delete_volume(pool, name):
+            removed += 1
+    return removed
+
+
+def sweep_volumes(
+    ctx: FleetContext, host: LibvirtHost, host_name: str, vms: Iterable[str] | None = None
+) -> list[str]:
+    """Delete every volume of this fleet's VMs (or of `vms`) left on a host: one pool scan."""
+    pool = ctx.host_specs()[host_name].pool
+    only = set(vms) if vms is not None else None
+    removed = []
     for volume in host.list_volumes(pool):
         parsed = parse_volume_name(volume.name)
-        if parsed and parsed[0] == ctx.fleet and parsed[1] == vm:
+        if parsed and parsed[0] == ctx.fleet and (only is None or parsed[1] in only):
             host.delete_volume(pool, volume.name)
-            removed += 1
+            removed.append(volume.name)
     return removed
 
 

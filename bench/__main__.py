@@ -1,0 +1,34 @@
+"""`python -m bench [NAME…]`: run benchmarks and print tables and ratios."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import provision
+
+BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
+    "up-down": provision.up_down,
+    "ssh-ready": provision.ssh_ready,
+}
+
+
+def show(name: str, rows: list[dict[str, object]]) -> None:
+    table = Table(title=name)
+    for key in rows[0]:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console().print(table)
+
+
+def main(names: list[str]) -> None:
+    for name in names or list(BENCHMARKS):
+        show(name, BENCHMARKS[name]())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
