@@ -130,3 +130,37 @@ def test_second_run_refuses_while_one_holds_the_lock(
     assert result.returncode == 1
     assert "the fleet is busy" in result.stderr and "up elsewhere" in result.stderr
     assert waited.returncode == 1
+
+
+def test_existing_network_must_exist_on_the_host(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    path = fleet_file(
+        fleet_on_test_driver("  web: {network: lan}", image).replace(
+            "vms:", "networks:\n  lan: {mode: existing, name: nosuchnet}\nvms:"
+        )
+    )
+    result = vmfleet("up", str(path))
+    assert result.returncode == 2
+    assert "needs libvirt network 'nosuchnet'" in result.stderr.replace("\n", " ")
+
+
+def test_nics_attach_to_bridges_existing_and_owned_networks(
+    fleet_file: Callable[[str], Path], image: Path, tmp_path: Path
+) -> None:
+    from vmfleet.engine.context import FleetContext
+    from vmfleet.engine.provision import attachment_for
+    from vmfleet.spec.load import load
+    from vmfleet.state.store import Store
+
+    path = fleet_file(
+        fleet_on_test_driver("  web: {}", image).replace(
+            "vms:",
+            "networks:\n  br: {mode: bridge, bridge: br0}\n  ex: {mode: existing, name: default}\n"
+            "  own: {mode: nat, cidr: 10.9.0.0/24}\nvms:",
+        )
+    )
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    assert repr(attachment_for(ctx, "br")) == "BridgeAttachment(bridge='br0')"
+    assert repr(attachment_for(ctx, "ex")) == "NetworkAttachment(network='default')"
+    assert repr(attachment_for(ctx, "own")) == "NetworkAttachment(network='vmf-fast-own')"

@@ -17,7 +17,10 @@ Progress = Callable[[str, int, int | None], None]  # (image, bytes, total)
 def pull(
     ctx: FleetContext, names: list[str] | None = None, progress: Progress | None = None
 ) -> list[str]:
-    """Download every URL image (or those named) into the cache; returns those fetched."""
+    """Download every URL image (or those named) into the cache; returns those fetched.
+
+    Local image files are left to preflight, which reports every missing one at once.
+    """
     images = ctx.loaded.spec.images
     unknown = sorted(set(names or []) - set(images))
     if unknown:
@@ -34,8 +37,6 @@ def pull(
                 spec.source, sha256=spec.sha256, cache=cache, progress=_for_image(progress, name)
             )
             fetched.append(name)
-        else:
-            provision.image_path(ctx, spec.source)
     return fetched
 
 

@@ -61,6 +61,20 @@ def check(ctx: FleetContext, plan: Plan) -> None:
                 f"host {action.host}: a domain named {action.vm!r} already exists and belongs to "
                 f"{whose}; vmfleet will not touch it (rename the VM or remove that domain)"
             )
+        for nic in action.instance.nics:
+            net = ctx.loaded.spec.networks.get(nic.network)
+            missing = (
+                net is not None
+                and net.mode == "existing"
+                and net.name is not None
+                and host.get_network(net.name) is None
+            )
+            if missing:
+                assert net is not None
+                problems.append(
+                    f"host {action.host}: {action.vm} needs libvirt network {net.name!r} "
+                    f"(network {nic.network!r} is mode existing), which the host lacks"
+                )
         fields = action.instance.fields
         needed[action.host] += SEED_BYTES
         needed[action.host] += sum(d.size for d in fields.data_disks if d.format == "raw")

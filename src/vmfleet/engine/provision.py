@@ -27,6 +27,7 @@ from vmfleet.core.plan import spec_hash
 from vmfleet.drivers import cloudinit, download, qemuimg, secrets
 from vmfleet.drivers.domainxml import (
     BackingStore,
+    BridgeAttachment,
     DiskConfig,
     DomainConfig,
     KernelBoot,
@@ -377,9 +378,11 @@ def domain_config(
                     )
                     for port in extra
                 )
-            attachment: NetworkAttachment | UserAttachment = UserAttachment(forwards=forwards)
+            attachment: NetworkAttachment | BridgeAttachment | UserAttachment = UserAttachment(
+                forwards=forwards
+            )
         else:
-            attachment = NetworkAttachment(network=network_name(ctx.fleet, nic.network))
+            attachment = attachment_for(ctx, nic.network)
         nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model))  # type: ignore[arg-type]
     kernel = fields.kernel
     return DomainConfig(
@@ -410,6 +413,18 @@ def domain_config(
         ),
         description=fields.description,
     )
+
+
+def attachment_for(ctx: FleetContext, network: str) -> NetworkAttachment | BridgeAttachment:
+    """Where a non-user NIC plugs in: our network, someone's existing one, or a host bridge."""
+    spec = networks(ctx.loaded.spec)[network]
+    if spec.mode == "bridge":
+        assert spec.bridge is not None
+        return BridgeAttachment(bridge=spec.bridge)
+    if spec.mode == "existing":
+        assert spec.name is not None
+        return NetworkAttachment(network=spec.name)
+    return NetworkAttachment(network=network_name(ctx.fleet, network))
 
 
 def ensure_networks(ctx: FleetContext, host: LibvirtHost, instance: Instance) -> None:
