@@ -49,9 +49,9 @@ def write_fleet(path: Path, fleet: str, url: str, digest: str, memory: str) -> N
 fleet: {fleet}
 hosts: {{local: {{domain_type: qemu}}}}
 images:
-  micro: {{source: "{url}", sha256: {digest}}}
+  lifeimg: {{source: "{url}", sha256: {digest}}}
 defaults:
-  image: micro
+  image: lifeimg
   memory: {memory}
   disk: 64MiB
   kernel:
@@ -84,7 +84,7 @@ def test_image_and_vm_lifecycle(
             f"vmf-{fleet}--life-0--root",
             f"vmf-{fleet}--life-1--root",
         ]
-        refused = vmfleet("image", "rm", str(path), "micro")
+        refused = vmfleet("image", "rm", str(path), "lifeimg")
         assert refused.returncode == 1
         assert "still used by 2 disks" in refused.stderr.replace("\n", " ")
 
@@ -115,7 +115,7 @@ def test_image_and_vm_lifecycle(
 
         assert vmfleet("down", str(path), "--yes").returncode == 0
         assert leftovers(fleet) == []
-        removed = vmfleet("image", "rm", str(path), "micro")
+        removed = vmfleet("image", "rm", str(path), "lifeimg")
         assert removed.returncode == 0, removed.stderr
         assert not (tmp_path / "cache" / f"{digest}.img").exists()
         assert (
