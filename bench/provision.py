@@ -50,7 +50,7 @@ def _micro_fleet(directory: Path, fleet: str, count: int) -> Path:
     return path
 
 
-def up_down(count: int = 20, rounds: int = 2) -> list[dict[str, object]]:
+def up_down(count: int = 20, rounds: int = 3) -> list[dict[str, object]]:
     """Best-of-`rounds` wall times of vmfleet and the floor for up and down of `count` VMs."""
     with tempfile.TemporaryDirectory() as tmp:
         fleet = f"bench-{uuid.uuid4().hex[:6]}"

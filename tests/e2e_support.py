@@ -93,7 +93,12 @@ def ssh(key: Path, port: int, command: str, *, user: str = "vmfleet") -> str:
 
 
 def micro_fleet_yaml(
-    fleet: str, *, replicas: int, ready: str = "none", extra_defaults: str = ""
+    fleet: str,
+    *,
+    replicas: int,
+    ready: str = "none",
+    template: str = "m",
+    extra_defaults: str = "",
 ) -> str:
     """A fleet of micro guests (cloud kernel + busybox initramfs) on this host, under TCG."""
     from tests.support import images
@@ -115,5 +120,5 @@ defaults:
   ready: {{wait_for: {ready}, timeout: 90s}}
 {extra_defaults}
 vms:
-  m: {{replicas: {replicas}}}
+  {template}: {{replicas: {replicas}}}
 """

@@ -82,3 +82,10 @@ def test_spec_hash_is_stable_and_sensitive() -> None:
     (b,) = fleet(web={"memory": "1GiB", "labels": {"x": "1"}})
     (c,) = fleet(web={"memory": "1GiB", "labels": {"x": "2"}})
     assert spec_hash(a) == spec_hash(b) != spec_hash(c)
+
+
+def test_spec_hash_never_depends_on_the_password() -> None:
+    (a,) = fleet(web={"cloud_init": {"password": "hunter2"}})
+    (b,) = fleet(web={"cloud_init": {"password": "correct horse"}})
+    (c,) = fleet(web={})
+    assert spec_hash(a) == spec_hash(b) != spec_hash(c)

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,16 +21,19 @@ from tests.support import images
 pytestmark = pytest.mark.e2e
 
 
-def micro_fleet(tmp_path: Path, fleet: str, replicas: int = 3, ready: str = "ssh") -> Path:
+def micro_fleet(
+    tmp_path: Path, fleet: str, template: str, replicas: int = 3, ready: str = "ssh"
+) -> Path:
+    """VM names are global on a host: each test names its template differently."""
     path = tmp_path / "fleet.yaml"
-    path.write_text(micro_fleet_yaml(fleet, replicas=replicas, ready=ready))
+    path.write_text(micro_fleet_yaml(fleet, replicas=replicas, ready=ready, template=template))
     return path
 
 
 @pytest.mark.xdist_group("micro")
 def test_micro_fleet_up_noop_list_down(tmp_path: Path) -> None:
     fleet = unique_fleet("e2em")
-    path = micro_fleet(tmp_path, fleet)
+    path = micro_fleet(tmp_path, fleet, "m")
     try:
         first = vmfleet("up", str(path), "-o", "json")
         assert first.returncode == 0, first.stderr + first.stdout
@@ -71,12 +75,14 @@ def test_micro_fleet_up_noop_list_down(tmp_path: Path) -> None:
 @pytest.mark.xdist_group("micro")
 def test_kill_9_during_up_converges_with_nothing_leaked(tmp_path: Path) -> None:
     fleet = unique_fleet("e2ek")
-    path = micro_fleet(tmp_path, fleet, replicas=4, ready="none")
+    path = micro_fleet(tmp_path, fleet, "k", replicas=4, ready="none")
     db = tmp_path / ".vmfleet" / "state.db"
     try:
         # Kill at three moments of a run: its first journal intent, mid-way, late.
         killed = 0
-        for entries in (1, 4, 8):
+        # Each run gets 1, 2 or 3 journal entries into its own work (a VM takes 3), so
+        # every run still has VMs to create when it is killed.
+        for entries in (1, 2, 3):
             baseline = _journal_count(db)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "vmfleet.cli.main", "up", str(path), "-j", "2"],
@@ -97,7 +103,7 @@ def test_kill_9_during_up_converges_with_nothing_leaked(tmp_path: Path) -> None:
         assert final.returncode == 0, final.stderr + final.stdout
         listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
         assert [(r["name"], r["state"]) for r in listed] == [
-            (f"m-{i}", "running") for i in range(4)
+            (f"k-{i}", "running") for i in range(4)
         ]
         assert vmfleet("up", str(path)).stdout.count("nothing to do") == 1
         assert vmfleet("down", str(path), "--yes").returncode == 0
@@ -142,16 +148,36 @@ vms:
     vcpus: 1
     disk: 3GiB
     image: debian
+    data_disks: [{{size: 1GiB}}]
     nics:
       - {{network: user}}
       - {{network: back, ips: [10.251.7.10, 10.251.7.11, 10.251.7.12]}}
     ready: {{wait_for: ssh, timeout: 6m}}
+    cloud_init:
+      password: {{env: E2E_VM_PASSWORD}}
+      apt_proxy: "http://10.251.7.1:3142"
+      write_files: [{{path: /etc/vmfleet-e2e, content: "written by cloud-init\n"}}]
+      runcmd: ["touch /run/vmfleet-runcmd"]
+    overrides:
+      2: {{clone: full}}
 """)
+    secret = "e2e-" + uuid.uuid4().hex
+    os.environ["E2E_VM_PASSWORD"] = secret
     try:
         result = vmfleet("up", str(path), "-o", "json")
         assert result.returncode == 0, result.stderr + result.stdout
         listed = {r["name"]: r for r in json.loads(vmfleet("list", str(path), "-o", "json").stdout)}
         public = key.with_suffix(".pub").read_text().split()[1]
+        # The password is in no file vmfleet wrote, no domain XML and no output.
+        for written in (tmp_path / ".vmfleet").rglob("*"):
+            if written.is_file():
+                assert secret.encode() not in written.read_bytes(), written
+        assert secret not in result.stdout + result.stderr
+        for i in range(3):
+            xml = subprocess.run(
+                ["virsh", "dumpxml", f"deb-{i}"], capture_output=True, text=True, check=True
+            ).stdout
+            assert secret not in xml
         for i in range(3):
             row = listed[f"deb-{i}"]
             port = int(next(a for a in row["ip"] if a.startswith("127.0.0.1:")).split(":")[1])
@@ -159,11 +185,40 @@ vms:
             assert out.splitlines()[0] == f"deb-{i}"
             assert f"10.251.7.1{i}/24" in out
             assert public in out
+            extra = _ssh_retry(
+                key,
+                port,
+                "cloud-init status --wait >/dev/null;"
+                " sudo grep '^vmfleet:' /etc/shadow | cut -d: -f2 | cut -c1-3;"
+                " cat /etc/vmfleet-e2e /etc/apt/apt.conf.d/01proxy;"
+                " test -e /run/vmfleet-runcmd && echo runcmd-ran;"
+                " lsblk -dno NAME,SIZE /dev/vdc",
+            )
+            assert extra.splitlines()[0] == "$6$"
+            assert "written by cloud-init" in extra
+            assert 'Acquire::http::Proxy "http://10.251.7.1:3142";' in extra
+            assert "runcmd-ran" in extra
+            assert "vdc    1G" in extra or "vdc 1G" in " ".join(extra.split())
+        backing = {
+            i: _backing(f"/var/lib/libvirt/images/vmf-{fleet}--deb-{i}--root") for i in range(3)
+        }
+        assert backing[0] and backing[1] and backing[2] is None  # replica 2 is a full clone
         assert "nothing to do" in vmfleet("up", str(path)).stdout
         assert vmfleet("down", str(path), "--yes").returncode == 0
         assert leftovers(fleet) == []
     finally:
+        os.environ.pop("E2E_VM_PASSWORD", None)
         vmfleet("down", str(path), "--yes")
+
+
+def _backing(path: str) -> str | None:
+    info = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(info).get("backing-filename")
 
 
 def _ssh_retry(key: Path, port: int, command: str) -> str:
@@ -176,3 +231,32 @@ def _ssh_retry(key: Path, port: int, command: str) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(2)
+
+
+@pytest.mark.xdist_group("micro")
+def test_vms_dropped_from_the_spec_go_only_with_prune(tmp_path: Path) -> None:
+    fleet = unique_fleet("e2ep")
+    path = tmp_path / "fleet.yaml"
+    with_spare = micro_fleet_yaml(fleet, replicas=2, template="p") + "  spare: {}\n"
+    path.write_text(with_spare)
+    try:
+        assert vmfleet("up", str(path)).returncode == 0
+        path.write_text(micro_fleet_yaml(fleet, replicas=2, template="p"))
+        plan = json.loads(vmfleet("plan", str(path), "--prune", "-o", "json").stdout)
+        assert [(r["vm"], r["action"]) for r in plan if r["action"] != "unchanged"] == [
+            ("spare", "remove")
+        ]
+        kept = vmfleet("up", str(path))
+        assert kept.returncode == 0
+        assert "1 not in the spec" in kept.stdout or "nothing to do" in kept.stdout
+        names = {r["name"] for r in json.loads(vmfleet("list", str(path), "-o", "json").stdout)}
+        assert "spare" in names
+        pruned = vmfleet("up", str(path), "--prune", "--yes")
+        assert pruned.returncode == 0, pruned.stderr
+        names = {r["name"] for r in json.loads(vmfleet("list", str(path), "-o", "json").stdout)}
+        assert names == {"p-0", "p-1"}
+        assert not [x for x in leftovers(fleet) if "spare" in x]
+        assert vmfleet("down", str(path), "--yes").returncode == 0
+        assert leftovers(fleet) == []
+    finally:
+        vmfleet("down", str(path), "--yes")

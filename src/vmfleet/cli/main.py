@@ -14,15 +14,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from vmfleet import engine
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
@@ -285,7 +276,8 @@ def up(
         cleaned = engine.recover(ctx)
         for item in cleaned:
             err_console.print(f"recovered: rolled back {item} left by an interrupted run")
-        _pull_with_bar(ctx, None)
+        if engine.images.missing(ctx):
+            _pull_with_bar(ctx, None)
         the_plan = engine.make_plan(ctx)
         engine.preflight(ctx, the_plan)
         if (
@@ -455,6 +447,16 @@ app.add_typer(image_app, name="image")
 
 
 def _pull_with_bar(ctx: FleetContext, names: list[str] | None) -> list[str]:
+    from rich.progress import (  # only when something is downloaded
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

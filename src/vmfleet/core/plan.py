@@ -68,8 +68,15 @@ class Plan:
 
 def spec_hash(instance: Instance) -> str:
     """A short, stable hash of everything that shapes a VM's domain and disks."""
+    fields = _plain(asdict(instance.fields))
+    assert isinstance(fields, dict)
+    # A password (even as a reference) never goes into a hash stored in domain metadata;
+    # cloud-init applies it at first boot only, so changing it is no reason to redefine.
+    cloud_init = fields.get("cloud_init")
+    if isinstance(cloud_init, dict) and cloud_init.get("password") is not None:
+        cloud_init["password"] = "set"
     payload = {
-        "fields": _plain(asdict(instance.fields)),
+        "fields": fields,
         "nics": [_plain(asdict(n)) for n in instance.nics],
         "name": instance.name,
     }

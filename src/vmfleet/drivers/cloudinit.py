@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import jinja2
-import jinja2.sandbox
 import yaml
 
 from vmfleet.drivers.secrets import looks_hashed
@@ -281,6 +279,10 @@ def render_template(
     Raises `SpecError` naming `source` (the template's file) and, where Jinja2 knows it,
     the template line.
     """
+    # Imported here: most fleets have no template, and Jinja2 is a noticeable share of start-up.
+    import jinja2
+    import jinja2.sandbox
+
     name = source or "<user-data template>"
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         # The loader gives the template a file name, so Jinja2's traceback frames carry it

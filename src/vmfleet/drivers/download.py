@@ -9,8 +9,6 @@ pull starts clean.
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +41,10 @@ def fetch(
     final = cached_path(cache, sha256)
     if final.exists():
         return final
+    # Imported here: urllib.request loads ssl, a noticeable share of every command's start-up.
+    import urllib.error
+    import urllib.request
+
     cache.mkdir(parents=True, exist_ok=True)
     part = final.with_suffix(".part")
     have = part.stat().st_size if part.exists() else 0

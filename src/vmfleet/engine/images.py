@@ -14,6 +14,18 @@ from vmfleet.spec.units import format_size
 Progress = Callable[[str, int, int | None], None]  # (image, bytes, total)
 
 
+def missing(ctx: FleetContext) -> list[str]:
+    """URL images of the fleet that are not in the download cache yet."""
+    cache = download.default_cache_dir()
+    return [
+        name
+        for name, spec in ctx.loaded.spec.images.items()
+        if spec.sha256
+        and spec.source.startswith(("http://", "https://"))
+        and not download.cached_path(cache, spec.sha256).exists()
+    ]
+
+
 def pull(
     ctx: FleetContext, names: list[str] | None = None, progress: Progress | None = None
 ) -> list[str]:
