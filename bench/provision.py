@@ -102,11 +102,19 @@ vms:
         first_answer: dict[int, float] = {}
         stop = threading.Event()
 
+        def watch_port(port: int) -> None:
+            # Independent of vmfleet: poll this guest's forward until it first shows a banner.
+            while not stop.is_set() and port not in first_answer:
+                if ssh_banner("127.0.0.1", port, timeout=2.0):
+                    first_answer[port] = time.perf_counter()
+                time.sleep(0.05)
+
         def watch() -> None:
+            started: set[int] = set()
             while not stop.is_set():
-                for port in _ports(db):
-                    if port not in first_answer and ssh_banner("127.0.0.1", port, timeout=0.2):
-                        first_answer[port] = time.perf_counter()
+                for port in set(_ports(db)) - started:
+                    started.add(port)
+                    threading.Thread(target=watch_port, args=(port,), daemon=True).start()
                 time.sleep(0.05)
 
         watcher = threading.Thread(target=watch, daemon=True)
