@@ -164,3 +164,64 @@ def test_nics_attach_to_bridges_existing_and_owned_networks(
     assert repr(attachment_for(ctx, "br")) == "BridgeAttachment(bridge='br0')"
     assert repr(attachment_for(ctx, "ex")) == "NetworkAttachment(network='default')"
     assert repr(attachment_for(ctx, "own")) == "NetworkAttachment(network='vmf-fast-own')"
+
+
+def test_pool_without_room_is_refused_before_anything(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    # The test driver's pool holds 100 GiB; a 2 TiB raw data disk cannot fit.
+    path = fleet_file(
+        fleet_on_test_driver("  big: {data_disks: [{size: 2TiB, format: raw}]}", image)
+    )
+    result = vmfleet("up", str(path))
+    assert result.returncode == 2
+    flat = result.stderr.replace("\n", " ")
+    assert "pool 'default-pool' has" in flat and "the plan writes at least 2.0TiB" in flat
+
+
+def test_seed_carries_the_users_template_rendered_and_merged(
+    fleet_file: Callable[[str], Path], image: Path, tmp_path: Path
+) -> None:
+    import pycdlib
+    import yaml
+
+    from vmfleet.engine.context import FleetContext
+    from vmfleet.engine.provision import _seed_iso
+    from vmfleet.spec.load import load
+    from vmfleet.state.store import Store
+
+    template = tmp_path / "user-data.j2"
+    template.write_text(
+        "#cloud-config\nwrite_files:\n  - path: /etc/role\n"
+        "    content: '{{ name }} of {{ template }} ({{ labels.tier }})'\n"
+        "packages: [htop]\n"
+    )
+    path = fleet_file(
+        fleet_on_test_driver(
+            "  web:\n    replicas: 2\n    labels: {tier: front}\n"
+            f"    cloud_init: {{user_data: {template}, packages: [curl],"
+            " apt_proxy: 'http://10.10.0.148:3142'}",
+            image,
+        )
+    )
+    loaded = load(path)
+    ctx = FleetContext(loaded=loaded, store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    instance = ctx.instances()[1]
+    iso = pycdlib.PyCdlib()
+    seed = tmp_path / "seed.iso"
+    seed.write_bytes(_seed_iso(ctx, instance))
+    iso.open(str(seed))
+    docs = {}
+    for name in ("user-data", "meta-data"):
+        out = tmp_path / name
+        iso.get_file_from_iso(str(out), joliet_path=f"/{name}")
+        docs[name] = out.read_text()
+    iso.close()
+    user = yaml.safe_load(docs["user-data"])
+    assert {"path": "/etc/role", "content": "web-1 of web (front)"}.items() <= (
+        user["write_files"][-1].items()
+    )
+    assert set(user["packages"]) >= {"curl", "htop"}
+    assert user["apt"]["http_proxy"] == "http://10.10.0.148:3142"
+    assert yaml.safe_load(docs["meta-data"])["local-hostname"] == "web-1"
+    assert ctx.ssh_public_key().split()[1] in docs["user-data"]
