@@ -6,9 +6,7 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input (spec or command line)
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -16,43 +14,24 @@ import typer
 import yaml
 
 from vmfleet import engine
+from vmfleet.cli.common import (
+    FleetFile,
+    Output,
+    StateOpt,
+    WaitOpt,
+    WorkersOpt,
+    app,
+    fleet_context,
+    load_fleet,
+)
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.cli.progress import VmProgress
 from vmfleet.core.expand import Instance, expand
 from vmfleet.core.plan import Plan
-from vmfleet.engine.context import FleetContext, state_dir_for
+from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, UsageError
-from vmfleet.spec.load import LoadedFleet, load, load_text
+from vmfleet.spec.load import load_text
 from vmfleet.spec.units import format_size
-from vmfleet.state.store import Store, fleet_lock
-
-app = typer.Typer(
-    name="vmfleet",
-    help="Run fleets of libvirt/QEMU virtual machines from one declarative file.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-
-FleetFile = Annotated[
-    Path,
-    typer.Argument(
-        help="Fleet file: native YAML, Ansible inventory.yml, cluster vars or "
-        "Kubernetes manifests (detected).",
-        show_default=False,
-    ),
-]
-Output = Annotated[
-    OutputFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
-]
-
-
-def _load(path: Path) -> LoadedFleet:
-    loaded = load(path)
-    for warning in loaded.document.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    return loaded
 
 
 def instance_row(inst: Instance) -> dict[str, object]:
@@ -83,7 +62,7 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
 
     Exits 2 when the file has problems. Nothing on any host is touched.
     """
-    loaded = _load(file)
+    loaded = load_fleet(file)
     instances = expand(loaded.spec, fleet=loaded.name)
     rows = []
     for name, template in loaded.spec.vms.items():
@@ -135,7 +114,7 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
     """Show every VM the fleet file expands to: names, sizes, MACs, IPs, groups, labels."""
-    loaded = _load(file)
+    loaded = load_fleet(file)
     rows = [instance_row(i) for i in expand(loaded.spec, fleet=loaded.name)]
     emit(
         rows,
@@ -167,29 +146,6 @@ def convert(file: FleetFile) -> None:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     header = f"# converted by vmfleet from {file.name} ({fmt})\n"
     sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
-
-
-StateOpt = Annotated[
-    Path | None,
-    typer.Option("--state", help="State folder (default: .vmfleet/ beside the fleet file)."),
-]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel workers.")]
-WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for another run's lock.")]
-
-
-@contextlib.contextmanager
-def _context(
-    file: Path, state: Path | None, *, lock: bool, what: str, wait: float = 0.0
-) -> Iterator[FleetContext]:
-    loaded = _load(file)
-    state_dir = state_dir_for(loaded, state)
-    guard = fleet_lock(state_dir, wait=wait, what=what) if lock else contextlib.nullcontext()
-    with guard:
-        ctx = FleetContext(loaded=loaded, store=Store(state_dir), state_dir=state_dir)
-        try:
-            yield ctx
-        finally:
-            ctx.close()
 
 
 def _plan_rows(plan: Plan, *, prune: bool) -> list[dict[str, object]]:
@@ -250,7 +206,7 @@ def plan(
     state: StateOpt = None,
 ) -> None:
     """Show what `up` would create, change and delete. Touches nothing."""
-    with _context(file, state, lock=False, what="plan") as ctx:
+    with fleet_context(file, state, lock=False, what="plan") as ctx:
         _show_plan(engine.make_plan(ctx), prune=prune, output=output)
 
 
@@ -272,7 +228,7 @@ def up(
 ) -> None:
     """Make the hosts match the fleet file: create, change and start VMs, then wait until
     they are ready. Exits 1 if any VM failed."""
-    with _context(file, state, lock=True, what=f"up {file}", wait=wait) as ctx:
+    with fleet_context(file, state, lock=True, what=f"up {file}", wait=wait) as ctx:
         cleaned = engine.recover(ctx)
         for item in cleaned:
             err_console.print(f"recovered: rolled back {item} left by an interrupted run")
@@ -357,7 +313,7 @@ def down(
 ) -> None:
     """Stop and remove the fleet's VMs (all, or those named), their disks and seeds.
     Base images stay."""
-    with _context(file, state, lock=True, what=f"down {file}", wait=wait) as ctx:
+    with fleet_context(file, state, lock=True, what=f"down {file}", wait=wait) as ctx:
         engine.recover(ctx)
         observation = engine.observe(ctx)
         targets = [o.name for o in observation.vms if not vms or o.name in vms]
@@ -389,7 +345,7 @@ def list_vms(
     state: StateOpt = None,
 ) -> None:
     """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime."""
-    with _context(file, state, lock=False, what="list") as ctx:
+    with fleet_context(file, state, lock=False, what="list") as ctx:
         rows = engine.listing(ctx)
     emit(
         rows,
@@ -413,7 +369,7 @@ app.command("ls", hidden=True, help="Alias of list.")(list_vms)
 
 
 def _power(file: Path, vms: list[str], state: Path | None, verb: str) -> None:
-    with _context(file, state, lock=False, what=verb) as ctx:
+    with fleet_context(file, state, lock=False, what=verb) as ctx:
         for result in engine.power(ctx, vms, verb):
             console.print(f"{result.vm}: {result.detail}")
 
@@ -483,7 +439,7 @@ def image_pull(
     state: StateOpt = None,
 ) -> None:
     """Download the fleet's URL images into the cache (resumable, sha256-verified)."""
-    with _context(file, state, lock=False, what="image pull") as ctx:
+    with fleet_context(file, state, lock=False, what="image pull") as ctx:
         fetched = _pull_with_bar(ctx, names or None)
     console.print(f"pulled: {', '.join(fetched)}" if fetched else "all images are present")
 
@@ -493,7 +449,7 @@ def image_list(
     file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = None
 ) -> None:
     """Each image: source, local file, hosts holding its base volume, disks that depend on it."""
-    with _context(file, state, lock=False, what="image list") as ctx:
+    with fleet_context(file, state, lock=False, what="image list") as ctx:
         rows = engine.images.listing(ctx)
     emit(
         rows,
@@ -517,7 +473,7 @@ def image_rm(
     state: StateOpt = None,
 ) -> None:
     """Remove an image's base volumes and cached download; refused while disks depend on it."""
-    with _context(file, state, lock=True, what=f"image rm {name}") as ctx:
+    with fleet_context(file, state, lock=True, what=f"image rm {name}") as ctx:
         removed = engine.images.remove(ctx, name)
     for item in removed:
         console.print(f"removed {item}")
@@ -530,6 +486,10 @@ def _read(file: Path) -> str:
         return file.read_text(encoding="utf-8")
     except OSError as error:
         raise FleetError(f"cannot read {file}: {error.strerror}") from None
+
+
+# Command modules for further capabilities register themselves on `app` when imported.
+from vmfleet.cli import access  # noqa: E402,F401
 
 
 def run() -> None:
