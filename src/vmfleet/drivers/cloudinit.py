@@ -336,6 +336,9 @@ def _our_user_data(req: SeedRequest) -> dict[str, Any]:
     if req.ssh_authorized_keys:
         user["ssh_authorized_keys"] = list(req.ssh_authorized_keys)
     data["users"] = [user]
+    if req.password_hash is not None:
+        # A password is given to be used: the replicas doc logs in with it (`ssh-pass`).
+        data["ssh_pwauth"] = True
     if req.host_keys:
         # cloud-init deletes the image's host keys (ssh_deletekeys) and, with `ssh_keys`
         # given, installs these and generates none (it reads `ssh_genkeytypes` only when

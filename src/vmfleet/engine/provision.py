@@ -52,6 +52,7 @@ from vmfleet.drivers.metadata import (
 )
 from vmfleet.drivers.qemuimg import QemuImg
 from vmfleet.drivers.seed import build_seed_iso
+from vmfleet.engine import hostkeys
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, GuestError, HypervisorError, ImageError
 from vmfleet.spec.models import Secret
@@ -491,6 +492,7 @@ def _seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
             )
         )
     template_text, template_source = _user_template(ctx, ci.user_data)
+    host_key = hostkeys.record_host_key(ctx, instance.name)
     request = cloudinit.SeedRequest(
         instance_id=f"{ctx.fleet}-{instance.name}-{spec_hash(instance)}",
         hostname=instance.hostname,
@@ -507,6 +509,11 @@ def _seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
         ),
         runcmd=tuple(c if isinstance(c, str) else tuple(c) for c in ci.runcmd or ()),
         nics=tuple(nics),
+        host_keys=(
+            (cloudinit.HostKey(type="ed25519", private=host_key.private, public=host_key.public),)
+            if host_key
+            else ()
+        ),
         user_template=template_text,
         user_template_source=template_source,
         template_mode=ci.user_data_mode or "merge",
@@ -657,6 +664,7 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
     progress(vm, "volumes", "")
     remove_volumes(ctx, host, host_name, vm, extra=attached)
     ctx.store.release(vm=vm)
+    hostkeys.forget_host_key(ctx, vm)
     ctx.store.event(kind="removed", vm=vm, message=f"removed from {host_name}")
 
 

@@ -398,8 +398,15 @@ class GroupSpec(Model):
 
 
 class SshSettings(Model):
+    """How vmfleet logs in: the user cloud-init creates, the key, and host-key policy.
+
+    `host_keys: provided` (default) gives each VM a host key made by vmfleet and trusts only
+    that; `accept-new` is for images that ignore provided keys (trust on first connection).
+    """
+
     user: Name = "vmfleet"
     private_key: str | None = None
+    host_keys: Literal["provided", "accept-new"] = "provided"
 
 
 class FleetSpec(Model):

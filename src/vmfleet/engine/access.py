@@ -1,0 +1,259 @@
+"""How to reach each VM: SSH endpoints, ssh_config blocks, Ansible inventories, IP lists.
+
+The endpoint of a VM is its static or discovered address (port 22), or for a user-mode NIC
+the 127.0.0.1 port forwarded to it. Host keys are verified from the first connection: the
+fleet's known_hosts (in the state folder) holds each VM's key under its name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vmfleet.core.expand import Instance
+from vmfleet.engine.apply import Observation, observe
+from vmfleet.engine.context import FleetContext, default_uri
+from vmfleet.engine.hostkeys import known_hosts_path, strict_host_keys
+from vmfleet.engine.operations import discover_ips
+from vmfleet.engine.provision import forward_port
+from vmfleet.errors import GuestError, UsageError
+
+_INDEXED = re.compile(r"^(?P<base>[a-z0-9][a-z0-9-]*)@(?P<index>\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    vm: str
+    template: str
+    host: str
+    state: str
+    address: str | None
+    port: int
+    user: str
+    key: Path
+    known_hosts: Path
+    strict: bool
+    proxy_jump: str | None
+
+    def ssh_options(self) -> list[str]:
+        """`-o` options: our key, our known_hosts, the VM's name as host key alias."""
+        return [
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            f"HostKeyAlias={self.vm}",
+            "-o",
+            f"StrictHostKeyChecking={'yes' if self.strict else 'accept-new'}",
+            "-o",
+            "IdentitiesOnly=yes",
+        ]
+
+
+def resolve(ctx: FleetContext, target: str) -> list[Instance]:
+    """The VMs a target names: `NAME@i`, a VM name, a template (all replicas) or a group."""
+    instances = ctx.instances()
+    by_name = {i.name: i for i in instances}
+    match = _INDEXED.match(target)
+    if match:
+        base, index = match["base"], int(match["index"])
+        replicas = [i for i in instances if i.template == base]
+        if not replicas:
+            raise UsageError(f"unknown VM template {base!r} in fleet {ctx.fleet}")
+        if replicas[0].index is None or not any(i.index == index for i in replicas):
+            valid = (
+                "only the bare name (1 replica)"
+                if replicas[0].index is None
+                else (f"0..{len(replicas) - 1}")
+            )
+            raise UsageError(f"{target}: index {index} is out of range for {base} ({valid})")
+        return [i for i in replicas if i.index == index]
+    if target in by_name:
+        return [by_name[target]]
+    members = [i for i in instances if i.template == target or target in i.groups]
+    if target == "all":
+        return instances
+    if not members:
+        known = sorted({i.template for i in instances} | set(by_name))
+        raise UsageError(f"unknown VM {target!r} in fleet {ctx.fleet}; known: {', '.join(known)}")
+    return members
+
+
+def endpoints(
+    ctx: FleetContext, instances: list[Instance], observation: Observation | None = None
+) -> list[Endpoint]:
+    """Where each VM's SSH is, as things stand on the hosts now."""
+    observation = observation or observe(ctx)
+    seen = {o.name: o for o in observation.vms}
+    out = []
+    for inst in instances:
+        observed = seen.get(inst.name)
+        host = observed.host if observed else ctx.place(inst)
+        state = (
+            observed.state
+            if observed
+            else ("unreachable" if host in observation.unreachable else "absent")
+        )
+        address: str | None = None
+        port = 22
+        proxy = None
+        if any(n.mode == "user" for n in inst.nics):
+            address, port = "127.0.0.1", forward_port(ctx, host=host, vm=inst.name)
+            proxy = _proxy_jump(ctx, host)
+        else:
+            found = discover_ips(ctx, inst, observed)
+            address = found[0] if found else None
+        out.append(
+            Endpoint(
+                vm=inst.name,
+                template=inst.template,
+                host=host,
+                state=state,
+                address=address,
+                port=port,
+                user=inst.fields.cloud_init.user or ctx.loaded.spec.ssh.user,
+                key=ctx.ssh_private_key(),
+                known_hosts=known_hosts_path(ctx),
+                strict=strict_host_keys(ctx),
+                proxy_jump=proxy,
+            )
+        )
+    return out
+
+
+def _proxy_jump(ctx: FleetContext, host: str) -> str | None:
+    """A remote host's own SSH login, when its forwards listen on *its* 127.0.0.1."""
+    uri = ctx.host_specs()[host].uri or default_uri()
+    parts = urlsplit(uri)
+    if not parts.hostname or parts.hostname in ("localhost", "127.0.0.1"):
+        return None
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{user}{parts.hostname}{port}"
+
+
+def require_reachable(endpoint: Endpoint) -> None:
+    """GuestError when a VM cannot be connected to now (not running, no address yet)."""
+    if endpoint.state != "running":
+        raise GuestError(f"is {endpoint.state}, not running (vmfleet up / start)", vm=endpoint.vm)
+    if endpoint.address is None:
+        raise GuestError(
+            "has no reachable address yet (no static IP, lease or agent answer)", vm=endpoint.vm
+        )
+
+
+def ssh_argv(
+    endpoint: Endpoint,
+    *,
+    password: bool = False,
+    command: list[str] | None = None,
+    tty: bool | None = None,
+) -> list[str]:
+    """The system ssh command line for one VM."""
+    assert endpoint.address is not None
+    argv = ["ssh", *endpoint.ssh_options(), "-p", str(endpoint.port)]
+    if password:
+        argv += [
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "PubkeyAuthentication=no",
+        ]
+    else:
+        argv += (
+            ["-i", str(endpoint.key), "-o", "BatchMode=yes"]
+            if command
+            else ["-i", str(endpoint.key)]
+        )
+    if endpoint.proxy_jump:
+        argv += ["-J", endpoint.proxy_jump]
+    if tty:
+        argv.append("-t")
+    argv.append(f"{endpoint.user}@{endpoint.address}")
+    if command:
+        argv += ["--", *command]
+    return argv
+
+
+def ssh_config(endpoints_: list[Endpoint]) -> str:
+    """An ssh_config fragment: `Host NAME` blocks, so plain `ssh NAME` works."""
+    blocks = []
+    for ep in endpoints_:
+        lines = [f"Host {ep.vm}"]
+        lines.append(f"    HostName {ep.address or ep.vm}")
+        lines.append(f"    Port {ep.port}")
+        lines.append(f"    User {ep.user}")
+        lines.append(f"    IdentityFile {ep.key}")
+        lines.append("    IdentitiesOnly yes")
+        lines.append(f"    UserKnownHostsFile {ep.known_hosts}")
+        lines.append(f"    HostKeyAlias {ep.vm}")
+        lines.append(f"    StrictHostKeyChecking {'yes' if ep.strict else 'accept-new'}")
+        if ep.proxy_jump:
+            lines.append(f"    ProxyJump {ep.proxy_jump}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _group_name(prefix: str, value: str) -> str:
+    return f"{prefix}_" + re.sub(r"[^A-Za-z0-9_]", "_", value)
+
+
+def inventory(ctx: FleetContext, endpoints_: list[Endpoint]) -> dict[str, object]:
+    """An Ansible inventory (YAML form): hosts with connection vars, grouped by template,
+    vmfleet group, hypervisor host and label."""
+    by_name = {i.name: i for i in ctx.instances()}
+    hosts: dict[str, dict[str, object]] = {}
+    children: dict[str, set[str]] = {}
+    for ep in endpoints_:
+        inst = by_name[ep.vm]
+        hosts[ep.vm] = hostvars(ep)
+        names = [_group_name("template", inst.template), _group_name("host", ep.host)]
+        names += [_group_name("group", g) for g in inst.groups]
+        names += [_group_name("label", f"{k}_{v}") for k, v in inst.fields.labels.items()]
+        for name in names:
+            children.setdefault(name, set()).add(ep.vm)
+    return {
+        "all": {
+            "hosts": hosts,
+            "children": {
+                name: {"hosts": dict.fromkeys(sorted(vms))}
+                for name, vms in sorted(children.items())
+            },
+        }
+    }
+
+
+def hostvars(ep: Endpoint) -> dict[str, object]:
+    """The connection variables Ansible needs for one VM."""
+    common = " ".join(
+        [
+            f"-o UserKnownHostsFile={ep.known_hosts}",
+            f"-o HostKeyAlias={ep.vm}",
+            f"-o StrictHostKeyChecking={'yes' if ep.strict else 'accept-new'}",
+        ]
+        + ([f"-J {ep.proxy_jump}"] if ep.proxy_jump else [])
+    )
+    return {
+        "ansible_host": ep.address or ep.vm,
+        "ansible_port": ep.port,
+        "ansible_user": ep.user,
+        "ansible_ssh_private_key_file": str(ep.key),
+        "ansible_ssh_common_args": common,
+        "vmfleet_template": ep.template,
+        "vmfleet_hypervisor": ep.host,
+        "vmfleet_state": ep.state,
+    }
+
+
+def dynamic_inventory(inv: dict[str, object]) -> dict[str, object]:
+    """The `--list` JSON of a dynamic inventory script, from the YAML form."""
+    all_group = inv["all"]
+    assert isinstance(all_group, dict)
+    hosts: dict[str, dict[str, object]] = all_group["hosts"]
+    children: dict[str, dict[str, dict[str, None]]] = all_group["children"]
+    out: dict[str, object] = {"_meta": {"hostvars": hosts}}
+    out["all"] = {"hosts": sorted(hosts), "children": sorted(children)}
+    for name, group in children.items():
+        out[name] = {"hosts": sorted(group["hosts"])}
+    return out

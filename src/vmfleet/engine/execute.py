@@ -1,0 +1,121 @@
+"""Run one command on many VMs at once over SSH (asyncssh), with per-VM status events.
+
+Host keys are checked against the fleet's known_hosts under each VM's name; with
+`ssh.host_keys: accept-new`, a VM without an entry is trusted on first connection and its key
+recorded. A VM that cannot be reached counts as failed, with the reason as its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import asyncssh
+
+from vmfleet.drivers import sshkeys
+from vmfleet.engine.access import Endpoint
+
+Progress = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    vm: str
+    exit_status: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.exit_status == 0
+
+
+def run(
+    endpoints: Sequence[Endpoint],
+    command: str,
+    *,
+    timeout: float = 300.0,
+    parallel: int = 32,
+    progress: Progress | None = None,
+) -> list[ExecResult]:
+    """Run `command` on every endpoint, at most `parallel` at a time; results in input order."""
+    return asyncio.run(
+        _run_all(endpoints, command, timeout=timeout, parallel=parallel, progress=progress)
+    )
+
+
+async def _run_all(
+    endpoints: Sequence[Endpoint],
+    command: str,
+    *,
+    timeout: float,
+    parallel: int,
+    progress: Progress | None,
+) -> list[ExecResult]:
+    limit = asyncio.Semaphore(parallel)
+
+    async def one(ep: Endpoint) -> ExecResult:
+        async with limit:
+            if progress:
+                progress(ep.vm, "running", "")
+            result = await _run_one(ep, command, timeout=timeout)
+            if progress:
+                progress(
+                    ep.vm,
+                    "done" if result.ok else "failed",
+                    result.error or f"exit {result.exit_status}",
+                )
+            return result
+
+    return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
+
+
+async def _run_one(ep: Endpoint, command: str, *, timeout: float) -> ExecResult:
+    started = time.monotonic()
+    if ep.state != "running" or ep.address is None:
+        reason = f"not running ({ep.state})" if ep.state != "running" else "no address yet"
+        return ExecResult(ep.vm, None, "", "", 0.0, reason)
+    known = sshkeys.read_entries(ep.known_hosts)
+    trust_new = not ep.strict and ep.vm not in known
+    try:
+        async with asyncio.timeout(timeout):
+            async with asyncssh.connect(
+                ep.address,
+                port=ep.port,
+                username=ep.user,
+                client_keys=[str(ep.key)],
+                known_hosts=None if trust_new else str(ep.known_hosts),
+                host_key_alias=ep.vm,
+                agent_path=None,
+                connect_timeout=min(timeout, 30),
+            ) as conn:
+                if trust_new:
+                    key = conn.get_server_host_key()
+                    if key is not None:
+                        sshkeys.set_entry(
+                            ep.known_hosts, ep.vm, key.export_public_key().decode().strip()
+                        )
+                result = await conn.run(command, check=False)
+    except TimeoutError:
+        return ExecResult(
+            ep.vm, None, "", "", time.monotonic() - started, f"timed out after {timeout:.0f}s"
+        )
+    except (OSError, asyncssh.Error) as error:
+        return ExecResult(ep.vm, None, "", "", time.monotonic() - started, f"ssh failed: {error}")
+    return ExecResult(
+        ep.vm,
+        result.exit_status,
+        _text(result.stdout),
+        _text(result.stderr),
+        time.monotonic() - started,
+    )
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
