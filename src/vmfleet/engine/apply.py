@@ -7,7 +7,7 @@ callback `(vm, phase, detail)`, so the CLI can draw a row per VM and tests can r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
@@ -109,15 +109,26 @@ def up(
     workers: int = 8,
     prune: bool = False,
     restart: bool = False,
+    hold: Collection[str] = frozenset(),
 ) -> list[Outcome]:
-    """Apply a plan: create, change, start, and (with prune) remove; ready checks last."""
+    """Apply a plan: create, change, start, and (with prune) remove; ready checks last.
+
+    VMs in `hold` belong to a group that decides their power (engine.groups): they are
+    created and changed but never started here.
+    """
     jobs: list[tuple[Action, Callable[[], Outcome]]] = []
     for action in plan.actions:
+        held = action.vm in hold
         if action.kind == "create":
-            jobs.append((action, partial(_create, ctx, action, progress)))
+            jobs.append((action, partial(_create, ctx, action, progress, not held)))
         elif action.kind == "change":
-            jobs.append((action, partial(_change, ctx, action, progress, restart)))
-        elif action.kind == "unchanged" and action.observed and action.observed.state == "shutoff":
+            jobs.append((action, partial(_change, ctx, action, progress, restart, not held)))
+        elif (
+            action.kind == "unchanged"
+            and not held
+            and action.observed
+            and action.observed.state == "shutoff"
+        ):
             jobs.append((action, partial(_start, ctx, action, progress)))
         elif action.kind == "orphan" and prune:
             jobs.append((action, partial(_remove, ctx, action.host, action.vm, progress)))
@@ -144,10 +155,13 @@ def _run(
     return results
 
 
-def _create(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
+def _create(ctx: FleetContext, action: Action, progress: Progress, start: bool) -> Outcome:
     assert action.instance is not None
     started = time.monotonic()
-    reach = provision.create(ctx, action.instance, action.host, progress)
+    reach = provision.create(ctx, action.instance, action.host, progress, start=start)
+    if not start:
+        progress(action.vm, "done", "defined; its group starts it")
+        return Outcome(action.vm, action.kind, True, "defined", time.monotonic() - started)
     return _ready(ctx, action, action.instance, reach, started, progress, "created")
 
 
@@ -178,7 +192,9 @@ def _start(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
     return _ready(ctx, action, action.instance, reach, started, progress, "started")
 
 
-def _change(ctx: FleetContext, action: Action, progress: Progress, restart: bool) -> Outcome:
+def _change(
+    ctx: FleetContext, action: Action, progress: Progress, restart: bool, start: bool = True
+) -> Outcome:
     """Redefine the domain with the new spec; grow the disk; restart only when allowed."""
     assert action.instance is not None and action.observed is not None
     started = time.monotonic()
@@ -198,7 +214,7 @@ def _change(ctx: FleetContext, action: Action, progress: Progress, restart: bool
     disks = provision.existing_disks(ctx, action.instance, action.host)
     config = provision.domain_config(ctx, action.instance, host, action.host, disks)
     host.define(config.to_xml())
-    if not running:
+    if not running and start:
         progress(action.vm, "start", "")
         host.start(action.vm)
         reach = provision.access(ctx, action.instance, action.host)

@@ -233,13 +233,16 @@ def _journaled_volume(
     )
 
 
-def create(ctx: FleetContext, instance: Instance, host_name: str, progress: Progress) -> Access:
-    """Make one VM exist and start it; returns how to reach it. Idempotent after a crash.
+def create(
+    ctx: FleetContext, instance: Instance, host_name: str, progress: Progress, *, start: bool = True
+) -> Access:
+    """Make one VM exist and (unless `start` is False: a group starts it) start it; returns
+    how to reach it. Idempotent after a crash.
 
     On failure everything made for this VM so far is removed again before the error goes on.
     """
     try:
-        return _create(ctx, instance, host_name, progress)
+        return _create(ctx, instance, host_name, progress, start=start)
     except BaseException:
         with contextlib.suppress(FleetError):
             rollback(ctx, host_name, instance.name)
@@ -257,7 +260,9 @@ def rollback(ctx: FleetContext, host_name: str, vm: str) -> None:
     remove_volumes(ctx, host, host_name, vm)
 
 
-def _create(ctx: FleetContext, instance: Instance, host_name: str, progress: Progress) -> Access:
+def _create(
+    ctx: FleetContext, instance: Instance, host_name: str, progress: Progress, *, start: bool
+) -> Access:
     host = ctx.host(host_name)
     pool = ctx.host_specs()[host_name].pool
     vm = instance.name
@@ -316,8 +321,9 @@ def _create(ctx: FleetContext, instance: Instance, host_name: str, progress: Pro
     _journaled(ctx, host_name, vm, "domain", vm, pool, lambda: host.define(domain.to_xml()))
     if fields.autostart:
         host.set_autostart(vm, True)
-    progress(vm, "start", "")
-    host.start(vm)
+    if start:
+        progress(vm, "start", "")
+        host.start(vm)
     ctx.store.event(kind="created", vm=vm, message=f"created on {host_name}")
     return reach
 
