@@ -490,6 +490,7 @@ def _read(file: Path) -> str:
 
 # Command modules for further capabilities register themselves on `app` when imported.
 from vmfleet.cli import access  # noqa: E402,F401
+from vmfleet.cli import snapshots as snapshot_cli  # noqa: E402,F401
 
 
 def run() -> None:

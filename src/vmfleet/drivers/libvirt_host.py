@@ -32,13 +32,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import struct
+import subprocess
 import tempfile
 import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,6 +52,7 @@ from urllib.parse import urlsplit
 import libvirt
 import libvirt_qemu  # type: ignore[import-untyped]  # pyproject lists only libvirt.*
 
+from vmfleet.drivers.domainxml import SnapshotConfig
 from vmfleet.drivers.metadata import NAMESPACE, VOLUME_PREFIX, OwnerMetadata
 from vmfleet.drivers.metadata import PREFIX as METADATA_PREFIX
 from vmfleet.errors import (
@@ -243,6 +246,34 @@ class KeepAlive:
 
     interval: int = 5
     count: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """One domain snapshot as libvirt keeps it.
+
+    `state` is the domain's state when it was taken (`disk-snapshot` states read as the
+    state vmfleet wrote into the description, else running); `kind` internal or external;
+    `overlays` the (disk target, overlay file) pairs of an external one; `size_bytes` what
+    its overlays take on disk (None for internal snapshots: they live inside the qcow2).
+    `description` is the snapshot's free text (vmfleet keeps its own notes there).
+    """
+
+    vm: str
+    name: str
+    created: datetime
+    state: DomainState
+    parent: str | None
+    current: bool
+    kind: Literal["internal", "external"]
+    memory: bool
+    description: str | None
+    overlays: tuple[tuple[str, str], ...] = ()
+    size_bytes: int | None = None
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(path for _target, path in self.overlays)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1311,6 +1342,370 @@ class LibvirtHost:
             result.setdefault(str(mac).lower(), []).extend(addrs)
         return result
 
+    # -- snapshots ----------------------------------------------------------------------------
+    #
+    # Internal snapshots live inside the qcow2 disks (with the RAM state of a running domain);
+    # external ones are disk-only overlays: the disk's writes go to a new file from then on.
+    # libvirt 9.0 can neither revert to nor delete an external snapshot; vmfleet does both for
+    # the newest one (see `snapshot_revert` and `snapshot_delete`). Every libvirt call that
+    # can hang (a snapshot, a revert, a block commit) runs in a worker thread with a deadline.
+
+    def snapshot_create(self, name: str, config: SnapshotConfig, *, timeout: float) -> SnapshotInfo:
+        """Take a snapshot of our domain; OperationTimeout (naming the VM) after `timeout` s.
+
+        On a timeout the domain is resumed if the call left it paused, and a snapshot that
+        libvirt still finishes later is deleted. `VMFLEET_FAULT_SNAPSHOT_DELAY` (seconds, for
+        tests) delays the call, to make a hang on purpose.
+        """
+        dom = self._owned(name, doing="snapshot create")
+        was_paused = self._domain_state(dom, name) is DomainState.PAUSED
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+        if config.disk_only:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+        xml = config.to_xml()
+        delay = float(os.environ.get("VMFLEET_FAULT_SNAPSHOT_DELAY", "0") or 0)
+
+        given_up = threading.Event()
+
+        def call() -> Any:
+            if delay:
+                time.sleep(delay)
+            if given_up.is_set():
+                return None  # the injected hang ended after the caller gave up
+            return dom.snapshotCreateXML(xml, flags)
+
+        def late(snap: Any) -> None:
+            # libvirt finished after all: take the internal snapshot away again (an
+            # external one has switched the disks to its overlays, so it stays)
+            with contextlib.suppress(libvirt.libvirtError):
+                if snap is not None and not config.disk_only:
+                    snap.delete(0)
+
+        try:
+            snap = _call_with_deadline(call, timeout=timeout, on_late_result=late)
+        except TimeoutError:
+            given_up.set()
+            note = self._resume_after_timeout(dom, name=name, was_paused=was_paused)
+            raise OperationTimeout(
+                f"vm {name}: snapshot {config.name!r} did not finish within {timeout:g} s on "
+                f"host {self.name}; {note}"
+            ) from None
+        except libvirt.libvirtError as err:
+            raise self._error(err, doing=f"snapshot create {config.name!r}", vm=name) from err
+        with self._call("read snapshot", vm=name):
+            return _snapshot_info(name, snap, current=True, size=self._snapshot_size(snap))
+
+    def _resume_after_timeout(self, dom: Any, *, name: str, was_paused: bool) -> str:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.abortJob()  # a disk-only snapshot's job can be aborted; savevm cannot
+        if was_paused:
+            return "the VM stays paused, as it was"
+        try:
+            if self._domain_state(dom, name) is DomainState.PAUSED:
+                dom.resume()
+                return "the VM was resumed"
+        except (libvirt.libvirtError, HypervisorError) as err:
+            return f"resuming the VM failed too: {err}"
+        return "the VM kept running"
+
+    def _domain_state(self, dom: Any, name: str) -> DomainState:
+        with self._call("read state", vm=name):
+            code, _reason = dom.state(0)
+        return _STATES.get(code, DomainState.NOSTATE)
+
+    def list_snapshots(self, name: str) -> list[SnapshotInfo]:
+        """A domain's snapshots, oldest first, as libvirt keeps them (any domain)."""
+        dom = self._require_domain(name, doing="list snapshots")
+        with self._call("list snapshots", vm=name):
+            found = [
+                _snapshot_info(name, snap, current=bool(snap.isCurrent(0)), size=None)
+                for snap in dom.listAllSnapshots(0)
+            ]
+        sized = [replace(s, size_bytes=self._files_size(s.files)) if s.files else s for s in found]
+        return sorted(sized, key=lambda s: (s.created, s.name))
+
+    def _snapshot_size(self, snap: Any) -> int | None:
+        info = _snapshot_info("", snap, current=True, size=None)
+        return self._files_size(info.files) if info.files else None
+
+    def _files_size(self, paths: tuple[str, ...]) -> int | None:
+        """Bytes the overlay files take on the host (allocation), None when unreadable."""
+        total = 0
+        for path in paths:
+            vol = self._volume_by_path(path, refresh=False)
+            if vol is None:
+                return None
+            with self._call(f"read volume {path}"):
+                total += int(vol.info()[2])
+        return total
+
+    def snapshot_revert(
+        self, name: str, snapshot: str, *, state: DomainState | None, timeout: float
+    ) -> None:
+        """Bring our domain back to `snapshot`, then to `state` (running, paused or shutoff;
+        None: the state the snapshot recorded).
+
+        An external snapshot can be reverted to only while it is the newest one (its overlays
+        are the disks in use): the overlays are emptied again and the domain is started anew
+        when `state` is running (a disk-only snapshot holds no RAM).
+        """
+        dom = self._owned(name, doing="snapshot revert")
+        snap = self._snapshot(dom, name=name, snapshot=snapshot)
+        with self._call("read snapshot", vm=name):
+            info = _snapshot_info(name, snap, current=bool(snap.isCurrent(0)), size=None)
+        wanted = state or info.state
+        if info.kind == "external":
+            self._revert_external(dom, name=name, info=info, snap=snap, state=wanted)
+            return
+        flags = 0
+        if wanted is DomainState.RUNNING:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING
+            if not info.memory:
+                flags |= libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE
+        elif wanted is DomainState.PAUSED:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED
+        try:
+            _call_with_deadline(lambda: dom.revertToSnapshot(snap, flags), timeout=timeout)
+        except TimeoutError:
+            raise OperationTimeout(
+                f"vm {name}: revert to snapshot {snapshot!r} did not finish within "
+                f"{timeout:g} s on host {self.name}"
+            ) from None
+        except libvirt.libvirtError as err:
+            raise self._error(err, doing=f"revert to snapshot {snapshot!r}", vm=name) from err
+        if wanted is DomainState.SHUTOFF and self._is_active(dom, name):
+            self._destroy_if_active(dom, name=name)
+
+    def _revert_external(
+        self, dom: Any, *, name: str, info: SnapshotInfo, snap: Any, state: DomainState
+    ) -> None:
+        if not info.current:
+            raise HypervisorError(
+                f"revert to external snapshot {info.name!r}: only the newest external snapshot "
+                "can be reverted to (libvirt 9.0 cannot revert external snapshots; vmfleet "
+                "empties the newest overlays); delete the newer snapshots first",
+                host=self.name,
+                vm=name,
+            )
+        self._destroy_if_active(dom, name=name)
+        for _target, overlay in info.overlays:
+            self._recreate_overlay(overlay, backing=self._backing_of(overlay, vm=name), vm=name)
+        if state in (DomainState.RUNNING, DomainState.PAUSED):
+            flags = libvirt.VIR_DOMAIN_START_PAUSED if state is DomainState.PAUSED else 0
+            with self._call("start after revert", vm=name):
+                dom.createWithFlags(flags)
+
+    def _backing_of(self, path: str, *, vm: str) -> str:
+        """The backing file of an overlay in a pool (the image it was made on top of)."""
+        vol = self._volume_by_path(path, refresh=True)
+        if vol is None:
+            raise HypervisorError(f"overlay {path} is not in any pool", host=self.name, vm=vm)
+        with self._call(f"read volume {path}", vm=vm):
+            backing = ET.fromstring(vol.XMLDesc(0)).findtext("backingStore/path")
+        if not backing:
+            raise HypervisorError(f"overlay {path} has no backing file", host=self.name, vm=vm)
+        return backing
+
+    def _recreate_overlay(self, overlay: str, *, backing: str, vm: str) -> None:
+        """Replace `overlay` by an empty qcow2 over `backing` (same name, same pool)."""
+        _require_our_file(overlay, host=self.name, vm=vm)
+        vol = self._volume_by_path(overlay, refresh=True)
+        if vol is None:
+            raise HypervisorError(f"overlay {overlay} is not in any pool", host=self.name, vm=vm)
+        with self._call(f"recreate overlay {overlay}", vm=vm):
+            pool = vol.storagePoolLookupByVolume()
+            capacity = int(vol.info()[1])
+            vol.delete(0)
+            pool.createXML(
+                _overlay_volume_xml(name=Path(overlay).name, capacity=capacity, backing=backing),
+                0,
+            )
+
+    def snapshot_delete(self, name: str, snapshot: str, *, timeout: float) -> list[str]:
+        """Delete a snapshot and free its space; returns the overlay files removed.
+
+        Internal: libvirt deletes it from the qcow2 disks. External (only the newest one, with
+        no snapshots on top): its overlays are merged back into the disks below (a live block
+        commit and pivot for an active domain, `qemu-img commit` on a local host for one that
+        is off), the disks point at those again, and the overlay files go.
+        """
+        dom = self._owned(name, doing="snapshot delete")
+        snap = self._snapshot(dom, name=name, snapshot=snapshot)
+        with self._call("read snapshot", vm=name):
+            info = _snapshot_info(name, snap, current=bool(snap.isCurrent(0)), size=None)
+            children = int(snap.numChildren(0))
+        if info.kind == "internal":
+            try:
+                _call_with_deadline(lambda: snap.delete(0), timeout=timeout)
+            except TimeoutError:
+                raise OperationTimeout(
+                    f"vm {name}: deleting snapshot {snapshot!r} did not finish within "
+                    f"{timeout:g} s on host {self.name}"
+                ) from None
+            except libvirt.libvirtError as err:
+                raise self._error(err, doing=f"delete snapshot {snapshot!r}", vm=name) from err
+            return []
+        del children  # newer snapshots are kept: their overlays are rebased below
+        active = self._active_disk_files(dom, name=name)
+        for target, overlay in info.overlays:
+            _require_our_file(overlay, host=self.name, vm=name)
+            backing = self._backing_of(overlay, vm=name)
+            is_active = active.get(target) == overlay
+            if self._is_active(dom, name):
+                self._commit_live(
+                    dom, name=name, target=target, top=overlay, active=is_active, timeout=timeout
+                )
+            elif is_active:
+                self._qemu_img(["commit", "-q", overlay], vm=name)
+                self._point_disk_at(dom, name=name, target=target, path=backing)
+            else:
+                self._qemu_img(["commit", "-q", overlay], vm=name)
+                for child in self._children_of(overlay, vm=name):
+                    self._qemu_img(["rebase", "-u", "-F", "qcow2", "-b", backing, child], vm=name)
+        with self._call(f"delete snapshot {snapshot!r} metadata", vm=name):
+            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+        return [path for _t, path in info.overlays if self.delete_file_volume(path, vm=name)]
+
+    def _active_disk_files(self, dom: Any, *, name: str) -> dict[str, str]:
+        """Disk target -> the file it writes to now (file-backed disks only)."""
+        with self._call("read domain XML", vm=name):
+            root = ET.fromstring(dom.XMLDesc(0))
+        found = {}
+        for disk in root.iterfind("devices/disk"):
+            target, source = disk.find("target"), disk.find("source")
+            if target is not None and source is not None and source.get("file"):
+                found[str(target.get("dev"))] = str(source.get("file"))
+        return found
+
+    def _children_of(self, overlay: str, *, vm: str) -> list[str]:
+        """The other snapshot overlays that use `overlay` as their backing file."""
+        return [
+            path
+            for info in self.list_snapshots(vm)
+            for path in info.files
+            if path != overlay and self._backing_of(path, vm=vm) == overlay
+        ]
+
+    def _commit_live(
+        self, dom: Any, *, name: str, target: str, top: str, active: bool, timeout: float
+    ) -> None:
+        """Merge an overlay of a running disk into its backing file (and pivot when it is the
+        active layer); libvirt rebases whatever sat on top of it."""
+        flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_SHALLOW
+        if active:
+            flags |= libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE
+        with self._call(f"block commit {target}", vm=name):
+            dom.blockCommit(target, None, None if active else top, 0, flags)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._call(f"block job {target}", vm=name):
+                job = dom.blockJobInfo(target, 0)
+            if not job and not active:
+                return  # a non-active commit ends by itself
+            if active and job and job.get("end", 0) and job.get("cur") == job.get("end"):
+                break
+            if time.monotonic() > deadline:
+                with contextlib.suppress(libvirt.libvirtError):
+                    dom.blockJobAbort(target, 0)
+                raise OperationTimeout(
+                    f"vm {name}: block commit of {target} did not finish within {timeout:g} s "
+                    f"on host {self.name}; it was cancelled, the snapshot is kept"
+                )
+            time.sleep(_POLL_INTERVAL)
+        with self._call(f"pivot {target}", vm=name):
+            dom.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+        while time.monotonic() < deadline:  # the pivot finishes asynchronously
+            with self._call(f"block job {target}", vm=name):
+                if not dom.blockJobInfo(target, 0):
+                    return
+            time.sleep(_POLL_INTERVAL)
+
+    def _qemu_img(self, args: list[str], *, vm: str) -> None:
+        """qemu-img on this machine, for changes to the disks of a domain that is off."""
+        if self.remote:
+            raise HypervisorError(
+                f"qemu-img {args[0]} is needed while the VM is off, and the host is remote; "
+                "start the VM and try again (libvirt then does it live)",
+                host=self.name,
+                vm=vm,
+            )
+        done = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise HypervisorError(
+                f"qemu-img {' '.join(args)}: {done.stderr.strip()}", host=self.name, vm=vm
+            )
+
+    def _point_disk_at(self, dom: Any, *, name: str, target: str, path: str) -> None:
+        """Redefine the (shut off) domain with disk `target` reading and writing `path`."""
+        with self._call("read domain XML", vm=name):
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+        root = ET.fromstring(xml)
+        for disk in root.iterfind("devices/disk"):
+            if disk.find(f"target[@dev='{target}']") is None:
+                continue
+            disk.set("type", "file")
+            for old in [*disk.findall("source"), *disk.findall("backingStore")]:
+                disk.remove(old)
+            position = 1 if disk.find("driver") is not None else 0
+            disk.insert(position, ET.Element("source", file=path))
+        ET.register_namespace(METADATA_PREFIX, NAMESPACE)
+        with self._call("redefine after commit", vm=name):
+            self._connection().defineXML(ET.tostring(root, encoding="unicode"))
+
+    def _snapshot(self, dom: Any, *, name: str, snapshot: str) -> Any:
+        try:
+            return dom.snapshotLookupByName(snapshot, 0)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
+                raise HypervisorError(f"no snapshot {snapshot!r}", host=self.name, vm=name) from err
+            raise self._error(err, doing=f"look up snapshot {snapshot!r}", vm=name) from err
+
+    def snapshot_files(self, name: str) -> list[str]:
+        """Every overlay file the domain's external snapshots made (for removing the VM)."""
+        files: list[str] = []
+        for info in self.list_snapshots(name):
+            files += [path for path in info.files if path not in files]
+        return files
+
+    def delete_file_volume(self, path: str, *, vm: str | None = None) -> bool:
+        """Delete a file in a pool by its path (a snapshot overlay libvirt wrote there).
+
+        Only files named with our prefix; False when no pool holds it.
+        """
+        _require_our_file(path, host=self.name, vm=vm)
+        vol = self._volume_by_path(path, refresh=True)
+        if vol is None:
+            return False
+        with self._call(f"delete {path}", vm=vm):
+            vol.delete(0)
+        return True
+
+    def _volume_by_path(self, path: str, *, refresh: bool) -> Any | None:
+        conn = self._connection()
+        if refresh:
+            with self._call("refresh pools"):
+                for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+                    if (ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or "") == str(
+                        Path(path).parent
+                    ):
+                        pool.refresh(0)
+        try:
+            return conn.storageVolLookupByPath(path)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                return None
+            raise self._error(err, doing=f"look up volume {path}") from err
+
+    def fsfreeze(self, name: str, *, timeout: float = 10.0) -> int:
+        """Freeze the guest's filesystems through its agent; the number frozen."""
+        reply = self.agent_command(name, {"execute": "guest-fsfreeze-freeze"}, timeout=timeout)
+        return int(reply.get("return", 0))
+
+    def fsthaw(self, name: str, *, timeout: float = 10.0) -> int:
+        """Thaw the guest's filesystems through its agent; the number thawed."""
+        reply = self.agent_command(name, {"execute": "guest-fsfreeze-thaw"}, timeout=timeout)
+        return int(reply.get("return", 0))
+
 
 # ---------------------------------------------------------------------------------------------
 # Helpers (pure)
@@ -1325,6 +1720,105 @@ def _safe_name(dom: Any) -> str | None:
         return str(dom.name())
     except libvirt.libvirtError:
         return None  # only used to decorate an error that is already being raised
+
+
+def _call_with_deadline(
+    call: Callable[[], Any],
+    *,
+    timeout: float,
+    on_late_result: Callable[[Any], None] | None = None,
+) -> Any:
+    """Run a libvirt call in a helper thread; TimeoutError when it has not returned in time.
+
+    The call cannot be killed: it goes on in the background. `on_late_result` gets its
+    result should it still succeed after we gave up (to undo it).
+    """
+    done = threading.Event()
+    lock = threading.Lock()
+    outcome: list[tuple[bool, Any]] = []
+    abandoned = False
+
+    def attempt() -> None:
+        try:
+            result: tuple[bool, Any] = (True, call())
+        except BaseException as err:  # handed to the caller's thread, re-raised there
+            result = (False, err)
+        with lock:
+            if abandoned:
+                if result[0] and on_late_result is not None:
+                    on_late_result(result[1])
+                return
+            outcome.append(result)
+            done.set()
+
+    threading.Thread(target=attempt, name="libvirt-deadline", daemon=True).start()
+    if not done.wait(timeout):
+        with lock:
+            if not done.is_set():
+                abandoned = True
+                raise TimeoutError
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+_DISK_SNAPSHOT_STATE = re.compile(r"\bstate=(running|paused|shutoff)\b")
+
+
+def _snapshot_info(vm: str, snap: Any, *, current: bool, size: int | None) -> SnapshotInfo:
+    root = ET.fromstring(snap.getXMLDesc(0))
+    description = root.findtext("description")
+    raw_state = root.findtext("state") or "nostate"
+    if raw_state == "disk-snapshot":
+        noted = _DISK_SNAPSHOT_STATE.search(description or "")
+        raw_state = noted.group(1) if noted else "running"
+    try:
+        state = DomainState(raw_state)
+    except ValueError:
+        state = DomainState.NOSTATE
+    overlays = tuple(
+        (str(disk.get("name")), str(source.get("file")))
+        for disk in root.iterfind("disks/disk")
+        if disk.get("snapshot") == "external"
+        and (source := disk.find("source")) is not None
+        and source.get("file")
+    )
+    memory = root.find("memory")
+    return SnapshotInfo(
+        vm=vm,
+        name=root.findtext("name") or "",
+        created=datetime.fromtimestamp(int(root.findtext("creationTime") or 0), tz=UTC),
+        state=state,
+        parent=root.findtext("parent/name"),
+        current=current,
+        kind="external" if overlays else "internal",
+        memory=memory is not None and memory.get("snapshot") == "internal",
+        description=description,
+        overlays=overlays,
+        size_bytes=size,
+    )
+
+
+def _require_our_file(path: str, *, host: str, vm: str | None) -> None:
+    if not Path(path).name.startswith(VOLUME_PREFIX):
+        raise NotOwnedError(
+            f"refused to change {path}: its name lacks the {VOLUME_PREFIX!r} prefix "
+            "(vmfleet did not create it)",
+            host=host,
+            vm=vm,
+        )
+
+
+def _overlay_volume_xml(*, name: str, capacity: int, backing: str) -> str:
+    vol = ET.Element("volume")
+    ET.SubElement(vol, "name").text = name
+    ET.SubElement(vol, "capacity", unit="bytes").text = str(capacity)
+    ET.SubElement(ET.SubElement(vol, "target"), "format", type="qcow2")
+    store = ET.SubElement(vol, "backingStore")
+    ET.SubElement(store, "path").text = backing
+    ET.SubElement(store, "format", type="qcow2")
+    return ET.tostring(vol, encoding="unicode")
 
 
 def _version_string(number: int) -> str:
@@ -1694,6 +2188,7 @@ __all__ = [
     "NetworkInfo",
     "PoolInfo",
     "ShutdownResult",
+    "SnapshotInfo",
     "VolumeInfo",
     "event_loop_running",
     "probe_payload",

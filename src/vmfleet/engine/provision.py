@@ -654,6 +654,7 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
     host = ctx.host(host_name)
     info = host.get_domain(vm)
     attached: list[str] = []
+    overlays: list[str] = []
     if info is not None:
         if info.owner is None or info.owner.fleet != ctx.fleet:
             raise HypervisorError("not owned by this fleet; left alone", host=host_name, vm=vm)
@@ -662,6 +663,7 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
             for d in parse_domain(host.domain_xml(vm)).disks
             if d.source is not None
         ]
+        overlays = host.snapshot_files(vm)  # external snapshots' files: gone with the VM
         progress(vm, "stop", "")
         if info.active:
             host.destroy(vm)
@@ -669,6 +671,10 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
         host.undefine(vm)
     progress(vm, "volumes", "")
     remove_volumes(ctx, host, host_name, vm, extra=attached)
+    for path in overlays:
+        parsed = parse_volume_name(Path(path).name)
+        if parsed and parsed[:2] == (ctx.fleet, vm):
+            host.delete_file_volume(path, vm=vm)
     ctx.store.release(vm=vm)
     hostkeys.forget_host_key(ctx, vm)
     ctx.store.event(kind="removed", vm=vm, message=f"removed from {host_name}")
