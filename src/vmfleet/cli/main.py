@@ -248,6 +248,7 @@ def up(
                 )
             else:
                 emit([], fmt=output, columns=[])
+            group_cli.apply_after_up(ctx, created=(), output=output)
             return
         if restart and not yes and any(a.needs_restart for a in the_plan.of("change")):
             names = ", ".join(a.vm for a in the_plan.of("change") if a.needs_restart)
@@ -266,9 +267,16 @@ def up(
         ]
         with VmProgress(f"up {ctx.fleet}", busy) as progress:
             results = engine.up(
-                ctx, the_plan, progress=progress, workers=workers, prune=prune, restart=restart
+                ctx,
+                the_plan,
+                progress=progress,
+                workers=workers,
+                prune=prune,
+                restart=restart,
+                hold=group_cli.held(ctx),
             )
         _report(results, output)
+        group_cli.apply_after_up(ctx, created=group_cli.created_in(results), output=output)
 
 
 def _report(results: list[engine.Outcome], output: OutputFormat) -> None:
@@ -490,6 +498,7 @@ def _read(file: Path) -> str:
 
 # Command modules for further capabilities register themselves on `app` when imported.
 from vmfleet.cli import access  # noqa: E402,F401
+from vmfleet.cli import groups as group_cli  # noqa: E402
 from vmfleet.cli import snapshots as snapshot_cli  # noqa: E402,F401
 
 
