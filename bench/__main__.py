@@ -8,11 +8,12 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import provision
+from bench import placement, provision
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
     "ssh-ready": provision.ssh_ready,
+    "placement": placement.run,
 }
 
 

@@ -204,9 +204,18 @@ def plan(
         bool, typer.Option(help="Show VMs no longer in the spec as removals.")
     ] = False,
     state: StateOpt = None,
+    explain: Annotated[
+        str | None,
+        typer.Option(help="Show, host by host, why this VM goes where it goes (and no plan)."),
+    ] = None,
 ) -> None:
     """Show what `up` would create, change and delete. Touches nothing."""
     with fleet_context(file, state, lock=False, what="plan") as ctx:
+        if explain:
+            from vmfleet.cli.hosts import explain as explain_vm
+
+            explain_vm(ctx, explain, output)
+            return
         _show_plan(engine.make_plan(ctx), prune=prune, output=output)
 
 
@@ -499,6 +508,7 @@ def _read(file: Path) -> str:
 # Command modules for further capabilities register themselves on `app` when imported.
 from vmfleet.cli import access  # noqa: E402,F401
 from vmfleet.cli import groups as group_cli  # noqa: E402
+from vmfleet.cli import hosts as _hosts  # noqa: E402,F401
 from vmfleet.cli import snapshots as snapshot_cli  # noqa: E402,F401
 
 

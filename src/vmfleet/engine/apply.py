@@ -15,7 +15,7 @@ from functools import partial
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import Action, Observed, Plan, diff
 from vmfleet.drivers.metadata import volume_name
-from vmfleet.engine import provision
+from vmfleet.engine import hosts, provision
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
 
@@ -81,9 +81,13 @@ def observe(ctx: FleetContext) -> Observation:
 
 
 def make_plan(ctx: FleetContext, observation: Observation | None = None) -> Plan:
-    """The actions `up` would take. Fails (HostUnreachableError) if a needed host is down."""
+    """The actions `up` would take. New VMs are placed all together (running ones never
+    move); PlacementError, before anything changes, when some cannot be placed."""
     observation = observation or observe(ctx)
-    wanted = [(i, ctx.place(i)) for i in ctx.instances()]
+    observed = {o.name: o.host for o in observation.vms}
+    placed = hosts.placement(ctx, observed)
+    hosts.require_placed(placed)
+    wanted = [(i, placed.hosts.get(i.name, observed.get(i.name, ""))) for i in ctx.instances()]
     plan = diff(wanted, observation.vms)
     for action in plan.of("create"):
         if action.host in observation.unreachable:

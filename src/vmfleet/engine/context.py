@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmfleet.core.expand import Instance, Leases, expand
+from vmfleet.core.placement import PlacementResult
 from vmfleet.drivers.libvirt_host import LibvirtHost
-from vmfleet.errors import FleetError
 from vmfleet.spec.load import LoadedFleet
 from vmfleet.spec.models import HostSpec
 from vmfleet.state.store import Store
@@ -39,6 +39,7 @@ class FleetContext:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _hosts: dict[str, LibvirtHost] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    placement: PlacementResult | None = None
 
     @property
     def fleet(self) -> str:
@@ -71,17 +72,22 @@ class FleetContext:
         return expand(self.loaded.spec, fleet=self.fleet, leases=leases)
 
     def place(self, instance: Instance) -> str:
-        """The host for a new VM: its pin, its first preference, else the first schedulable."""
-        specs = self.host_specs()
+        """Where a VM no host has yet would go, for listings: its pin, else the host placement
+        chose (all new VMs are placed together, once per context; see `engine.hosts`), else,
+        when placement finds none, its first preference or the first schedulable host."""
+        from vmfleet.engine import apply, hosts  # both import this module
+
         if instance.fields.host:
             return instance.fields.host
-        for preferred in instance.fields.node_preference:
-            if specs[preferred].schedulable:
-                return preferred
-        for name, spec in specs.items():
-            if spec.schedulable:
-                return name
-        raise FleetError(f"no schedulable host for {instance.name}")
+        if self.placement is None:
+            observed = {o.name: o.host for o in apply.observe(self).vms}
+            hosts.placement(self, observed, probe=False)
+        assert self.placement is not None
+        if instance.name in self.placement.hosts:
+            return self.placement.hosts[instance.name]
+        specs = self.host_specs()
+        schedulable = [name for name, spec in specs.items() if spec.schedulable]
+        return next(iter([*instance.fields.node_preference, *schedulable, *specs]))
 
     def ssh_public_key(self) -> str:
         """The user's default public key, else a fleet key generated in the state folder."""

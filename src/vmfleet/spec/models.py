@@ -143,7 +143,7 @@ class Capacity(Model):
 
 
 class Overcommit(Model):
-    cpu: float = Field(default=4.0, gt=0)
+    cpu: float = Field(default=16.0, gt=0)  # as OpenStack Nova: vCPUs share cores
     memory: float = Field(default=1.0, gt=0)
     disk: float = Field(default=1.0, gt=0)
 
@@ -409,6 +409,12 @@ class SshSettings(Model):
     host_keys: Literal["provided", "accept-new"] = "provided"
 
 
+class PlacementSettings(Model):
+    """How new VMs are spread over hosts: `spread` (least loaded first) or `pack`."""
+
+    strategy: Literal["spread", "pack"] = "spread"
+
+
 class FleetSpec(Model):
     """The whole fleet file."""
 
@@ -422,3 +428,4 @@ class FleetSpec(Model):
     groups: dict[Name, GroupSpec] = Field(default_factory=dict)
     ssh: SshSettings = Field(default_factory=SshSettings)
     snapshots: Retention | None = None
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)

@@ -1,0 +1,116 @@
+"""`vmfleet hosts`: each host's reachability, capabilities, capacity and allocation; and the
+host-by-host explanation behind `vmfleet plan --explain VM`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vmfleet.cli.common import FleetFile, Output, StateOpt, app, fleet_context
+from vmfleet.cli.output import OutputFormat, console, emit
+from vmfleet.engine import hosts as engine_hosts
+from vmfleet.engine.apply import observe
+from vmfleet.engine.context import FleetContext
+from vmfleet.errors import PlacementError
+from vmfleet.spec.units import format_size
+
+
+@app.command()
+def hosts(
+    file: FleetFile,
+    output: Output = OutputFormat.table,
+    state: StateOpt = None,
+    probe: Annotated[
+        bool, typer.Option(help="Boot the KVM probe on `domain_type: auto` hosts.")
+    ] = True,
+) -> None:
+    """Each host: reachable or not, capabilities (arches, kvm), capacity, allocation, VMs.
+
+    Hosts are asked in parallel; one that does not answer is shown unreachable and does not
+    hold up the others. Exits 1 when any host is unreachable.
+    """
+    with fleet_context(file, state, lock=False, what="hosts") as ctx:
+        reports = engine_hosts.gather(ctx, probe=probe)
+    rows = engine_hosts.rows(reports)
+    table = [_table_row(r) for r in rows]
+    emit(
+        table,
+        fmt=output,
+        title=f"hosts of fleet {ctx.fleet}",
+        columns=[
+            ("host", "Host"),
+            ("status", "Status"),
+            ("labels", "Labels"),
+            ("type", "Type"),
+            ("arches", "Arches"),
+            ("cpus", "vCPUs used/limit"),
+            ("memory", "Memory used/limit"),
+            ("disk", "Disk used/limit"),
+            ("vms", "VMs fleet/other"),
+            ("detail", "Detail"),
+        ],
+        data=rows,
+    )
+    down = [str(r["host"]) for r in rows if not r["reachable"]]
+    if down:
+        raise typer.Exit(1)
+
+
+def _table_row(row: dict[str, object]) -> dict[str, object]:
+    if not row["reachable"]:
+        return {**row, "detail": row["error"]}
+    limit, used, raw = row["limit"], row["allocated"], row["capacity"]
+    assert isinstance(limit, dict) and isinstance(used, dict) and isinstance(raw, dict)
+    disk_limit = limit["disk"] or raw["disk"]  # no disk limit set: the pool's size
+    kvm = row["kvm"]
+    return {
+        **row,
+        "type": "kvm" if kvm else "qemu (TCG)",
+        "cpus": f"{used['cpus']:g}/{limit['cpus']:g}",
+        "memory": f"{format_size(int(used['memory']))}/{format_size(int(limit['memory']))}",
+        "disk": f"{format_size(int(used['disk']))}/{format_size(int(disk_limit))}",
+        "vms": f"{row['fleet_vms']}/{row['other_vms']}",
+        "detail": f"{row['hostname']}, libvirt {row['libvirt']}",
+    }
+
+
+def explain(ctx: FleetContext, vm: str, output: OutputFormat) -> None:
+    """Print, host by host, why `vm` goes (or went) where it does."""
+    observed = {o.name: o.host for o in observe(ctx).vms}
+    result = engine_hosts.explain(ctx, vm, observed)
+    rows = [
+        {
+            "host": v.host,
+            "verdict": "chosen" if v.chosen else ("possible" if v.ok else "rejected"),
+            "reasons": list(v.reasons),
+        }
+        for v in result.verdicts
+    ]
+    data = {
+        "vm": vm,
+        "current_host": result.current_host,
+        "hosts": rows,
+        "unplaceable": list(result.failure),
+    }
+    if output is not OutputFormat.table:
+        emit(rows, fmt=output, columns=[], data=data)
+    else:
+        if result.current_host:
+            console.print(
+                f"{vm} runs on {result.current_host} and stays there (running VMs are never "
+                "moved); were it new, placement would decide:",
+                highlight=False,
+            )
+        colours = {"chosen": "green", "possible": "dim", "rejected": "red"}
+        for row in rows:
+            verdict = str(row["verdict"])
+            reasons = "; ".join(row["reasons"])
+            console.print(
+                f"[{colours[verdict]}]{row['host']:<20} {verdict:<9}[/] {reasons}",
+                highlight=False,
+            )
+    if result.failure and not result.current_host:
+        raise PlacementError(
+            f"{vm} cannot be placed:\n" + "\n".join(f"  - {r}" for r in result.failure)
+        )
