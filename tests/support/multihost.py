@@ -1,0 +1,65 @@
+"""Several libvirt "hosts" on one machine, for end-to-end tests and the demo.
+
+Each `Daemon` is a libvirtd (with its own virtlogd) in its own mount namespace, started by
+`scripts/multihost.sh`: private /run/libvirt, /var/lib/libvirt (with a `default` pool),
+/etc/libvirt (its own host UUID) and logs; KVM hidden, so guests run under TCG. `daemons()`
+starts a set and always removes them (their domains included) afterwards; `multihost` is
+the pytest fixture form.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "multihost.sh"
+
+
+def _run(action: str, name: str) -> str:
+    result = subprocess.run(
+        ["bash", str(SCRIPT), action, name], capture_output=True, text=True, timeout=120
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"multihost.sh {action} {name}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """One extra libvirt host; `uri` reaches it through its private socket."""
+
+    name: str
+    uri: str
+
+    def stop(self) -> None:
+        """Stop its libvirtd (the host goes down; its guests keep running)."""
+        _run("stop", self.name)
+
+    def start(self) -> None:
+        """Start its libvirtd again (it finds its guests where they were)."""
+        _run("start", self.name)
+
+    def remove(self) -> None:
+        """Destroy its domains, stop its daemons and delete its files."""
+        _run("remove", self.name)
+
+
+def start(name: str) -> Daemon:
+    return Daemon(name, _run("start", name))
+
+
+@contextmanager
+def daemons(*names: str) -> Iterator[list[Daemon]]:
+    """Start one daemon per name; remove them all on the way out, whatever happened."""
+    started: list[Daemon] = []
+    try:
+        for name in names:
+            _run("remove", name)  # leftovers of an interrupted run
+            started.append(start(name))
+        yield started
+    finally:
+        for daemon in started:
+            daemon.remove()
