@@ -8,12 +8,13 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import placement, provision
+from bench import groups, placement, provision
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
     "ssh-ready": provision.ssh_ready,
     "placement": placement.run,
+    "group-boot": groups.boot_order,
 }
 
 

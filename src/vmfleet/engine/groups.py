@@ -3,8 +3,8 @@
 PoweredOn walks the group's tiers (core.groups.walk): a tier's VMs start together, its nested
 groups walk their own tiers at the same time; the next tier starts once this tier's gate
 holds for every member (and its nested walks finished) and at least `delay` seconds have
-passed since the tier started. A gate that fails stops the walk: members not yet started stay
-as they are, and GroupPowerError names the members that failed.
+passed since the tier's VMs were started. A gate that fails stops the walk: members not yet
+started stay as they are, and GroupPowerError names the members that failed.
 PoweredOff stops tier by tier in reverse (graceful shutdown, forced after the group's
 `shutdown_timeout`); Suspended pauses every member at once; resume lets them all run again.
 
@@ -218,11 +218,11 @@ def _walk_on(run: _Run, w: core.Walk) -> None:
         nested = [n for n in tier.groups if run.only is None or set(n.all_vms()) & set(run.only)]
         if not vms and not nested:
             continue
-        began = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, len(vms) + len(nested))) as pool:
             starts = [pool.submit(_start_one, run, vm, w.group, number) for vm in vms]
             walks = [pool.submit(_walk_on, run, n) for n in nested]
             started = [f.result() for f in starts]
+            began = time.monotonic()  # the delay counts once the tier's VMs are started
             gates = [pool.submit(_gate, run, o, tier.gate) for o in started]
             failed = [o for o in (f.result() for f in gates) if not o.ok]
             nested_errors = []
