@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,13 @@ GroupOpt = Annotated[
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds each VM's snapshot call may take.")
 ]
+
+
+class SnapshotType(StrEnum):
+    auto = "auto"
+    internal = "internal"
+    external = "external"
+
 
 _RESULT_COLUMNS = [
     ("vm", "VM"),
@@ -78,6 +86,10 @@ def create(
     all_vms: AllOpt = False,
     group: GroupOpt = None,
     timeout: TimeoutOpt = snapshots.DEFAULT_TIMEOUT,
+    kind: Annotated[
+        SnapshotType | None,
+        typer.Option("--type", help="internal or external (default: each VM's snapshot_type)."),
+    ] = None,
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
@@ -89,7 +101,9 @@ def create(
     vms, name = _split(targets)
     with fleet_context(file, state, lock=True, what=f"snapshot {file}", wait=wait) as ctx:
         chosen = snapshots.members(ctx, vms=vms, group=group, all_vms=all_vms)
-        report = snapshots.create(ctx, chosen, name, group=group, timeout=timeout)
+        report = snapshots.create(
+            ctx, chosen, name, group=group, timeout=timeout, kind=kind.value if kind else None
+        )
     rows = _result_rows(report.results)
     window = None if report.pause_window is None else round(report.pause_window, 3)
     emit(

@@ -958,9 +958,22 @@ class LibvirtHost:
         """Sizes of a pool; `refresh` rescans it first (fails while uploads are running)."""
         pool = self._pool(name)
         if refresh:
-            with self._call(f"refresh storage pool {name!r}"):
-                pool.refresh(0)
+            self._refresh_pool(pool, name=name)
         return self._pool_info(pool)
+
+    def _refresh_pool(self, pool: Any, *, name: str, wait: float = 60.0) -> None:
+        """Rescan a pool. libvirt refuses while an upload into it runs (another vmfleet run
+        on the host): wait for it, up to `wait` s, then report the refusal."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                pool.refresh(0)
+                return
+            except libvirt.libvirtError as err:
+                busy = "asynchronous jobs running" in _message(err)
+                if not busy or time.monotonic() > deadline:
+                    raise self._error(err, doing=f"refresh storage pool {name!r}") from err
+            time.sleep(0.5)
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """Every volume in a pool (ours or not), sorted by name."""
@@ -1421,6 +1434,8 @@ class LibvirtHost:
                 _snapshot_info(name, snap, current=bool(snap.isCurrent(0)), size=None)
                 for snap in dom.listAllSnapshots(0)
             ]
+        if any(s.files for s in found):
+            self._refresh_pools()  # libvirt wrote the overlays behind the pools' backs
         sized = [replace(s, size_bytes=self._files_size(s.files)) if s.files else s for s in found]
         return sorted(sized, key=lambda s: (s.created, s.name))
 
@@ -1680,15 +1695,20 @@ class LibvirtHost:
             vol.delete(0)
         return True
 
+    def _refresh_pools(self, directory: str | None = None) -> None:
+        """Let the pools (or the one in `directory`) see files written outside them."""
+        conn = self._connection()
+        with self._call("list pools"):
+            pools = conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+            found = [(p, ET.fromstring(p.XMLDesc(0)).findtext("target/path") or "") for p in pools]
+        for pool, where in found:
+            if directory is None or where == directory:
+                self._refresh_pool(pool, name=where)
+
     def _volume_by_path(self, path: str, *, refresh: bool) -> Any | None:
         conn = self._connection()
         if refresh:
-            with self._call("refresh pools"):
-                for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
-                    if (ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or "") == str(
-                        Path(path).parent
-                    ):
-                        pool.refresh(0)
+            self._refresh_pools(str(Path(path).parent))
         try:
             return conn.storageVolLookupByPath(path)
         except libvirt.libvirtError as err:

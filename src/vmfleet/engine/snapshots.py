@@ -260,11 +260,13 @@ def create(
     timeout: float = DEFAULT_TIMEOUT,
     safety: float | None = None,
     workers: int = 8,
+    kind: str | None = None,
 ) -> CreateReport:
     """Snapshot every member at one moment (see the module docstring), then apply retention.
 
     `timeout` bounds each member's snapshot call; `safety` (default: timeout + 30 s) is when
-    the safety timer thaws/resumes everything regardless.
+    the safety timer thaws/resumes everything regardless. `kind` (internal, external, auto)
+    overrides the VMs' `snapshot_type`.
     """
     check_name(name)
     started = time.monotonic()
@@ -286,7 +288,7 @@ def create(
         def one(member: Member) -> MemberResult:
             t0 = time.monotonic()
             try:
-                info = _create_one(ctx, member, name, consistency[member.vm], group, timeout)
+                info = _create_one(ctx, member, name, consistency[member.vm], group, timeout, kind)
             except FleetError as err:
                 return MemberResult(member.vm, False, str(err), seconds=time.monotonic() - t0)
             return MemberResult(
@@ -336,6 +338,7 @@ def _create_one(
     consistency: Consistency,
     group: str | None,
     timeout: float,
+    kind: str | None,
 ) -> SnapshotInfo:
     host = ctx.host(member.host)
     existing = host.list_snapshots(member.vm)
@@ -348,6 +351,7 @@ def _create_one(
         name,
         description=describe(state=member.state, consistency=consistency, group=group),
         has_external=any(s.kind == "external" for s in existing),
+        kind=kind,
     )
     return host.snapshot_create(member.vm, config, timeout=timeout)
 
@@ -360,6 +364,7 @@ def snapshot_config(
     *,
     description: str,
     has_external: bool,
+    kind: str | None = None,
 ) -> SnapshotConfig:
     """The snapshot XML for a member: which disks, internal or external, RAM or not."""
     root = ET.fromstring(host.domain_xml(member.vm))
@@ -377,14 +382,14 @@ def snapshot_config(
         path = _disk_path(host, source.attrib)
         writable.append((target, fmt, path))
     fields = member.instance.fields if member.instance else None
-    kind = snapshot_kind(
-        fields.snapshot_type if fields else "auto",
+    chosen = snapshot_kind(
+        kind or (fields.snapshot_type if fields else "auto"),
         uefi=(fields.firmware == "uefi" if fields else root.find("os/loader") is not None),
         raw_writable=any(fmt != "qcow2" for _t, fmt, _p in writable),
         has_external=has_external,
     )
     no = tuple(SnapshotDisk(target=t, mode="no") for t in skipped)
-    if kind == "internal":
+    if chosen == "internal":
         return SnapshotConfig(
             name=name,
             description=description,
@@ -497,9 +502,15 @@ def revert(
         t0 = time.monotonic()
         host = ctx.host(member.host)
         try:
-            snap = next((s for s in host.list_snapshots(member.vm) if s.name == name), None)
+            listed = host.list_snapshots(member.vm)
+            snap = next((s for s in listed if s.name == name), None)
             if snap is None:
                 raise UsageError(f"vm {member.vm} has no snapshot {name!r}")
+            if snap.kind == "internal" and any(s.kind == "external" for s in listed):
+                raise UsageError(
+                    f"vm {member.vm}: cannot revert to internal snapshot {name!r} while its "
+                    "disks are external overlays; delete the external snapshots first"
+                )
             noted, consistency = note(snap)
             state = DomainState(noted) if noted else snap.state
             host.snapshot_revert(member.vm, name, state=state, timeout=timeout)
