@@ -255,7 +255,8 @@ class SnapshotInfo:
     `state` is the domain's state when it was taken (`disk-snapshot` states read as the
     state vmfleet wrote into the description, else running); `kind` internal or external;
     `overlays` the (disk target, overlay file) pairs of an external one; `size_bytes` what
-    its overlays take on disk (None for internal snapshots: they live inside the qcow2).
+    its overlays take on disk, or for an internal one the RAM state it keeps inside the
+    qcow2 (local hosts; None where that cannot be known).
     `description` is the snapshot's free text (vmfleet keeps its own notes there).
     """
 
@@ -1436,8 +1437,40 @@ class LibvirtHost:
             ]
         if any(s.files for s in found):
             self._refresh_pools()  # libvirt wrote the overlays behind the pools' backs
-        sized = [replace(s, size_bytes=self._files_size(s.files)) if s.files else s for s in found]
+        ram = self._internal_state_sizes(dom, name=name) if any(s.memory for s in found) else {}
+        sized = [
+            replace(s, size_bytes=self._files_size(s.files) if s.files else ram.get(s.name))
+            for s in found
+        ]
         return sorted(sized, key=lambda s: (s.created, s.name))
+
+    def _internal_state_sizes(self, dom: Any, *, name: str) -> dict[str, int]:
+        """Bytes of RAM state each internal snapshot keeps in the disks (`qemu-img info`),
+        on a local host; empty where that cannot be read (a remote host, no file disks)."""
+        if self.remote:
+            return {}
+        with self._call("read domain XML", vm=name):
+            root = ET.fromstring(dom.XMLDesc(0))
+        sizes: dict[str, int] = {}
+        for disk in root.iterfind("devices/disk"):
+            source = disk.find("source")
+            path = None if source is None else source.get("file")
+            if path is None and source is not None and source.get("pool") and source.get("volume"):
+                path = self.volume_path(str(source.get("pool")), str(source.get("volume")))
+            if path is None or disk.find("readonly") is not None:
+                continue
+            done = subprocess.run(
+                ["qemu-img", "info", "-U", "--output=json", path],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode:
+                continue  # a disk qemu-img cannot read has no size to show; nothing else
+            for snap in json.loads(done.stdout).get("snapshots") or []:
+                key = str(snap.get("name"))
+                sizes[key] = sizes.get(key, 0) + int(snap.get("vm-state-size") or 0)
+        return sizes
 
     def _snapshot_size(self, snap: Any) -> int | None:
         info = _snapshot_info("", snap, current=True, size=None)
