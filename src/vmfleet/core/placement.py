@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -191,6 +191,8 @@ class _State:
         self.used = {h.name: [h.used.cpus, h.used.memory, h.used.disk] for h in hosts}
         self.keys = set(keys) | {HOST}
         self.per_template: Counter[tuple[str, str]] = Counter()
+        # the lowest max_per_host among the template's VMs placed on a host
+        self.template_cap: dict[tuple[str, str], int] = {}
         # (label, value) -> key -> domain -> number of placed VMs with that label pair
         self.pair_counts: dict[tuple[str, str], dict[str, Counter[str]]] = {}
         self.pair_vms: dict[tuple[str, str], list[tuple[Mapping[str, str], str]]] = {}
@@ -223,6 +225,7 @@ class _State:
         labels: Mapping[str, str],
         terms: Sequence[Term],
         size: tuple[float, int, int] | None,
+        max_per_host: int | None = None,
     ) -> None:
         facts = self.hosts.get(host)
         if size is not None and host in self.used:
@@ -231,6 +234,9 @@ class _State:
             used[1] += size[1]
             used[2] += size[2]
         self.per_template[(template, host)] += 1
+        if max_per_host is not None:
+            cap = self.template_cap.get((template, host))
+            self.template_cap[(template, host)] = min(max_per_host, cap or max_per_host)
         if facts is None:
             return  # a VM on a host the spec no longer names: it counts nowhere
         for pair in labels.items():
@@ -297,28 +303,26 @@ class _Rules:
     """What one VM asks, computed once against the current state."""
 
     request: VmRequest
-    forbidden: dict[str, dict[str, str]]  # key -> domain -> why
+    forbidden: dict[str, dict[str, Term | str]]  # key -> domain -> the term, or the holder
     required: list[tuple[Term, Counter[str]]]
     preferred: list[tuple[Term, Counter[str]]]
 
 
 def _rules(state: _State, request: VmRequest, terms: Sequence[Term]) -> _Rules:
-    forbidden: dict[str, dict[str, str]] = defaultdict(dict)
+    forbidden: dict[str, dict[str, Term | str]] = defaultdict(dict)
     required: list[tuple[Term, Counter[str]]] = []
     preferred: list[tuple[Term, Counter[str]]] = []
     for term in terms:
         counts = state.match_domains(term)
         if term.required and term.anti:
             for d in counts:
-                forbidden[term.key].setdefault(
-                    d, f"anti-affinity: a VM matching {term.describe()} is in {term.key} {d}"
-                )
+                forbidden[term.key].setdefault(d, term)
         elif term.required:
             required.append((term, counts))
         else:
             preferred.append((term, counts))
     for key, d, holder in state.reverse_anti(request.labels):
-        forbidden[key].setdefault(d, f"{holder}'s anti-affinity excludes this VM from {key} {d}")
+        forbidden[key].setdefault(d, holder)
     return _Rules(request, forbidden, required, preferred)
 
 
@@ -364,15 +368,16 @@ def _check(state: _State, rules: _Rules, name: str, *, every: bool) -> list[str]
     ):
         return reasons
     count = state.per_template[(req.template, name)]
+    limits = [m for m in (req.max_per_host, state.template_cap.get((req.template, name))) if m]
     if (
-        req.max_per_host is not None
-        and count >= req.max_per_host
-        and fail(f"holds {count} of {req.template} (max_per_host {req.max_per_host})")
+        limits
+        and count >= min(limits)
+        and fail(f"holds {count} of {req.template} (max_per_host {min(limits)})")
     ):
         return reasons
     for key, domains in rules.forbidden.items():
         d = domain(host, key)
-        if d is not None and d in domains and fail(domains[d]):
+        if d is not None and d in domains and fail(_forbidden_reason(domains[d], key, d)):
             return reasons
     for term, counts in rules.required:
         d = domain(host, term.key)
@@ -381,6 +386,12 @@ def _check(state: _State, rules: _Rules, name: str, *, every: bool) -> list[str]
             if fail(f"affinity: no VM matching {term.describe()} in {where}"):
                 return reasons
     return reasons
+
+
+def _forbidden_reason(why: Term | str, key: str, d: str) -> str:
+    if isinstance(why, Term):
+        return f"anti-affinity: a VM matching {why.describe()} is in {key} {d}"
+    return f"{why}'s anti-affinity excludes this VM from {key} {d}"
 
 
 def _score(
@@ -436,7 +447,7 @@ class _Heaps:
         for arch, heap in self.heaps.items():
             heapq.heappush(heap, self._entry(arch, name))
 
-    def candidates(self, rules: _Rules) -> Iterable[str]:
+    def candidates(self, rules: _Rules) -> Generator[str, None, None]:
         """Hosts in heap order, each once; the caller stops when it has what it needs."""
         heap = self.heap(rules.request.arch)
         popped: list[tuple[int, float, float, int, str]] = []
@@ -515,6 +526,7 @@ def place(
                 labels=request.labels,
                 terms=terms[request.name],
                 size=(request.vcpus, request.memory, request.disk),
+                max_per_host=request.max_per_host,
             )
             heaps.changed(host)
         if len(deferred) == len(queue):
@@ -556,14 +568,18 @@ def _choose(state: _State, heaps: _Heaps, rules: _Rules, strategy: Strategy) -> 
     # Hosts outside `favoured` score at best this much on preference and soft affinity.
     bound = -sum(1 for t, c in rules.preferred if not t.anti and t.key != HOST and c)
     baseline = (len(req.preference), bound)
-    for name in heaps.candidates(rules):
-        if name in favoured or _check(state, rules, name, every=False):
-            continue
-        score = _score(state, rules, name, strategy)
-        if best is None or score < best[0]:
-            best = (score, name)
-        if score[:2] == baseline:
-            break  # every host after this one (not favoured) scores the same or worse
+    candidates = heaps.candidates(rules)
+    try:
+        for name in candidates:
+            if name in favoured or _check(state, rules, name, every=False):
+                continue
+            score = _score(state, rules, name, strategy)
+            if best is None or score < best[0]:
+                best = (score, name)
+            if score[:2] == baseline:
+                break  # every host after this one (not favoured) scores the same or worse
+    finally:
+        candidates.close()  # puts the hosts it took back into the heap
     return None if best is None else best[1]
 
 
