@@ -102,6 +102,12 @@ def explain(ctx: FleetContext, vm: str, output: OutputFormat) -> None:
                 "moved); were it new, placement would decide:",
                 highlight=False,
             )
+        strategy = ctx.loaded.spec.placement.strategy
+        console.print(
+            f"placement of {vm}: among hosts not rejected, the best by node_preference, then "
+            f"preferred affinity, then kvm, then {strategy} load, then host order",
+            highlight=False,
+        )
         colours = {"chosen": "green", "possible": "dim", "rejected": "red"}
         for row in rows:
             verdict = str(row["verdict"])
