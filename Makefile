@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST_STAMP := .cache/host-ready
 JOBS ?= 2
 
-.PHONY: all setup host demo test test-fast test-e2e bench lint fmt clean
+.PHONY: all setup host demo demo-multihost test test-fast test-e2e bench lint fmt clean
 
 all: test
 
@@ -47,6 +47,10 @@ bench: setup
 
 demo: setup
 	bash scripts/demo.sh
+
+# One fleet over three extra libvirt daemons on this machine (zones a, b, c); all removed after.
+demo-multihost: setup
+	bash scripts/demo-multihost.sh
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
