@@ -1572,16 +1572,17 @@ class LibvirtHost:
     def snapshot_delete(self, name: str, snapshot: str, *, timeout: float) -> list[str]:
         """Delete a snapshot and free its space; returns the overlay files removed.
 
-        Internal: libvirt deletes it from the qcow2 disks. External (only the newest one, with
-        no snapshots on top): its overlays are merged back into the disks below (a live block
-        commit and pivot for an active domain, `qemu-img commit` on a local host for one that
-        is off), the disks point at those again, and the overlay files go.
+        Internal: libvirt deletes it from the qcow2 disks. External (libvirt 9.0 cannot): each
+        overlay is merged into the file below it — a live block commit for an active domain
+        (with a pivot when it is the disk in use; libvirt rebases a newer overlay on top),
+        `qemu-img commit` on a local host for one that is off (then a newer overlay is
+        rebased, or the disk points at the file below again) — and the overlay file goes.
+        Newer snapshots stay valid.
         """
         dom = self._owned(name, doing="snapshot delete")
         snap = self._snapshot(dom, name=name, snapshot=snapshot)
         with self._call("read snapshot", vm=name):
             info = _snapshot_info(name, snap, current=bool(snap.isCurrent(0)), size=None)
-            children = int(snap.numChildren(0))
         if info.kind == "internal":
             try:
                 _call_with_deadline(lambda: snap.delete(0), timeout=timeout)
@@ -1593,7 +1594,6 @@ class LibvirtHost:
             except libvirt.libvirtError as err:
                 raise self._error(err, doing=f"delete snapshot {snapshot!r}", vm=name) from err
             return []
-        del children  # newer snapshots are kept: their overlays are rebased below
         active = self._active_disk_files(dom, name=name)
         for target, overlay in info.overlays:
             _require_our_file(overlay, host=self.name, vm=name)
