@@ -14,7 +14,8 @@ from typing import Any
 
 import libvirt
 import pytest
-from tests.e2e_support import SYSTEM_URI, leftovers, micro_fleet_yaml, unique_fleet, vmfleet
+from tests.e2e_support import SYSTEM_URI, micro_fleet_yaml, unique_fleet, vmfleet
+from tests.e2e_support import leftovers as _leftovers
 
 from vmfleet.drivers.guest import ssh_banner
 
@@ -27,6 +28,17 @@ def group_fleet(tmp_path: Path, fleet: str, body: str) -> Path:
     path = tmp_path / "fleet.yaml"
     path.write_text(base + body)
     return path
+
+
+def leftovers(fleet: str) -> list[str]:
+    """What the fleet left on the host; retried when another test's domain vanishes while
+    the host is listed (libvirt then reports it as not found)."""
+    for _attempt in range(4):
+        try:
+            return _leftovers(fleet)
+        except libvirt.libvirtError:
+            time.sleep(1)
+    return _leftovers(fleet)
 
 
 def events(path: Path) -> list[tuple[float, str, str]]:
@@ -223,6 +235,16 @@ def test_a_nested_group_walks_its_tiers_inside_its_parents_tier(tmp_path: Path) 
         assert child["kind"] == "VirtualMachineGroup"
         assert condition(child, "Ready") == ("True", "AllMembersReady")
 
+        # A new member of a powered-on group is powered on by up; the others are untouched.
+        path.write_text(
+            path.read_text().replace("  gnw: {}\n", "  gnw: {}\n  gnv: {group: gnchild}\n")
+        )
+        grown = vmfleet("up", str(path))
+        assert grown.returncode == 0, grown.stderr + grown.stdout
+        assert domain_state("gnv") == libvirt.VIR_DOMAIN_RUNNING
+        assert [vm for _at, vm, m in events(path) if m.startswith("started")][-1] == "gnv"
+        assert len([m for _at, _vm, m in events(path) if m.startswith("started")]) == 5
+
         off = {o["vm"]: o for o in run_json("power", "off", str(path), "gnparent")}
         assert off["gnz"]["started_at"] >= off["gnw"]["ready_at"]
         assert min(off["gny"]["started_at"], off["gnx"]["started_at"]) >= off["gnz"]["ready_at"]
@@ -264,6 +286,19 @@ def test_a_gate_that_times_out_stops_the_walk_and_names_the_member(tmp_path: Pat
         (ggb,) = [m for m in gate["members"] if m["name"] == "ggb"]
         assert condition(ggb, "PowerStateSynced") == ("False", "Failed")
         assert condition(gate, "Ready")[0] == "False"
+
+        # Suspend pauses the running members at once; resume lets them run again.
+        suspended = vmfleet("power", "suspend", str(path), "gate")
+        assert suspended.returncode == 0, suspended.stderr + suspended.stdout
+        assert domain_state("gga") == libvirt.VIR_DOMAIN_PAUSED
+        assert domain_state("ggb") == libvirt.VIR_DOMAIN_SHUTOFF
+        gate = group_of(run_json("status", str(path)), "gate")
+        assert gate["powerState"] == "Suspended"
+        (gga,) = [m for m in gate["members"] if m["name"] == "gga"]
+        assert condition(gga, "PowerStateSynced") == ("True", "PowerStateMatches")
+        resumed = vmfleet("power", "resume", str(path), "gate")
+        assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+        assert domain_state("gga") == libvirt.VIR_DOMAIN_RUNNING
     finally:
         vmfleet("down", str(path), "--yes")
     assert leftovers(fleet) == []
