@@ -207,7 +207,9 @@ def status(
                 "linked": "",
                 "synced": "",
                 "placement": "",
-                "ready": f"{ready.status} {ready.message}",
+                "ready": ready.status
+                if ready.status == "True"
+                else f"False: {ready.message.split(':')[0]}",
                 "updated": _time(g.last_updated_power_state_time) or "-",
             }
         )
@@ -228,7 +230,7 @@ def status(
                     "linked": show("GroupLinked"),
                     "synced": show("PowerStateSynced") or show("Ready"),
                     "placement": show("PlacementReady"),
-                    "ready": "; ".join(x.message for x in m.conditions if x.status != "True"),
+                    "ready": next((x.message for x in m.conditions if x.status != "True"), ""),
                     "updated": "",
                 }
             )
@@ -243,11 +245,11 @@ def status(
             ("name", "Group / member"),
             ("kind", "Kind"),
             ("power", "Power state"),
+            ("updated", "Power state set"),
             ("linked", "GroupLinked"),
             ("synced", "PowerStateSynced"),
             ("placement", "PlacementReady"),
             ("ready", "Ready / message"),
-            ("updated", "lastUpdatedPowerStateTime"),
         ],
     )
     if any(g.conditions[0].status != "True" for g in found) and output is OutputFormat.table:

@@ -399,12 +399,16 @@ def _vm_conditions(
         synced = Condition(
             "PowerStateSynced", "False", "Failed", record.detail or f"not {desired}", record.at
         )
+    elif actual is None:
+        synced = Condition(
+            "PowerStateSynced", "False", "NotSynced", f"not created yet; the group wants {desired}"
+        )
     else:
         synced = Condition(
             "PowerStateSynced",
             "False",
             "NotSynced",
-            f"{actual or 'absent'}, the group wants {desired} (vmfleet power --sync)",
+            f"{actual}, the group wants {desired} (vmfleet power --sync)",
         )
     if placed is not None:
         placement = Condition(
