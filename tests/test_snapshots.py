@@ -270,3 +270,22 @@ def test_cli_needs_exactly_one_of_vms_group_or_all(
     listed = vmfleet("snapshot", "list", str(path), "-o", "json")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.strip() == "[]"
+
+
+def test_redefining_a_changed_vm_keeps_its_external_overlay(ctx: FleetContext) -> None:
+    from vmfleet.drivers.domainxml import DiskConfig, FileSource, VolumeSource
+    from vmfleet.engine import provision
+
+    host = ctx.host("local")
+    overlay = f"/var/lib/vmf-{ctx.fleet}--db--vda.snap-s1"
+    xml = host.domain_xml("db", inactive=True).replace(
+        f"/var/lib/vmf-{ctx.fleet}--db--root", overlay
+    )
+    host.define(xml)
+    wanted = (
+        DiskConfig(target="vda", source=VolumeSource(pool="p", volume="root")),
+        DiskConfig(target="vdb", source=VolumeSource(pool="p", volume="seed"), readonly=True),
+    )
+    kept = provision.with_overlays(host, "db", wanted)
+    assert kept[0].source == FileSource(path=overlay)
+    assert kept[1] == wanted[1]

@@ -215,7 +215,9 @@ def _change(
             progress(action.vm, "disk", "grow")
             host.resize_volume(pool, root, int(change.new))  # type: ignore[call-overload]
     progress(action.vm, "define", "")
-    disks = provision.existing_disks(ctx, action.instance, action.host)
+    disks = provision.with_overlays(
+        host, action.vm, provision.existing_disks(ctx, action.instance, action.host)
+    )
     config = provision.domain_config(ctx, action.instance, host, action.host, disks)
     host.define(config.to_xml())
     if not running and start:

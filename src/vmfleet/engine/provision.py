@@ -19,7 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vmfleet.core.expand import Instance
@@ -30,6 +30,7 @@ from vmfleet.drivers.domainxml import (
     BridgeAttachment,
     DiskConfig,
     DomainConfig,
+    FileSource,
     KernelBoot,
     NetworkAttachment,
     NetworkConfig,
@@ -346,6 +347,22 @@ def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tup
             DiskConfig(target=f"vd{chr(ord('c') + n)}", source=vol(f"data-{n}"), format=data.format)
         )
     return tuple(disks)
+
+
+def with_overlays(
+    host: LibvirtHost, vm: str, disks: tuple[DiskConfig, ...]
+) -> tuple[DiskConfig, ...]:
+    """`disks`, except that a disk writing to an external snapshot overlay of this VM keeps
+    it: redefining a changed VM must not drop the writes made since the snapshot."""
+    current = {
+        d.target: d.source.path
+        for d in parse_domain(host.domain_xml(vm, inactive=True)).disks
+        if isinstance(d.source, FileSource) and ".snap-" in Path(d.source.path).name
+    }
+    return tuple(
+        replace(d, source=FileSource(path=current[d.target])) if d.target in current else d
+        for d in disks
+    )
 
 
 def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
