@@ -128,6 +128,14 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         assert _domstate("sext") == "running"
         assert vmfleet("snapshot", "create", str(path), "sext", "e4").returncode == 0
         assert _overlays(fleet) == [f"vmf-{fleet}--sext--vda.snap-e4"]
+        # a spec change that redefines the VM keeps it on the overlay
+        path.write_text(path.read_text().replace("memory: 128MiB", "memory: 160MiB"))
+        changed = vmfleet("up", str(path), "--restart", "--yes")
+        assert changed.returncode == 0, changed.stderr + changed.stdout
+        blk = subprocess.run(
+            ["virsh", "domblklist", "sext"], capture_output=True, text=True, check=True
+        ).stdout
+        assert f"vmf-{fleet}--sext--vda.snap-e4" in blk
     finally:
         vmfleet("down", str(path), "--yes")
     assert leftovers(fleet) == []  # the overlay of e4 went with the VM
