@@ -122,3 +122,25 @@ defaults:
 vms:
   {template}: {{replicas: {replicas}}}
 """
+
+
+def login_key(directory: Path) -> Path:
+    """A fresh ed25519 login key for a test fleet (`ssh: {private_key: …}`)."""
+    key = directory / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def debian_fleet_head(fleet: str, key: Path) -> str:
+    """The top of a fleet of real Debian guests on this host under TCG, logging in with `key`:
+    append `networks:` / `vms:` to it."""
+    from tests.support import images
+
+    return f"""
+fleet: {fleet}
+hosts:
+  local: {{domain_type: qemu}}
+ssh: {{private_key: {key}}}
+images:
+  debian: {{source: {images.debian_image()}}}
+"""

@@ -16,8 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.e2e_support import unique_fleet, vmfleet
-from tests.support import images
+from tests.e2e_support import debian_fleet_head, login_key, unique_fleet, vmfleet
 
 from vmfleet.drivers import sshkeys
 
@@ -43,26 +42,24 @@ def retry_ssh(*args: str, deadline: float = 90) -> subprocess.CompletedProcess[s
 
 def test_reaching_debian_guests(tmp_path: Path) -> None:
     fleet = unique_fleet("e2ea")
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    key = login_key(tmp_path)
     password = "pw-" + uuid.uuid4().hex[:12]
     os.environ["E2E_ACCESS_PASSWORD"] = password
     path = tmp_path / "fleet.yaml"
-    path.write_text(f"""
-fleet: {fleet}
-hosts: {{local: {{domain_type: qemu}}}}
-ssh: {{private_key: {key}}}
-images: {{debian: {{source: {images.debian_image()}}}}}
+    path.write_text(
+        debian_fleet_head(fleet, key)
+        + """
 vms:
   acc:
     replicas: 2
     image: debian
     memory: 512MiB
     disk: 3GiB
-    labels: {{role: web}}
-    ready: {{wait_for: ssh, timeout: 6m}}
-    cloud_init: {{password: {{env: E2E_ACCESS_PASSWORD}}}}
-""")
+    labels: {role: web}
+    ready: {wait_for: ssh, timeout: 6m}
+    cloud_init: {password: {env: E2E_ACCESS_PASSWORD}}
+"""
+    )
     f = str(path)
     try:
         run_ok("up", f)

@@ -15,8 +15,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.e2e_support import leftovers, micro_fleet_yaml, ssh, unique_fleet, vmfleet
-from tests.support import images
+from tests.e2e_support import (
+    debian_fleet_head,
+    leftovers,
+    login_key,
+    micro_fleet_yaml,
+    ssh,
+    unique_fleet,
+    vmfleet,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -129,18 +136,13 @@ def _journal_count(db: Path) -> int:
 @pytest.mark.xdist_group("debian")
 def test_debian_replicas_get_hostname_static_ip_and_key(tmp_path: Path) -> None:
     fleet = unique_fleet("e2ed")
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    key = login_key(tmp_path)
     path = tmp_path / "fleet.yaml"
-    path.write_text(f"""
-fleet: {fleet}
-hosts:
-  local: {{domain_type: qemu}}
-ssh: {{private_key: {key}}}
-images:
-  debian: {{source: {images.debian_image()}}}
+    path.write_text(
+        debian_fleet_head(fleet, key)
+        + """
 networks:
-  back: {{mode: isolated, cidr: 10.251.7.0/24}}
+  back: {mode: isolated, cidr: 10.251.7.0/24}
 vms:
   deb:
     replicas: 3
@@ -148,19 +150,20 @@ vms:
     vcpus: 1
     disk: 3GiB
     image: debian
-    data_disks: [{{size: 1GiB}}]
+    data_disks: [{size: 1GiB}]
     nics:
-      - {{network: user}}
-      - {{network: back, ips: [10.251.7.10, 10.251.7.11, 10.251.7.12]}}
-    ready: {{wait_for: ssh, timeout: 6m}}
+      - {network: user}
+      - {network: back, ips: [10.251.7.10, 10.251.7.11, 10.251.7.12]}
+    ready: {wait_for: ssh, timeout: 6m}
     cloud_init:
-      password: {{env: E2E_VM_PASSWORD}}
+      password: {env: E2E_VM_PASSWORD}
       apt_proxy: "http://10.251.7.1:3142"
-      write_files: [{{path: /etc/vmfleet-e2e, content: "written by cloud-init\n"}}]
+      write_files: [{path: /etc/vmfleet-e2e, content: "written by cloud-init\n"}]
       runcmd: ["touch /run/vmfleet-runcmd"]
     overrides:
-      2: {{clone: full}}
-""")
+      2: {clone: full}
+"""
+    )
     secret = "e2e-" + uuid.uuid4().hex
     os.environ["E2E_VM_PASSWORD"] = secret
     try:

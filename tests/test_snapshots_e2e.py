@@ -11,8 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.e2e_support import leftovers, micro_fleet_yaml, ssh, unique_fleet, vmfleet
-from tests.support import images
+from tests.e2e_support import (
+    debian_fleet_head,
+    leftovers,
+    login_key,
+    micro_fleet_yaml,
+    ssh,
+    unique_fleet,
+    vmfleet,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("snapshots")]
 
@@ -177,23 +184,19 @@ def _ssh_retry(key: Path, port: int, command: str, *, within: float = 480) -> st
 
 def test_a_file_in_a_debian_guest_is_as_it_was_after_revert(tmp_path: Path) -> None:
     fleet = unique_fleet("e2es")
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    key = login_key(tmp_path)
     path = tmp_path / "fleet.yaml"
-    path.write_text(f"""
-fleet: {fleet}
-hosts:
-  local: {{domain_type: qemu}}
-ssh: {{private_key: {key}}}
-images:
-  debian: {{source: {images.debian_image()}}}
+    path.write_text(
+        debian_fleet_head(fleet, key)
+        + """
 vms:
   sdeb:
     memory: 512MiB
     disk: 3GiB
     image: debian
-    ready: {{wait_for: ssh, timeout: 6m}}
-""")
+    ready: {wait_for: ssh, timeout: 6m}
+"""
+    )
     try:
         assert vmfleet("up", str(path)).returncode == 0
         rows = _json("list", str(path))

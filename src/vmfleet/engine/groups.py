@@ -398,38 +398,34 @@ def _all_at_once(run: _Run, w: core.Walk, one: Callable[[_Run, str, str], Member
         )
 
 
-def _suspend_one(run: _Run, group: str, vm: str) -> MemberOutcome:
+def _pause_or_resume(run: _Run, group: str, vm: str, *, verb: str) -> MemberOutcome:
+    """Suspend a running member, or resume a paused one; others are left as they are."""
     host_name, state = run.have[vm]
-    outcome = MemberOutcome(vm, group, "suspend", True, started_at=time.time())
+    outcome = MemberOutcome(vm, group, verb, True, started_at=time.time())
+    suspend = verb == "suspend"
+    acts_on = ("running",) if suspend else ("paused", "pmsuspended")
     try:
-        if state == "running":
-            run.ctx.host(host_name).suspend(vm)
-            outcome.detail = "suspended"
-            _event(run.ctx, vm, "suspended")
+        if state in acts_on:
+            host = run.ctx.host(host_name)
+            (host.suspend if suspend else host.resume)(vm)
+            outcome.detail = "suspended" if suspend else "resumed"
+            _event(run.ctx, vm, outcome.detail)
         else:
-            outcome.detail = f"left {state} (only running VMs are suspended)"
+            only = "running VMs are suspended" if suspend else "suspended VMs are resumed"
+            outcome.detail = f"left {state} (only {only})"
     except FleetError as error:
         outcome.ok, outcome.detail = False, str(error)
     run.progress(vm, "done" if outcome.ok else "failed", outcome.detail)
     run.outcomes.append(outcome)
     return outcome
+
+
+def _suspend_one(run: _Run, group: str, vm: str) -> MemberOutcome:
+    return _pause_or_resume(run, group, vm, verb="suspend")
 
 
 def _resume_one(run: _Run, group: str, vm: str) -> MemberOutcome:
-    host_name, state = run.have[vm]
-    outcome = MemberOutcome(vm, group, "resume", True, started_at=time.time())
-    try:
-        if state in ("paused", "pmsuspended"):
-            run.ctx.host(host_name).resume(vm)
-            outcome.detail = "resumed"
-            _event(run.ctx, vm, "resumed")
-        else:
-            outcome.detail = f"left {state} (only suspended VMs are resumed)"
-    except FleetError as error:
-        outcome.ok, outcome.detail = False, str(error)
-    run.progress(vm, "done" if outcome.ok else "failed", outcome.detail)
-    run.outcomes.append(outcome)
-    return outcome
+    return _pause_or_resume(run, group, vm, verb="resume")
 
 
 def group_status(ctx: FleetContext) -> list[core.GroupStatus]:
