@@ -34,16 +34,27 @@ def unique_fleet(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
+def _fleet_domains(conn: libvirt.virConnect, fleet: str) -> list[str]:
+    """Names of the fleet's domains. Tests on other workers create and remove their own
+    domains meanwhile: one that vanishes between listing and reading is simply gone."""
+    names = []
+    for dom in conn.listAllDomains():
+        try:
+            xml = dom.XMLDesc(0)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue
+            raise
+        if f"<vmfleet:fleet>{fleet}</vmfleet:fleet>" in xml or dom.name().startswith(f"{fleet}-"):
+            names.append(dom.name())
+    return names
+
+
 def leftovers(fleet: str, uri: str = SYSTEM_URI) -> list[str]:
     """Every domain, volume and network on the host that belongs to `fleet`."""
     conn = libvirt.open(uri)
     try:
-        found = [
-            f"domain {d.name()}"
-            for d in conn.listAllDomains()
-            if f"<vmfleet:fleet>{fleet}</vmfleet:fleet>" in d.XMLDesc(0)
-            or d.name().startswith(f"{fleet}-")
-        ]
+        found = [f"domain {name}" for name in _fleet_domains(conn, fleet)]
         for pool in conn.listAllStoragePools():
             if pool.isActive():
                 pool.refresh(0)

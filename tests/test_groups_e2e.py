@@ -14,8 +14,7 @@ from typing import Any
 
 import libvirt
 import pytest
-from tests.e2e_support import SYSTEM_URI, micro_fleet_yaml, unique_fleet, vmfleet
-from tests.e2e_support import leftovers as _leftovers
+from tests.e2e_support import SYSTEM_URI, leftovers, micro_fleet_yaml, unique_fleet, vmfleet
 
 from vmfleet.drivers.guest import ssh_banner
 
@@ -28,17 +27,6 @@ def group_fleet(tmp_path: Path, fleet: str, body: str) -> Path:
     path = tmp_path / "fleet.yaml"
     path.write_text(base + body)
     return path
-
-
-def leftovers(fleet: str) -> list[str]:
-    """What the fleet left on the host; retried when another test's domain vanishes while
-    the host is listed (libvirt then reports it as not found)."""
-    for _attempt in range(4):
-        try:
-            return _leftovers(fleet)
-        except libvirt.libvirtError:
-            time.sleep(1)
-    return _leftovers(fleet)
 
 
 def events(path: Path) -> list[tuple[float, str, str]]:
