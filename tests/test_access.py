@@ -110,3 +110,17 @@ def test_inventory_groups_and_vars(ctx: FleetContext) -> None:
 def test_env_names_are_shell_safe() -> None:
     assert env_name("k8s-master1") == "K8S_MASTER1"
     assert env_name("ubuntu-dev-0") == "UBUNTU_DEV_0"
+
+
+def test_exec_keeps_a_target_that_is_also_a_command_word(fleet_file: Callable[[str], Path]) -> None:
+    """`exec FILE db -- echo db` targets db: words after `--` are the command, the rest targets."""
+    from typer.testing import CliRunner
+
+    from vmfleet.cli.main import app
+
+    path = fleet_file(FLEET)
+    runner = CliRunner()
+    ran = runner.invoke(app, ["exec", str(path), "db", "--", "echo", "db"])
+    assert not isinstance(ran.exception, UsageError), ran.exception
+    missing = runner.invoke(app, ["exec", str(path), "--", "echo", "db"])
+    assert isinstance(missing.exception, UsageError)

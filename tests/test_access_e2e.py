@@ -130,6 +130,8 @@ vms:
 
         both = run_ok("exec", f, "acc", "--", "cat", "/etc/hostname")
         assert "== acc-0" in both and "== acc-1" in both and "exit 0" in both
+        same_word = run_ok("exec", f, "acc", "--", "echo", "acc")
+        assert same_word.count("\nacc\n") == 2, same_word
         failing = vmfleet("exec", f, "acc", "--", "test", "$(hostname)", "=", "acc-0")
         assert failing.returncode == 1
         assert "1 of 2 VMs failed: acc-1" in failing.stderr.replace("\n", " ")

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 import yaml
+from typer import _click as click
+from typer.core import TyperCommand
 
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, fleet_context
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
@@ -129,8 +131,22 @@ def ips(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = 
             sys.stdout.write(f"{env_name(vm)}_SSH_PORT={ep.port}\n")
 
 
-@app.command("exec")
+_AFTER_DASHES = "vmfleet.after_dashes"
+
+
+class _DashDashCommand(TyperCommand):
+    """Remembers the words after `--`: click passes them on as plain arguments, so a target
+    and a command word with the same text (`exec f web -- echo web`) could not be told apart."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            ctx.meta[_AFTER_DASHES] = args[args.index("--") + 1 :]
+        return super().parse_args(ctx, args)
+
+
+@app.command("exec", cls=_DashDashCommand)
 def exec_(
+    cli: typer.Context,
     file: FleetFile,
     targets: Annotated[
         list[str],
@@ -144,11 +160,8 @@ def exec_(
 ) -> None:
     """Run a command over SSH on many VMs in parallel: live status, then each VM's output
     and exit code. Exits 1 when any VM failed."""
-    if "--" in sys.argv:
-        command = sys.argv[sys.argv.index("--") + 1 :]
-        names = [t for t in targets if t not in command] if command else targets
-    else:
-        command, names = [], targets
+    command: list[str] = cli.meta.get(_AFTER_DASHES, [])
+    names = targets[: len(targets) - len(command)]
     if not command or not names:
         raise UsageError("usage: vmfleet exec FILE TARGET... -- COMMAND")
     with fleet_context(file, state, lock=False, what="exec") as ctx:
