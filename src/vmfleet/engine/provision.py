@@ -42,7 +42,7 @@ from vmfleet.drivers.domainxml import (
     parse_domain,
 )
 from vmfleet.drivers.guest import forwarded_port_open, port_open, ssh_banner, wait_until
-from vmfleet.drivers.libvirt_host import LibvirtHost
+from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import (
     NAMESPACE,
     PREFIX,
