@@ -9,14 +9,9 @@ from typing import Any, Literal
 import libvirt
 import libvirt_qemu  # type: ignore[import-untyped]  # pyproject lists only libvirt.*
 
-from vmfleet.drivers.libvirt.connection import (
-    libvirt_message,
-)
+from vmfleet.drivers.libvirt.connection import libvirt_message
 from vmfleet.drivers.libvirt.domains import _Domains
-from vmfleet.errors import (
-    GuestError,
-    HypervisorError,
-)
+from vmfleet.errors import GuestError, HypervisorError
 
 
 class _Agent(_Domains):

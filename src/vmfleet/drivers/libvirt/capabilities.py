@@ -8,13 +8,7 @@ from dataclasses import replace
 import libvirt
 
 from vmfleet.drivers.libvirt.probe import _Probe
-from vmfleet.drivers.libvirt.types import (
-    BootProbe,
-    GuestCapability,
-    HostCapabilities,
-    KiB,
-    MiB,
-)
+from vmfleet.drivers.libvirt.types import BootProbe, GuestCapability, HostCapabilities, KiB, MiB
 
 
 class _Capabilities(_Probe):

@@ -15,14 +15,8 @@ from urllib.parse import urlsplit
 import libvirt
 
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.drivers.libvirt.types import (
-    BootProbe,
-    KeepAlive,
-)
-from vmfleet.errors import (
-    HostUnreachableError,
-    HypervisorError,
-)
+from vmfleet.drivers.libvirt.types import BootProbe, KeepAlive
+from vmfleet.errors import HostUnreachableError, HypervisorError
 
 DEFAULT_CONNECT_TIMEOUT = 15.0
 POLL_INTERVAL = 0.1

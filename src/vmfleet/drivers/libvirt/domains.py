@@ -11,25 +11,12 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from vmfleet.drivers.libvirt.connection import (
-    POLL_INTERVAL,
-    xml_name,
-)
+from vmfleet.drivers.libvirt.connection import POLL_INTERVAL, xml_name
 from vmfleet.drivers.libvirt.networks import _Networks
-from vmfleet.drivers.libvirt.types import (
-    STATES,
-    DomainInfo,
-    DomainState,
-    KiB,
-    ShutdownResult,
-)
+from vmfleet.drivers.libvirt.types import STATES, DomainInfo, DomainState, KiB, ShutdownResult
 from vmfleet.drivers.metadata import NAMESPACE, OwnerMetadata
 from vmfleet.drivers.metadata import PREFIX as METADATA_PREFIX
-from vmfleet.errors import (
-    HypervisorError,
-    NotOwnedError,
-    OperationTimeout,
-)
+from vmfleet.errors import HypervisorError, NotOwnedError, OperationTimeout
 
 
 class _Domains(_Networks):

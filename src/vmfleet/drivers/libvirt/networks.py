@@ -8,19 +8,11 @@ from typing import Any
 
 import libvirt
 
-from vmfleet.drivers.libvirt.connection import (
-    xml_name,
-)
+from vmfleet.drivers.libvirt.connection import xml_name
 from vmfleet.drivers.libvirt.storage import _Storage
-from vmfleet.drivers.libvirt.types import (
-    Lease,
-    NetworkInfo,
-)
+from vmfleet.drivers.libvirt.types import Lease, NetworkInfo
 from vmfleet.drivers.metadata import NAMESPACE
-from vmfleet.errors import (
-    HypervisorError,
-    NotOwnedError,
-)
+from vmfleet.errors import HypervisorError, NotOwnedError
 
 
 class _Networks(_Storage):

@@ -16,15 +16,9 @@ import libvirt
 
 from vmfleet.drivers.libvirt.console import ConsoleReader
 from vmfleet.drivers.libvirt.snapshots import _Snapshots
-from vmfleet.drivers.libvirt.types import (
-    BootProbe,
-    MiB,
-)
+from vmfleet.drivers.libvirt.types import BootProbe, MiB
 from vmfleet.drivers.metadata import VOLUME_PREFIX, OwnerMetadata
-from vmfleet.errors import (
-    HostUnreachableError,
-    HypervisorError,
-)
+from vmfleet.errors import HostUnreachableError, HypervisorError
 
 PROBE_DONE_MARKER = "VMFLEET-PROBE-OK"
 PROBE_COPY_ROUNDS = 4

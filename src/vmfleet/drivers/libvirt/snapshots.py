@@ -25,22 +25,12 @@ import libvirt
 
 from vmfleet.drivers.domainxml import SnapshotConfig
 from vmfleet.drivers.libvirt.agent import _Agent
-from vmfleet.drivers.libvirt.connection import (
-    POLL_INTERVAL,
-    call_with_deadline,
-)
+from vmfleet.drivers.libvirt.connection import POLL_INTERVAL, call_with_deadline
 from vmfleet.drivers.libvirt.storage import require_our_file
-from vmfleet.drivers.libvirt.types import (
-    STATES,
-    DomainState,
-    SnapshotInfo,
-)
+from vmfleet.drivers.libvirt.types import STATES, DomainState, SnapshotInfo
 from vmfleet.drivers.metadata import NAMESPACE
 from vmfleet.drivers.metadata import PREFIX as METADATA_PREFIX
-from vmfleet.errors import (
-    HypervisorError,
-    OperationTimeout,
-)
+from vmfleet.errors import HypervisorError, OperationTimeout
 
 
 class _Snapshots(_Agent):

@@ -13,23 +13,10 @@ from typing import Any, BinaryIO
 
 import libvirt
 
-from vmfleet.drivers.libvirt.connection import (
-    POLL_INTERVAL,
-    _Connection,
-    libvirt_message,
-    xml_name,
-)
-from vmfleet.drivers.libvirt.types import (
-    KiB,
-    MiB,
-    PoolInfo,
-    VolumeInfo,
-)
+from vmfleet.drivers.libvirt.connection import POLL_INTERVAL, _Connection, libvirt_message, xml_name
+from vmfleet.drivers.libvirt.types import KiB, MiB, PoolInfo, VolumeInfo
 from vmfleet.drivers.metadata import VOLUME_PREFIX
-from vmfleet.errors import (
-    HypervisorError,
-    NotOwnedError,
-)
+from vmfleet.errors import HypervisorError, NotOwnedError
 
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
 _UPLOAD_CHUNK = 256 * KiB
