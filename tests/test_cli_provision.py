@@ -186,7 +186,7 @@ def test_seed_carries_the_users_template_rendered_and_merged(
     import yaml
 
     from vmfleet.engine.context import FleetContext
-    from vmfleet.engine.provision import _seed_iso
+    from vmfleet.engine.provision.seed import seed_iso
     from vmfleet.spec.load import load
     from vmfleet.state.store import Store
 
@@ -209,7 +209,7 @@ def test_seed_carries_the_users_template_rendered_and_merged(
     instance = ctx.instances()[1]
     iso = pycdlib.PyCdlib()
     seed = tmp_path / "seed.iso"
-    seed.write_bytes(_seed_iso(ctx, instance))
+    seed.write_bytes(seed_iso(ctx, instance))
     iso.open(str(seed))
     docs = {}
     for name in ("user-data", "meta-data"):

@@ -82,6 +82,19 @@ def test_extra_environment_is_added_to_ours() -> None:
     assert result.stdout == b"42 True\n"
 
 
+def test_per_call_environment_is_added_to_the_runners_and_ours() -> None:
+    runner = SubprocessRunner(env={"VMFTEST_A": "runner"})
+    code = "import os; e = os.environ; print(e['VMFTEST_A'], e['VMFTEST_B'], 'PATH' in e)"
+    result = runner.run([PY, "-c", code], env={"VMFTEST_B": "call"})
+    assert result.stdout == b"runner call True\n"
+
+
+def test_recording_runner_records_the_per_call_environment() -> None:
+    runner = RecordingRunner().script(["sh"])
+    runner.run(["sh", "-c", "true"], env={"VMFLEET_VM": "web-1"})
+    assert runner.calls[0].env == {"VMFLEET_VM": "web-1"}
+
+
 def test_stderr_tail_keeps_last_nonempty_lines_on_one_line() -> None:
     assert stderr_tail(b"a\n\n b \nc\n", lines=2) == "b; c"
     assert stderr_tail(b"") == ""

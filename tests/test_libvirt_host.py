@@ -7,8 +7,10 @@ they use unique names) and create it with plain libvirt.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +20,8 @@ from typing import Any
 import libvirt
 import pytest
 
-from vmfleet.drivers.libvirt_host import (
+import vmfleet.drivers.libvirt as libvirt_driver
+from vmfleet.drivers.libvirt import (
     PROBE_DONE_MARKER,
     DomainState,
     LibvirtHost,
@@ -188,6 +191,17 @@ def test_probe_payload_is_a_multiboot_image_with_its_markers() -> None:
     for marker in (b"VMFLEET-PROBE-32\n", b"VMFLEET-PROBE-64\n", PROBE_DONE_MARKER.encode()):
         assert marker in image
     assert probe_payload(rounds=1) != image  # the copy count is in the code
+
+
+@pytest.mark.skipif(
+    not (shutil.which("as") and shutil.which("objcopy")), reason="needs GNU binutils"
+)
+def test_probe_payload_listing_assembles_to_the_same_bytes(tmp_path: Path) -> None:
+    listing = Path(libvirt_driver.__file__).parent / "probe_payload.S"
+    obj, image = tmp_path / "payload.o", tmp_path / "payload.bin"
+    subprocess.run(["as", "--32", "-o", str(obj), str(listing)], check=True)
+    subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(image)], check=True)
+    assert image.read_bytes() == probe_payload()
 
 
 # --- domains: reading ---------------------------------------------------------------------------

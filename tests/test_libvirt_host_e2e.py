@@ -19,7 +19,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vmfleet.drivers.libvirt_host import (
+from vmfleet.drivers.libvirt import (
     DomainState,
     KeepAlive,
     LibvirtHost,

@@ -13,7 +13,7 @@ import pytest
 from tests.e2e_support import vmfleet
 
 from vmfleet.drivers.domainxml import SnapshotConfig
-from vmfleet.drivers.libvirt_host import DomainState, LibvirtHost, SnapshotInfo
+from vmfleet.drivers.libvirt import DomainState, LibvirtHost, SnapshotInfo
 from vmfleet.drivers.metadata import OwnerMetadata
 from vmfleet.engine import snapshots
 from vmfleet.engine.context import FleetContext

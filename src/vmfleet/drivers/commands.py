@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -79,8 +79,10 @@ class CommandRunner(Protocol):
         input: bytes | None = None,
         timeout: float | None = None,
         check: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
-        """Run argv (argv[0] looked up on PATH), feed it `input`, wait at most `timeout` s.
+        """Run argv (argv[0] looked up on PATH), feed it `input`, wait at most `timeout` s;
+        `env` adds variables to the child's environment for this call.
 
         Raises `CommandError` when the program cannot start, or exits non-zero and `check`
         is set; `OperationTimeout` when it runs past `timeout` (it is killed first).
@@ -123,12 +125,14 @@ class SubprocessRunner:
         input: bytes | None = None,
         timeout: float | None = None,
         check: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         """See `CommandRunner.run`."""
         args = tuple(argv)
         if not args:
             raise ValueError("empty argv")
-        env = None if self._env is None else {**os.environ, **self._env}
+        extra = {**(self._env or {}), **(env or {})}
+        child_env = {**os.environ, **extra} if extra else None
         try:
             completed = subprocess.run(
                 args,
@@ -138,7 +142,7 @@ class SubprocessRunner:
                 timeout=timeout,
                 check=False,
                 shell=False,
-                env=env,
+                env=child_env,
             )
         except subprocess.TimeoutExpired as err:
             raise OperationTimeout(
@@ -165,6 +169,7 @@ class RecordedCall:
     input: bytes | None
     timeout: float | None
     check: bool
+    env: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +231,13 @@ class RecordingRunner:
         input: bytes | None = None,
         timeout: float | None = None,
         check: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         """See `CommandRunner.run`; answers from the script instead of running anything."""
         args = tuple(argv)
-        self.calls.append(RecordedCall(argv=args, input=input, timeout=timeout, check=check))
+        self.calls.append(
+            RecordedCall(argv=args, input=input, timeout=timeout, check=check, env=env)
+        )
         answer = self._match(args)
         if answer.effect is not None:
             answer.effect(args)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -11,7 +10,8 @@ from pathlib import Path
 
 from vmfleet.core.expand import Instance, Leases, expand
 from vmfleet.core.placement import PlacementResult
-from vmfleet.drivers.libvirt_host import LibvirtHost
+from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
+from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.spec.load import LoadedFleet
 from vmfleet.spec.models import HostSpec
 from vmfleet.state.store import Store
@@ -40,6 +40,8 @@ class FleetContext:
     _hosts: dict[str, LibvirtHost] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     placement: PlacementResult | None = None
+    # local programs (ssh-keygen, gate commands) run through this seam
+    runner: CommandRunner = field(default_factory=SubprocessRunner)
 
     @property
     def fleet(self) -> str:
@@ -106,7 +108,7 @@ class FleetContext:
         with self._lock:
             if not key.exists():
                 self.state_dir.mkdir(parents=True, exist_ok=True)
-                subprocess.run(
+                self.runner.run(
                     [
                         "ssh-keygen",
                         "-q",
@@ -119,7 +121,5 @@ class FleetContext:
                         "-f",
                         str(key),
                     ],
-                    check=True,
-                    capture_output=True,
                 )
         return key

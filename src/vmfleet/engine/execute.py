@@ -1,4 +1,4 @@
-"""Run one command on many VMs at once over SSH (asyncssh), with per-VM status events.
+"""Run one command on many VMs at once over SSH (`drivers.ssh`), with per-VM status events.
 
 Host keys are checked against the fleet's known_hosts under each VM's name; with
 `ssh.host_keys: accept-new`, a VM without an entry is trusted on first connection and its key
@@ -12,9 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import asyncssh
-
-from vmfleet.drivers import sshkeys
+from vmfleet.drivers import ssh, sshkeys
 from vmfleet.engine.access import Endpoint
 
 Progress = Callable[[str, str, str], None]
@@ -83,39 +81,25 @@ async def _run_one(ep: Endpoint, command: str, *, timeout: float) -> ExecResult:
     trust_new = not ep.strict and ep.vm not in known
     try:
         async with asyncio.timeout(timeout):
-            async with asyncssh.connect(
+            result = await ssh.run_command(
                 ep.address,
+                command,
                 port=ep.port,
-                username=ep.user,
-                client_keys=[str(ep.key)],
-                known_hosts=None if trust_new else str(ep.known_hosts),
-                host_key_alias=ep.vm,
-                agent_path=None,
+                user=ep.user,
+                key=ep.key,
+                known_hosts=ep.known_hosts,
+                alias=ep.vm,
+                trust_new=trust_new,
                 connect_timeout=min(timeout, 30),
-            ) as conn:
-                if trust_new:
-                    key = conn.get_server_host_key()
-                    if key is not None:
-                        sshkeys.set_entry(
-                            ep.known_hosts, ep.vm, key.export_public_key().decode().strip()
-                        )
-                result = await conn.run(command, check=False)
+            )
     except TimeoutError:
         return ExecResult(
             ep.vm, None, "", "", time.monotonic() - started, f"timed out after {timeout:.0f}s"
         )
-    except (OSError, asyncssh.Error) as error:
-        return ExecResult(ep.vm, None, "", "", time.monotonic() - started, f"ssh failed: {error}")
+    except ssh.SshError as error:
+        return ExecResult(
+            ep.vm, None, "", "", time.monotonic() - started, f"ssh failed: {error.reason}"
+        )
     return ExecResult(
-        ep.vm,
-        result.exit_status,
-        _text(result.stdout),
-        _text(result.stderr),
-        time.monotonic() - started,
+        ep.vm, result.exit_status, result.stdout, result.stderr, time.monotonic() - started
     )
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

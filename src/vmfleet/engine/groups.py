@@ -16,8 +16,6 @@ transition, with its time.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +26,7 @@ from vmfleet.core.expand import Instance
 from vmfleet.engine import provision
 from vmfleet.engine.apply import Observation, observe
 from vmfleet.engine.context import FleetContext
-from vmfleet.errors import FleetError, GuestError, UsageError
+from vmfleet.errors import FleetError, GuestError, OperationTimeout, UsageError
 from vmfleet.spec.models import Ready
 
 Progress = Callable[[str, str, str], None]
@@ -317,7 +315,6 @@ def _wait_command(run: _Run, vm: str, host_name: str, gate: core.Gate) -> None:
         raise GuestError("gate `command` needs a `command`", vm=vm)
     reach = provision.access(run.ctx, run.instances[vm], host_name)
     env = {
-        **os.environ,
         "VMFLEET_VM": vm,
         "VMFLEET_SSH_HOST": reach.address or "",
         "VMFLEET_SSH_PORT": str(reach.port),
@@ -328,16 +325,12 @@ def _wait_command(run: _Run, vm: str, host_name: str, gate: core.Gate) -> None:
         if left <= 0:
             break
         try:
-            done = subprocess.run(
-                ["sh", "-c", gate.command],
-                env=env,
-                capture_output=True,
-                timeout=left,
-                check=False,
+            done = run.ctx.runner.run(
+                ["sh", "-c", gate.command], env=env, timeout=left, check=False
             )
-        except subprocess.TimeoutExpired:
+        except OperationTimeout:
             break
-        if done.returncode == 0:
+        if done.ok:
             return
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     raise GuestError(f"gate command did not succeed within {gate.timeout:.0f}s", vm=vm)

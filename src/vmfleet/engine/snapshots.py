@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.domainxml import FileSource, SnapshotConfig, SnapshotDisk, VolumeSource
-from vmfleet.drivers.libvirt_host import DomainState, LibvirtHost, SnapshotInfo
+from vmfleet.drivers.libvirt import DomainState, LibvirtHost, SnapshotInfo
 from vmfleet.drivers.metadata import volume_name
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext

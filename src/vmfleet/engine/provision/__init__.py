@@ -1,0 +1,84 @@
+"""Making one VM exist, and making it go away, step by step and journaled.
+
+Rooms: `create` and `remove` (the sequences), `definition` (domain config), `seed` (cloud-init
+seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness` (`wait_ready`)
+and `journal` (journaled steps, rollback, recover, volume sweeps).
+
+Create: base image (once per host) → root disk (linked clone or copy, grown) → data disks →
+seed ISO → define → start → ready. Every step that creates something on a host writes an
+intent to the journal first and closes it after, so a run killed at any point leaves a
+record; `recover` rolls such half-done steps back and `up` converges again.
+Remove: stop → undefine → delete every volume with the VM's name prefix → release leases.
+"""
+
+from __future__ import annotations
+
+from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
+from vmfleet.engine.provision.create import create
+from vmfleet.engine.provision.definition import (
+    domain_config,
+    domain_type,
+    existing_disks,
+    with_overlays,
+)
+from vmfleet.engine.provision.journal import (
+    Progress,
+    recover,
+    remove_volumes,
+    rollback,
+    sweep_volumes,
+    volume_names,
+)
+from vmfleet.engine.provision.networks import (
+    attachment_for,
+    ensure_networks,
+    network_name,
+    owned_network_xml,
+    remove_networks,
+)
+from vmfleet.engine.provision.ports import (
+    CONTROL_GUEST_PORT,
+    FORWARD_SLOT_BASE,
+    PORT_BASE,
+    PORT_SPAN,
+    Access,
+    access,
+    forward_port,
+    record_leases,
+)
+from vmfleet.engine.provision.readiness import wait_ready
+from vmfleet.engine.provision.remove import remove
+from vmfleet.engine.provision.seed import seed_iso
+
+__all__ = [
+    "CONTROL_GUEST_PORT",
+    "FORWARD_SLOT_BASE",
+    "PORT_BASE",
+    "PORT_SPAN",
+    "Access",
+    "Progress",
+    "access",
+    "attachment_for",
+    "create",
+    "digest",
+    "domain_config",
+    "domain_type",
+    "ensure_base",
+    "ensure_networks",
+    "existing_disks",
+    "forward_port",
+    "image_path",
+    "network_name",
+    "owned_network_xml",
+    "record_leases",
+    "recover",
+    "remove",
+    "remove_networks",
+    "remove_volumes",
+    "rollback",
+    "seed_iso",
+    "sweep_volumes",
+    "volume_names",
+    "wait_ready",
+    "with_overlays",
+]

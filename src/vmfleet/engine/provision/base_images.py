@@ -1,0 +1,81 @@
+"""Base images: the local file of an image, its (cached) digest, its volume on a host."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+from vmfleet.drivers import download, qemuimg
+from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.drivers.metadata import base_volume_name
+from vmfleet.drivers.qemuimg import QemuImg
+from vmfleet.engine.context import FleetContext
+from vmfleet.errors import ImageError
+
+_base_locks: dict[tuple[str, str], threading.Lock] = {}
+_base_locks_guard = threading.Lock()
+
+
+def image_path(ctx: FleetContext, source: str, sha256: str | None = None) -> Path:
+    """The local file of an image: its path, or its verified copy in the download cache."""
+    if source.startswith(("http://", "https://")):
+        assert sha256 is not None
+        cached = download.cached_path(download.default_cache_dir(), sha256)
+        if not cached.exists():
+            raise ImageError(f"image {source} is not downloaded yet (vmfleet image pull)")
+        return cached
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = ctx.loaded.path.parent / path
+    if not path.exists():
+        raise ImageError(f"image file {path} does not exist")
+    return path
+
+
+def digest(ctx: FleetContext, path: Path) -> str:
+    """sha256 of an image, cached by path, size and mtime."""
+    stat = path.stat()
+    key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache = ctx.state_dir / "digests"
+    cache.mkdir(parents=True, exist_ok=True)
+    entry = cache / hashlib.sha256(key.encode()).hexdigest()
+    if entry.exists():
+        return entry.read_text().strip()
+    value = qemuimg.sha256(path)
+    entry.write_text(value)
+    return value
+
+
+def ensure_base(
+    ctx: FleetContext, host: LibvirtHost, host_name: str, image: str
+) -> tuple[str, str, int]:
+    """The base volume (path, format, virtual size) for `image` on a host, uploaded once."""
+    spec = ctx.loaded.spec.images[image]
+    path = image_path(ctx, spec.source, spec.sha256)
+    digest_value = digest(ctx, path)
+    if spec.sha256 and spec.sha256 != digest_value:
+        raise ImageError(
+            f"image {image}: sha256 of {path} is {digest_value}, the spec says {spec.sha256}"
+        )
+    pool = ctx.host_specs()[host_name].pool
+    name = base_volume_name(image=image, digest=digest_value)
+    with _base_locks_guard:
+        lock = _base_locks.setdefault((host.uri, name), threading.Lock())
+    with lock:
+        existing = host.get_volume(pool, name)
+        if existing is None:
+            local = QemuImg().info(path)
+            fmt = spec.format or local.format
+            entry = ctx.store.intent(
+                run=ctx.run_id,
+                host=host_name,
+                vm="",
+                kind="volume",
+                target=name,
+                detail={"pool": pool},
+            )
+            existing = host.upload_volume(pool, name, path, format=fmt)
+            ctx.store.finish(entry)
+        # Read from the host, not the local file: the host may be remote.
+        return existing.path, existing.format or "raw", existing.capacity

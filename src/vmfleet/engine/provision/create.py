@@ -1,0 +1,110 @@
+"""Making one VM exist: base image → root disk (linked clone or copy, grown) → data disks →
+seed ISO → define → start, each step journaled; a failure rolls the VM back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+
+from vmfleet.core.expand import Instance
+from vmfleet.drivers.domainxml import BackingStore, VolumeConfig
+from vmfleet.drivers.metadata import volume_name
+from vmfleet.engine.context import FleetContext
+from vmfleet.engine.provision.base_images import ensure_base
+from vmfleet.engine.provision.definition import domain_config, existing_disks
+from vmfleet.engine.provision.journal import (
+    Progress,
+    journaled,
+    journaled_volume,
+    remove_volumes,
+    rollback,
+)
+from vmfleet.engine.provision.networks import ensure_networks
+from vmfleet.engine.provision.ports import Access, access, record_leases
+from vmfleet.engine.provision.seed import seed_iso
+from vmfleet.errors import FleetError
+
+
+def create(
+    ctx: FleetContext, instance: Instance, host_name: str, progress: Progress, *, start: bool = True
+) -> Access:
+    """Make one VM exist and (unless `start` is False: a group starts it) start it; returns
+    how to reach it. Idempotent after a crash.
+
+    On failure everything made for this VM so far is removed again before the error goes on.
+    """
+    try:
+        return _create(ctx, instance, host_name, progress, start=start)
+    except BaseException:
+        with contextlib.suppress(FleetError):
+            rollback(ctx, host_name, instance.name)
+        raise
+
+
+def _create(
+    ctx: FleetContext, instance: Instance, host_name: str, progress: Progress, *, start: bool
+) -> Access:
+    host = ctx.host(host_name)
+    pool = ctx.host_specs()[host_name].pool
+    vm = instance.name
+    fields = instance.fields
+    record_leases(ctx, instance)
+    remove_volumes(ctx, host, host_name, vm, instance=instance)  # leftovers of a killed run
+    progress(vm, "disk", "")
+    root = volume_name(fleet=ctx.fleet, vm=vm, role="root")
+    if fields.image:
+        base_path, base_format, base_size = ensure_base(ctx, host, host_name, fields.image)
+        if fields.clone == "full":
+
+            def copy_root() -> None:
+                host.upload_volume(pool, root, base_path, format=base_format)
+                if fields.disk > base_size:
+                    host.resize_volume(pool, root, fields.disk)
+
+            journaled(ctx, host_name, vm, "volume", root, pool, copy_root)
+        else:
+            config = VolumeConfig(
+                name=root,
+                capacity_bytes=max(fields.disk, base_size),
+                backing=BackingStore(
+                    path=base_path, format="raw" if base_format == "raw" else "qcow2"
+                ),
+            )
+            journaled_volume(ctx, host_name, vm, pool, config)
+    else:
+        journaled_volume(
+            ctx, host_name, vm, pool, VolumeConfig(name=root, capacity_bytes=fields.disk)
+        )
+    for n, data in enumerate(fields.data_disks):
+        name = volume_name(fleet=ctx.fleet, vm=vm, role=f"data-{n}")
+        cfg = VolumeConfig(name=name, capacity_bytes=data.size, format=data.format)
+        journaled_volume(ctx, host_name, vm, pool, cfg)
+    progress(vm, "seed", "")
+    seed = volume_name(fleet=ctx.fleet, vm=vm, role="seed.iso")
+    iso = seed_iso(ctx, instance)
+    with tempfile.NamedTemporaryFile(suffix=".iso") as tmp:
+        tmp.write(iso)
+        tmp.flush()
+        journaled(
+            ctx,
+            host_name,
+            vm,
+            "volume",
+            seed,
+            pool,
+            lambda: host.upload_volume(pool, seed, tmp.name, format="iso"),
+        )
+    progress(vm, "define", "")
+    ensure_networks(ctx, host, instance)
+    reach = access(ctx, instance, host_name)
+    disks = existing_disks(ctx, instance, host_name)
+    domain = domain_config(ctx, instance, host, host_name, disks)
+    journaled(ctx, host_name, vm, "domain", vm, pool, lambda: host.define(domain.to_xml()))
+    if fields.autostart:
+        host.set_autostart(vm, True)
+    if start:
+        progress(vm, "start", "")
+        host.start(vm)
+    ctx.store.event(kind="created", vm=vm, message=f"created on {host_name}")
+    return reach

@@ -1,0 +1,137 @@
+"""The domain definition of a VM: its disks, NICs (with forwards) and the rest of its config."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from vmfleet.core.expand import Instance
+from vmfleet.core.plan import spec_hash
+from vmfleet.drivers.domainxml import (
+    BridgeAttachment,
+    DiskConfig,
+    DomainConfig,
+    FileSource,
+    KernelBoot,
+    NetworkAttachment,
+    NicConfig,
+    PortForward,
+    UserAttachment,
+    VolumeSource,
+    parse_domain,
+)
+from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.drivers.metadata import OwnerMetadata, volume_name
+from vmfleet.engine.context import FleetContext
+from vmfleet.engine.provision.networks import attachment_for
+from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
+
+
+def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tuple[DiskConfig, ...]:
+    """The VM's disks by their volume names: root (vda), seed (vdb), data disks (vdc…)."""
+    pool = ctx.host_specs()[host_name].pool
+
+    def vol(role: str) -> VolumeSource:
+        return VolumeSource(
+            pool=pool, volume=volume_name(fleet=ctx.fleet, vm=instance.name, role=role)
+        )
+
+    disks = [
+        DiskConfig(target="vda", source=vol("root"), format="qcow2", boot_order=1),
+        DiskConfig(target="vdb", source=vol("seed.iso"), format="raw", readonly=True),
+    ]
+    for n, data in enumerate(instance.fields.data_disks):
+        disks.append(
+            DiskConfig(target=f"vd{chr(ord('c') + n)}", source=vol(f"data-{n}"), format=data.format)
+        )
+    return tuple(disks)
+
+
+def with_overlays(
+    host: LibvirtHost, vm: str, disks: tuple[DiskConfig, ...]
+) -> tuple[DiskConfig, ...]:
+    """`disks`, except that a disk writing to an external snapshot overlay of this VM keeps
+    it: redefining a changed VM must not drop the writes made since the snapshot."""
+    current = {
+        d.target: d.source.path
+        for d in parse_domain(host.domain_xml(vm, inactive=True)).disks
+        if isinstance(d.source, FileSource) and ".snap-" in Path(d.source.path).name
+    }
+    return tuple(
+        replace(d, source=FileSource(path=current[d.target])) if d.target in current else d
+        for d in disks
+    )
+
+
+def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
+    """`kvm` or `qemu` for a host: as configured, or `auto` = kvm only where it really works."""
+    wanted = ctx.host_specs()[host_name].domain_type
+    if wanted != "auto":
+        return wanted
+    return "kvm" if host.probe_kvm() else "qemu"
+
+
+def domain_config(
+    ctx: FleetContext,
+    instance: Instance,
+    host: LibvirtHost,
+    host_name: str,
+    disks: tuple[DiskConfig, ...],
+) -> DomainConfig:
+    fields = instance.fields
+    nics: list[NicConfig] = []
+    for slot, nic in enumerate(instance.nics):
+        if nic.mode == "user":
+            forwards: tuple[PortForward, ...] = (
+                PortForward(
+                    host_port=forward_port(ctx, host=host_name, vm=instance.name, slot=slot),
+                    guest_port=22,
+                ),
+            )
+            if fields.ready.wait_for.startswith("port:") and slot == 0:
+                guest = int(fields.ready.wait_for[5:])
+                extra = [CONTROL_GUEST_PORT] + ([guest] if guest != 22 else [])
+                forwards += tuple(
+                    PortForward(
+                        host_port=forward_port(
+                            ctx, host=host_name, vm=instance.name, slot=FORWARD_SLOT_BASE + port
+                        ),
+                        guest_port=port,
+                    )
+                    for port in extra
+                )
+            attachment: NetworkAttachment | BridgeAttachment | UserAttachment = UserAttachment(
+                forwards=forwards
+            )
+        else:
+            attachment = attachment_for(ctx, nic.network)
+        nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model))  # type: ignore[arg-type]
+    kernel = fields.kernel
+    return DomainConfig(
+        name=instance.name,
+        domain_type=domain_type(ctx, host, host_name),  # type: ignore[arg-type]
+        memory_mib=fields.memory // (1024 * 1024),
+        vcpus=fields.vcpus,
+        arch=fields.arch,
+        machine=fields.machine or "q35",
+        cpu_model=fields.cpu_model,
+        disks=disks,
+        nics=tuple(nics),
+        serial_log_path=f"/var/log/libvirt/qemu/{instance.name}-serial.log",
+        guest_agent=True,
+        graphics="vnc" if fields.graphics == "vnc" else None,
+        firmware=fields.firmware,  # type: ignore[arg-type]
+        kernel_boot=KernelBoot(
+            kernel=kernel.kernel, initrd=kernel.initrd, cmdline=kernel.cmdline or None
+        )
+        if kernel
+        else None,
+        owner=OwnerMetadata(
+            fleet=ctx.fleet,
+            vm=instance.name,
+            template=instance.template,
+            index=instance.index,
+            spec_hash=spec_hash(instance),
+        ),
+        description=fields.description,
+    )

@@ -1,0 +1,76 @@
+"""The fleet's libvirt networks: names, NIC attachments, creating and removing them."""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+
+from vmfleet.core.expand import Instance
+from vmfleet.drivers.domainxml import BridgeAttachment, NetworkAttachment, NetworkConfig
+from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.drivers.metadata import NAMESPACE, PREFIX
+from vmfleet.engine.context import FleetContext
+from vmfleet.spec.resolve import networks
+
+
+def network_name(fleet: str, network: str) -> str:
+    """The libvirt name of a network vmfleet creates for a fleet."""
+    return f"vmf-{fleet}-{network}"
+
+
+def attachment_for(ctx: FleetContext, network: str) -> NetworkAttachment | BridgeAttachment:
+    """Where a non-user NIC plugs in: our network, someone's existing one, or a host bridge."""
+    spec = networks(ctx.loaded.spec)[network]
+    if spec.mode == "bridge":
+        assert spec.bridge is not None
+        return BridgeAttachment(bridge=spec.bridge)
+    if spec.mode == "existing":
+        assert spec.name is not None
+        return NetworkAttachment(network=spec.name)
+    return NetworkAttachment(network=network_name(ctx.fleet, network))
+
+
+def ensure_networks(ctx: FleetContext, host: LibvirtHost, instance: Instance) -> None:
+    """Create the fleet's nat/isolated networks this VM needs (once; owned by the fleet)."""
+    nets = networks(ctx.loaded.spec)
+    for nic in instance.nics:
+        spec = nets[nic.network]
+        if spec.mode not in ("nat", "isolated"):
+            continue
+        config = NetworkConfig(
+            name=network_name(ctx.fleet, nic.network),
+            mode=spec.mode,
+            cidr=spec.cidr,
+            gateway=spec.gateway,
+            domain=spec.domain,
+        )
+        with _network_guard:
+            host.ensure_network(
+                owned_network_xml(config.to_xml(), fleet=ctx.fleet, network=nic.network)
+            )
+
+
+_network_guard = threading.Lock()
+
+
+def owned_network_xml(xml: str, *, fleet: str, network: str) -> str:
+    """Network XML with our ownership mark in `<metadata>`, so only we ever remove it."""
+    root = ET.fromstring(xml)
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = ET.SubElement(root, "metadata")
+    mark = ET.SubElement(metadata, f"{{{NAMESPACE}}}network")
+    ET.SubElement(mark, f"{{{NAMESPACE}}}fleet").text = fleet
+    ET.SubElement(mark, f"{{{NAMESPACE}}}name").text = network
+    ET.register_namespace(PREFIX, NAMESPACE)
+    return ET.tostring(root, encoding="unicode")
+
+
+def remove_networks(ctx: FleetContext, host: LibvirtHost) -> list[str]:
+    """Remove the networks this fleet created on a host (call when none of its VMs is left)."""
+    removed = []
+    for info in host.list_networks():
+        if info.owned and info.fleet == ctx.fleet:
+            host.remove_network(info.name)
+            removed.append(info.name)
+    return removed

@@ -1,0 +1,43 @@
+"""Making one VM go away: stop, undefine, delete its volumes and overlays, release leases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmfleet.drivers.domainxml import VolumeSource, parse_domain
+from vmfleet.drivers.metadata import parse_volume_name
+from vmfleet.engine import hostkeys
+from vmfleet.engine.context import FleetContext
+from vmfleet.engine.provision.journal import Progress, remove_volumes
+from vmfleet.errors import HypervisorError
+
+
+def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> None:
+    """Stop, undefine, delete the VM's volumes and release its leases. Base images stay."""
+    host = ctx.host(host_name)
+    info = host.get_domain(vm)
+    attached: list[str] = []
+    overlays: list[str] = []
+    if info is not None:
+        if info.owner is None or info.owner.fleet != ctx.fleet:
+            raise HypervisorError("not owned by this fleet; left alone", host=host_name, vm=vm)
+        attached = [
+            d.source.volume if isinstance(d.source, VolumeSource) else Path(d.source.path).name
+            for d in parse_domain(host.domain_xml(vm)).disks
+            if d.source is not None
+        ]
+        overlays = host.snapshot_files(vm)  # external snapshots' files: gone with the VM
+        progress(vm, "stop", "")
+        if info.active:
+            host.destroy(vm)
+        progress(vm, "undefine", "")
+        host.undefine(vm)
+    progress(vm, "volumes", "")
+    remove_volumes(ctx, host, host_name, vm, extra=attached)
+    for path in overlays:
+        parsed = parse_volume_name(Path(path).name)
+        if parsed and parsed[:2] == (ctx.fleet, vm):
+            host.delete_file_volume(path, vm=vm)
+    ctx.store.release(vm=vm)
+    hostkeys.forget_host_key(ctx, vm)
+    ctx.store.event(kind="removed", vm=vm, message=f"removed from {host_name}")

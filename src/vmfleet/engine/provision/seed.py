@@ -1,0 +1,108 @@
+"""The cloud-init seed ISO of a VM: rendered user/meta/network data, user-data template,
+password hash.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vmfleet.core.expand import Instance
+from vmfleet.core.plan import spec_hash
+from vmfleet.drivers import cloudinit, secrets
+from vmfleet.drivers.seed import build_seed_iso
+from vmfleet.engine import hostkeys
+from vmfleet.engine.context import FleetContext
+from vmfleet.errors import FleetError
+from vmfleet.spec.models import Secret
+
+
+def seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
+    ci = instance.fields.cloud_init
+    user = ci.user or ctx.loaded.spec.ssh.user
+    keys = (ctx.ssh_public_key(), *(ci.ssh_keys or ()))
+    gateway_given = False
+    nics = []
+    for nic in instance.nics:
+        gateway = nic.gateway if nic.ip and not gateway_given else None
+        gateway_given = gateway_given or gateway is not None
+        nics.append(
+            cloudinit.NicNetwork(
+                mac=nic.mac,
+                addresses=(f"{nic.ip}/{nic.prefix}",) if nic.ip else (),
+                gateway=gateway,
+                dns=tuple(nic.dns) if nic.ip else (),
+            )
+        )
+    template_text, template_source = _user_template(ctx, ci.user_data)
+    host_key = hostkeys.record_host_key(ctx, instance.name)
+    request = cloudinit.SeedRequest(
+        instance_id=f"{ctx.fleet}-{instance.name}-{spec_hash(instance)}",
+        hostname=instance.hostname,
+        user=user,
+        ssh_authorized_keys=keys,
+        password_hash=_password_hash(ctx, ci.password),
+        packages=tuple(ci.packages or ()),
+        apt_proxy=ci.apt_proxy,
+        write_files=tuple(
+            cloudinit.WriteFile(
+                path=f.path, content=f.content, permissions=f.permissions, owner=f.owner
+            )
+            for f in ci.write_files or ()
+        ),
+        runcmd=tuple(c if isinstance(c, str) else tuple(c) for c in ci.runcmd or ()),
+        nics=tuple(nics),
+        host_keys=(
+            (cloudinit.HostKey(type="ed25519", private=host_key.private, public=host_key.public),)
+            if host_key
+            else ()
+        ),
+        user_template=template_text,
+        user_template_source=template_source,
+        template_mode=ci.user_data_mode or "merge",
+        template_vars={
+            "name": instance.name,
+            "template": instance.template,
+            "index": instance.index,
+            "hostname": instance.hostname,
+            "fleet": ctx.fleet,
+            "labels": dict(instance.fields.labels),
+            "ips": [n.ip for n in instance.nics if n.ip],
+            "macs": [n.mac for n in instance.nics],
+        },
+    )
+    iso: bytes = build_seed_iso(
+        user_data=cloudinit.render_user_data(request),
+        meta_data=cloudinit.render_meta_data(request),
+        network_config=cloudinit.render_network_config(request),
+    )
+    return iso
+
+
+def _user_template(ctx: FleetContext, source: str | None) -> tuple[str | None, str | None]:
+    if source is None:
+        return None, None
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = ctx.loaded.path.parent / path
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as error:
+        raise FleetError(f"cannot read user-data template {path}: {error.strerror}") from None
+
+
+def _password_hash(ctx: FleetContext, password: str | Secret | None) -> str | None:
+    """The crypt hash for cloud-init; a plain value is hashed here and never logged."""
+    if password is None:
+        return None
+    if isinstance(password, Secret):
+        if password.env is not None:
+            if password.env not in os.environ:
+                raise FleetError(f"password: environment variable {password.env} is not set")
+            plain = os.environ[password.env]
+        else:
+            assert password.file is not None
+            plain = Path(password.file).expanduser().read_text().rstrip("\n")
+    else:
+        plain = password
+    return plain if secrets.looks_hashed(plain) else secrets.hash_password(plain)
