@@ -218,6 +218,68 @@ class NetworkSpec(Model):
         return self
 
 
+# --- high availability (Pacemaker clusters) -------------------------------------------------
+
+
+class ClusterStorage(Model):
+    """Where an HA VM's disks live: LINSTOR/DRBD volumes, or files on a path every node sees."""
+
+    type: Literal["linstor", "shared"] = "shared"
+    pool: str | None = None
+    replicas: int = Field(default=2, ge=1, le=8)
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ClusterStorage:
+        if self.type == "linstor" and not self.pool:
+            raise ValueError("linstor storage needs `pool: <LINSTOR storage pool>`")
+        if self.type == "shared" and not (self.path and self.path.startswith("/")):
+            raise ValueError("shared storage needs `path:` (an absolute directory every node sees)")
+        return self
+
+
+class ClusterFencing(Model):
+    """STONITH: on (with a fence agent, e.g. `fence_ipmilan` or `external/...`) or off."""
+
+    enabled: bool = True
+    agent: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class ClusterSpec(Model):
+    """A Pacemaker cluster whose nodes are fleet hosts; HA VMs are its resources.
+
+    `command` reaches a node where the cluster tools run (`{node}` is replaced by the node's
+    name, e.g. `[ssh, "root@{node}"]`); empty means this machine.
+    """
+
+    type: Literal["pacemaker"] = "pacemaker"
+    nodes: list[Name] = Field(min_length=1)
+    fencing: ClusterFencing = Field(default_factory=ClusterFencing)
+    storage: ClusterStorage
+    command: list[str] = Field(default_factory=list)
+    definitions: str | None = None
+    hypervisor: str = "qemu:///system"
+    domain_type: Literal["kvm", "qemu"] = "kvm"
+    migration_transport: Literal["ssh", "tcp", "tls"] = "ssh"
+    stickiness: int = Field(default=100, ge=0)
+    placement_strategy: Literal["default", "utilization", "minimal", "balanced"] = "balanced"
+
+
+class HaSettings(Model):
+    """`ha: NAME` or `ha: {cluster: NAME, ...}`: the VM is a resource of that cluster."""
+
+    cluster: Name
+    state: Literal["started", "stopped"] = "started"
+    allow_migrate: bool = True
+    force_stop: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"cluster": value} if isinstance(value, str) else value
+
+
 # --- VMs ------------------------------------------------------------------------------------
 
 
@@ -342,6 +404,7 @@ class VmFields(Model):
     ready: Ready | None = None
     autostart: bool | None = None
     snapshot_type: Literal["auto", "internal", "external"] | None = None
+    ha: HaSettings | None = None
 
     _labels = field_validator("labels", mode="before")(_check_labels)
 
@@ -429,3 +492,4 @@ class FleetSpec(Model):
     ssh: SshSettings = Field(default_factory=SshSettings)
     snapshots: Retention | None = None
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    clusters: dict[Name, ClusterSpec] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ from vmfleet.spec.models import (
     CloudInit,
     DataDisk,
     FleetSpec,
+    HaSettings,
     KernelBoot,
     NetworkSpec,
     NicSpec,
@@ -159,3 +160,12 @@ def replica_name(base: str, index: int | None) -> str:
 def indexes(template: VmTemplate) -> list[int | None]:
     """[None] for one replica (bare name), else 0..replicas-1."""
     return [None] if template.replicas == 1 else list(range(template.replicas))
+
+
+def ha_settings(spec: FleetSpec, template: VmTemplate, index: int | None) -> HaSettings | None:
+    """The cluster settings of one VM (None: libvirt manages it, not a cluster).
+
+    Kept out of `Effective` so that the spec hash of VMs outside clusters stays as it was.
+    """
+    value = _top(layers(spec, template, index), "ha")
+    return value if isinstance(value, HaSettings) else None

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from vmfleet.errors import Problem
+from vmfleet.spec import ha_rules
 from vmfleet.spec.models import FleetSpec, NetworkSpec, VmTemplate
 from vmfleet.spec.resolve import (
     indexes,
@@ -34,6 +35,7 @@ def check(spec: FleetSpec, doc: Document) -> list[Problem]:
         _duplicate_addresses,
         _addresses_in_networks,
         _groups,
+        ha_rules.check,
     ):
         problems.extend(rule(spec, doc))
     return problems

@@ -44,7 +44,13 @@ from vmfleet.drivers.domainxml.common import (
     Protocol,
     UserBackend,
 )
-from vmfleet.drivers.domainxml.disks import DiskConfig, DiskSource, FileSource, VolumeSource
+from vmfleet.drivers.domainxml.disks import (
+    BlockSource,
+    DiskConfig,
+    DiskSource,
+    FileSource,
+    VolumeSource,
+)
 from vmfleet.drivers.domainxml.domain import DomainConfig, KernelBoot
 from vmfleet.drivers.domainxml.networks import DhcpHost, NetworkConfig
 from vmfleet.drivers.domainxml.nics import (
@@ -64,6 +70,7 @@ __all__ = [
     "QEMU_NAMESPACE",
     "Attachment",
     "BackingStore",
+    "BlockSource",
     "BridgeAttachment",
     "DhcpHost",
     "DiskBus",

@@ -33,6 +33,11 @@ class FileSource:
     path: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockSource(FileSource):
+    """A disk on a host block device at `path` (`<disk type='block'>`), e.g. a DRBD device."""
+
+
 DiskSource = VolumeSource | FileSource
 
 
@@ -73,7 +78,13 @@ class DiskConfig:
 
     def to_element(self) -> ET.Element:
         """The `<disk>` element."""
-        kind = "volume" if isinstance(self.source, VolumeSource) else "file"
+        kind = (
+            "volume"
+            if isinstance(self.source, VolumeSource)
+            else "block"
+            if isinstance(self.source, BlockSource)
+            else "file"
+        )
         disk = ET.Element("disk", {"type": kind, "device": self.device})
         sub(
             disk,
@@ -86,6 +97,8 @@ class DiskConfig:
         )
         if isinstance(self.source, VolumeSource):
             sub(disk, "source", pool=self.source.pool, volume=self.source.volume)
+        elif isinstance(self.source, BlockSource):
+            sub(disk, "source", dev=self.source.path)
         elif isinstance(self.source, FileSource):
             sub(disk, "source", file=self.source.path)
         sub(disk, "target", dev=self.target, bus=self.bus)

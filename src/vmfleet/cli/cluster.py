@@ -1,0 +1,170 @@
+"""`vmfleet cluster`: HA VMs on Pacemaker clusters — status, standby, export, and the
+cluster-routed lifecycle (up, down, start, stop, migrate) of the fleet's HA VMs."""
+
+from __future__ import annotations
+
+import shlex
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from vmfleet.cli.common import FleetFile, Output, StateOpt, app, fleet_context, load_fleet
+from vmfleet.cli.output import OutputFormat, console, emit
+from vmfleet.core import cluster as core_cluster
+from vmfleet.core.expand import expand
+from vmfleet.engine import ha
+from vmfleet.engine.ha.nodes import reachable
+from vmfleet.engine.ha.status import vm_state
+from vmfleet.errors import UsageError
+
+cluster_app = typer.Typer(
+    help="HA VMs on Pacemaker clusters: status, standby, export, up/down.", no_args_is_help=True
+)
+app.add_typer(cluster_app, name="cluster")
+
+
+class ExportFormat(StrEnum):
+    cib = "cib"
+    pcs = "pcs"
+
+
+@cluster_app.command()
+def export(
+    file: FleetFile,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="cib or pcs.")] = (
+        ExportFormat.cib
+    ),
+    cluster: Annotated[str | None, typer.Option(help="Only this cluster.")] = None,
+) -> None:
+    """Print what `up` applies to each cluster, touching nothing: a `<cib>` with the fleet's
+    configuration (for review, crm_verify, crm_simulate) or the equivalent `pcs` commands."""
+    loaded = load_fleet(file)
+    spec = loaded.spec
+    names = [cluster] if cluster else list(spec.clusters)
+    unknown = [n for n in names if n not in spec.clusters]
+    if unknown or not names:
+        raise UsageError(f"no cluster {unknown[0] if unknown else ''!r} in {file}".strip())
+    instances = expand(spec, fleet=loaded.name)
+    for name in names:
+        config = core_cluster.wanted(spec, instances, fleet=loaded.name, cluster=name)
+        if fmt is ExportFormat.pcs:
+            print(f"# cluster {name}: pcs -f cib.xml <command>, then pcs cluster cib-push cib.xml")
+            for argv in core_cluster.pcs_commands(config):
+                print(shlex.join(argv))
+        else:
+            fragment = core_cluster.fragment(config)
+            root = core_cluster.standalone(fragment, fleet=loaded.name, nodes=config.spec.nodes)
+            print(core_cluster.tostring(root), end="")
+
+
+@cluster_app.command()
+def status(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = None) -> None:
+    """Nodes (online, standby, offline/fenced) and each HA VM as the cluster sees it."""
+    rows: list[dict[str, object]] = []
+    with fleet_context(file, state, lock=False, what="cluster status") as ctx:
+        for config in ha.configs(ctx):
+            tools = reachable(ctx.runner, config.spec, name=config.name)
+            report = tools.status()
+            for node in report.nodes:
+                rows.append({"kind": "node", "name": node.name, "cluster": config.name,
+                             "state": node.state, "where": "", "detail": ""})  # fmt: skip
+            for vm in config.vms:
+                found = vm_state(config, vm, report)
+                disks = "; ".join(
+                    f"{d.resource} promoted on {','.join(d.promoted_on) or '-'}"
+                    for d in found.disks
+                )
+                detail = ", ".join(
+                    x
+                    for x in (
+                        f"target {found.target_role}" if found.target_role else "",
+                        f"{found.fail_count} failures" if found.fail_count else "",
+                        disks,
+                    )
+                    if x
+                )
+                rows.append({"kind": "vm", "name": vm.name, "cluster": config.name,
+                             "state": found.state, "where": ",".join(found.nodes),
+                             "detail": detail})  # fmt: skip
+    emit(
+        rows,
+        fmt=output,
+        title="clusters",
+        columns=[
+            ("kind", "Kind"),
+            ("name", "Name"),
+            ("cluster", "Cluster"),
+            ("state", "State"),
+            ("where", "Node"),
+            ("detail", "Detail"),
+        ],
+        data=rows,
+    )
+    if any(r["state"] in ("failed", "split", "unclean") for r in rows):
+        raise typer.Exit(1)
+
+
+@cluster_app.command()
+def standby(file: FleetFile, node: str, state: StateOpt = None) -> None:
+    """Drain a node: Pacemaker moves its VMs away (live where allowed)."""
+    with fleet_context(file, state, lock=False, what="cluster standby") as ctx:
+        ha.standby(ctx, node, on=True)
+    console.print(f"{node}: standby")
+
+
+@cluster_app.command()
+def unstandby(file: FleetFile, node: str, state: StateOpt = None) -> None:
+    """Let a node run resources again."""
+    with fleet_context(file, state, lock=False, what="cluster unstandby") as ctx:
+        ha.standby(ctx, node, on=False)
+    console.print(f"{node}: online")
+
+
+@cluster_app.command()
+def up(file: FleetFile, state: StateOpt = None) -> None:
+    """Storage, definitions and cluster configuration of the fleet's HA VMs (idempotent)."""
+    with fleet_context(file, state, lock=True, what="cluster up") as ctx:
+        changes = ha.up(ctx)
+    for change in changes:
+        console.print(f"{change.cluster}: {change.vm or '-'}: {change.action}", highlight=False)
+    if not changes:
+        console.print("nothing to change")
+
+
+@cluster_app.command()
+def down(
+    file: FleetFile,
+    vms: Annotated[list[str] | None, typer.Argument()] = None,
+    state: StateOpt = None,
+) -> None:
+    """Delete HA VMs as seed 001's vm_delete does: stop, remove from Pacemaker, remove the
+    definition, delete the storage."""
+    with fleet_context(file, state, lock=True, what="cluster down") as ctx:
+        changes = ha.down(ctx, set(vms) if vms else None)
+    for change in changes:
+        console.print(f"{change.cluster}: {change.vm or '-'}: {change.action}", highlight=False)
+
+
+@cluster_app.command()
+def start(file: FleetFile, vm: str, state: StateOpt = None) -> None:
+    """Start an HA VM through the cluster (target-role=Started) and wait for it."""
+    with fleet_context(file, state, lock=False, what="cluster start") as ctx:
+        node = ha.start(ctx, vm)
+    console.print(f"{vm}: running on {node}")
+
+
+@cluster_app.command()
+def stop(file: FleetFile, vm: str, state: StateOpt = None) -> None:
+    """Stop an HA VM through the cluster (target-role=Stopped) and wait for it."""
+    with fleet_context(file, state, lock=False, what="cluster stop") as ctx:
+        ha.stop(ctx, vm)
+    console.print(f"{vm}: stopped")
+
+
+@cluster_app.command()
+def migrate(file: FleetFile, vm: str, node: str, state: StateOpt = None) -> None:
+    """Move an HA VM to NODE (live when allowed), wait until it runs there, clear the move."""
+    with fleet_context(file, state, lock=False, what="cluster migrate") as ctx:
+        source = ha.migrate(ctx, vm, node)
+    console.print(f"{vm}: {source} -> {node}")
