@@ -123,7 +123,12 @@ def vm_primitive(config: ClusterConfig, vm: HaVm) -> ET.Element:
         primitive,
         "utilization",
         rid,
-        {"cpu": str(vm.vcpus), "host_memory": str(vm.memory_mib), "hv_memory": str(vm.memory_mib)},
+        {
+            "cpu": str(vm.vcpus),
+            "host_memory": str(vm.memory_mib),
+            "hv_memory": str(vm.memory_mib),
+            **dict.fromkeys(vm.exclusive, "1"),
+        },
     )
     ops = _sub(primitive, "operations")
     _op(ops, rid, "monitor", "10s", "30s")
@@ -223,7 +228,9 @@ def fragment(config: ClusterConfig) -> Fragment:
     if config.spec.placement_strategy != "default":
         for node, cpus, memory in config.node_capacity:
             util = ET.Element("utilization", {"id": f"vmf-util-{node}"})
-            for key, amount in (("cpu", cpus), ("host_memory", memory), ("hv_memory", memory)):
+            amounts = {"cpu": cpus, "host_memory": memory, "hv_memory": memory}
+            amounts.update(dict.fromkeys(config.exclusive, 1))
+            for key, amount in amounts.items():
                 _sub(util, "nvpair", id=f"vmf-util-{node}-{key}", name=key, value=str(amount))
             utilization.append((node, util))
     return Fragment(

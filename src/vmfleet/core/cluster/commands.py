@@ -28,6 +28,7 @@ def pcs_commands(config: ClusterConfig) -> list[Argv]:
                 (
                     "pcs", "node", "utilization", node,
                     f"cpu={cpus}", f"host_memory={memory}", f"hv_memory={memory}",
+                    *(f"{attr}=1" for attr in config.exclusive),
                 )
             )  # fmt: skip
     if spec.fencing.enabled and spec.fencing.agent:
@@ -82,6 +83,7 @@ def _vm_commands(config: ClusterConfig, vm: HaVm) -> list[Argv]:
         (
             "pcs", "resource", "utilization", vm.resource,
             f"cpu={vm.vcpus}", f"host_memory={vm.memory_mib}", f"hv_memory={vm.memory_mib}",
+            *(f"{attr}=1" for attr in vm.exclusive),
         ),
     ]  # fmt: skip
     if config.drbd:

@@ -9,6 +9,7 @@ must (or should) not share a node. Resource names follow seed 001: `p_virtdom_{v
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from vmfleet.core.expand import Instance
@@ -54,6 +55,7 @@ class HaVm:
     allow_migrate: bool
     force_stop: bool
     node_scores: tuple[tuple[str, str], ...]  # (node, score) location constraints
+    exclusive: tuple[str, ...] = ()  # utilization attributes of its anti-affinity groups
 
     @property
     def resource(self) -> str:
@@ -77,6 +79,7 @@ class ClusterConfig:
     vms: tuple[HaVm, ...]
     colocations: tuple[Colocation, ...]
     node_capacity: tuple[tuple[str, int, int], ...]  # (node, cpus, memory MiB)
+    exclusive: tuple[str, ...] = ()  # utilization attributes each node has 1 of
 
     @property
     def drbd(self) -> bool:
@@ -127,6 +130,9 @@ def wanted(
         ha = ha_settings(spec, spec.vms[instance.template], instance.index)
         if ha is not None and ha.cluster == cluster:
             members.append((instance, ha.state == "started", ha.allow_migrate, ha.force_stop))
+    groups = (
+        _exclusive_groups([m[0] for m in members]) if cspec.placement_strategy != "default" else {}
+    )
     vms = []
     for instance, started, allow_migrate, force_stop in members:
         fields = instance.fields
@@ -152,6 +158,7 @@ def wanted(
                 allow_migrate=allow_migrate,
                 force_stop=force_stop,
                 node_scores=tuple(scores),
+                exclusive=tuple(a for a, names in sorted(groups.items()) if instance.name in names),
             )
         )
     capacity = tuple(
@@ -164,8 +171,9 @@ def wanted(
         fleet=fleet,
         spec=cspec,
         vms=tuple(vms),
-        colocations=_affinity([m[0] for m in members]),
+        colocations=_affinity([m[0] for m in members], groups),
         node_capacity=capacity,
+        exclusive=tuple(sorted(groups)),
     )
 
 
@@ -176,11 +184,36 @@ def _matches(term: AffinityTerm, labels: dict[str, str]) -> bool:
     )
 
 
-def _affinity(members: list[Instance]) -> tuple[Colocation, ...]:
+def _exclusive_groups(members: list[Instance]) -> dict[str, set[str]]:
+    """Required anti-affinity among VMs that carry the same term and match it: a group whose
+    members must each be on a different node, by utilization attribute (each node has 1).
+
+    Utilization rather than -INFINITY colocations: with a colocation one VM is the primary,
+    and when its node fails the scheduler places it first and stops the survivor to make room.
+    """
+    groups: dict[str, set[str]] = {}
+    for vm in members:
+        rule = vm.fields.affinity.vm_anti_affinity if vm.fields.affinity else None
+        for term in rule.required if rule else []:
+            if _matches(term, vm.fields.labels):
+                groups.setdefault(_group_key(term), set()).add(vm.name)
+    return {k: v for k, v in groups.items() if len(v) > 1}
+
+
+def _group_key(term: AffinityTerm) -> str:
+    text = "|".join(
+        ",".join(f"{k}={v}" for k, v in sorted(s.match_labels.items())) for s in term.label_selector
+    )
+    return "vmf-aa-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _affinity(members: list[Instance], groups: dict[str, set[str]]) -> tuple[Colocation, ...]:
     """Pairwise colocations from vmAffinity / vmAntiAffinity between the cluster's VMs.
 
-    A pair gets one constraint, the strongest asked by either side (required beats preferred).
+    A pair gets one constraint, the strongest asked by either side (required beats preferred);
+    pairs inside one exclusive group need none.
     """
+    grouped = {(a, b) for names in groups.values() for a in names for b in names if a < b}
     best: dict[tuple[str, str], str] = {}
     rank = {MINUS_INFINITY: 4, INFINITY: 3}
 
@@ -208,4 +241,5 @@ def _affinity(members: list[Instance]) -> tuple[Colocation, ...]:
     return tuple(
         Colocation(first=f"p_virtdom_{a}", second=f"p_virtdom_{b}", score=score)
         for (a, b), score in sorted(best.items())
+        if not (score == MINUS_INFINITY and (a, b) in grouped)
     )
