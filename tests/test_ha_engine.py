@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-
 from tests.support.cib import require_tools
+
 from vmfleet.core import cluster as core_cluster
 from vmfleet.drivers.commands import CommandResult, RecordingRunner, SubprocessRunner
 from vmfleet.engine import ha
