@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 host (no systemd) for vmfleet's end-to-end tests: Debian packages, the
 # user QEMU runs as, virtlogd and libvirtd started by hand, and the `default` storage pool.
+# With --ha, also the Pacemaker cluster stack the HA tests run in namespaces (no daemon of
+# it is started here: tests/support/pacemaker.py starts its own per lab node).
 #
 # Idempotent and quick when everything is in place (about a second): it installs only what is
 # missing, starts a daemon only when none answers, and never stops or restarts a daemon that
@@ -21,6 +23,12 @@ PACKAGES=(
     mmdebstrap extlinux syslinux-common busybox-static cpio genisoimage iproute2
     openssh-client e2fsprogs fdisk kmod
 )
+
+# The HA tests' cluster stack (and LINSTOR-free crm_simulate): about 70 s to install.
+HA_PACKAGES=(pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue)
+if [[ ${1:-} == --ha ]]; then
+    PACKAGES+=("${HA_PACKAGES[@]}")
+fi
 
 log() { printf 'setup-host: %s\n' "$*"; }
 die() {

@@ -55,6 +55,7 @@ class ResourceStatus:
     failed: bool
     nodes: tuple[str, ...]
     clone: str | None = None
+    pending: str | None = None  # an operation in flight (Starting, Migrating, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +69,9 @@ class ClusterStatus:
         return [r for r in self.resources if r.id == rid]
 
     def running_on(self, rid: str) -> list[str]:
-        """The nodes where a resource is active (two for a VM would be a split brain)."""
-        return [n for r in self.resource(rid) if r.active for n in r.nodes]
+        """The nodes where a resource is active and settled (no operation pending there);
+        two for a VM would be a split brain."""
+        return [n for r in self.resource(rid) if r.active and not r.pending for n in r.nodes]
 
 
 def _bool(element: ET.Element, name: str) -> bool:
@@ -102,6 +104,7 @@ def parse_status(xml_text: str) -> ClusterStatus:
                 failed=_bool(element, "failed"),
                 nodes=tuple(n.get("name", "") for n in element.iterfind("node")),
                 clone=clone,
+                pending=element.get("pending"),
             )
         )
 

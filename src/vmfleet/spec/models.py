@@ -262,6 +262,7 @@ class ClusterSpec(Model):
     hypervisor: str = "qemu:///system"
     domain_type: Literal["kvm", "qemu"] = "kvm"
     migration_transport: Literal["ssh", "tcp", "tls"] = "ssh"
+    migrate_options: str | None = None
     stickiness: int = Field(default=100, ge=0)
     placement_strategy: Literal["default", "utilization", "minimal", "balanced"] = "balanced"
 

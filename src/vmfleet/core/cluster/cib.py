@@ -107,6 +107,11 @@ def vm_primitive(config: ClusterConfig, vm: HaVm) -> ET.Element:
             "hypervisor": config.spec.hypervisor,
             "migration_transport": config.spec.migration_transport,
             "force_stop": str(vm.force_stop).lower(),
+            **(
+                {"migrate_options": config.spec.migrate_options}
+                if config.spec.migrate_options
+                else {}
+            ),
         },
     )
     _nvpairs(

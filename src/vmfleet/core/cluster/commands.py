@@ -77,6 +77,7 @@ def _vm_commands(config: ClusterConfig, vm: HaVm) -> list[Argv]:
             f"config={vm.config}", f"hypervisor={spec.hypervisor}",
             f"migration_transport={spec.migration_transport}",
             f"force_stop={str(vm.force_stop).lower()}",
+            *([f"migrate_options={spec.migrate_options}"] if spec.migrate_options else []),
             "meta", f"target-role={'Started' if vm.started else 'Stopped'}",
             f"allow-migrate={str(vm.allow_migrate).lower()}", f"{OWNER_META}={config.fleet}",
         ),

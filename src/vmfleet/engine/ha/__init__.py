@@ -60,7 +60,10 @@ def _tools(ctx: FleetContext, config: ClusterConfig) -> ClusterTools:
 
 
 def _file_tools(ctx: FleetContext, config: ClusterConfig) -> list[ClusterTools]:
-    """Where files go: every node when each has its own command, else one place."""
+    """Where definitions go: on shared storage through one node that answers; otherwise on
+    every node when each has its own command, else here."""
+    if config.spec.storage.type == "shared" and config.spec.definitions is None:
+        return [_tools(ctx, config)]
     nodes = config.spec.nodes if per_node(config.spec) else config.spec.nodes[:1]
     return [node_tools(ctx.runner, config.spec, node) for node in nodes]
 

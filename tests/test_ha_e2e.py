@@ -1,0 +1,164 @@
+"""HA VMs on a real two-node Pacemaker cluster (namespaces on this machine, fencing on):
+`vmfleet cluster up` with required anti-affinity puts two micro guests on different nodes,
+stop/start go through the cluster, `migrate` is live (the guest is not rebooted), a node
+power cut restarts the VM on the other node with one copy, `down` leaves nothing behind.
+One cluster serves the scenarios of this module, in order."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support import images
+from tests.support.pacemaker import Lab, lab
+
+from vmfleet.core import cluster as core_cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pacemaker")]
+
+ROOT = Path(__file__).resolve().parents[1]
+ANTI = (
+    "{vmAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: "
+    "{labelSelector: [{matchLabels: {app: micro}}]}}}"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("pcmk")
+    with lab(root, size=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster: Lab) -> Path:
+    path = cluster.root / "fleet.yaml"
+    path.write_text(
+        f"""
+fleet: hae2e
+hosts:
+  node1: {{capacity: {{cpus: 4, memory: 2GiB}}}}
+  node2: {{capacity: {{cpus: 4, memory: 2GiB}}}}
+clusters:
+  lab:
+    nodes: [node1, node2]
+    fencing: {{agent: external/{cluster.plugin}, params: {{hostlist: node1 node2}}}}
+    storage: {{type: shared, path: {cluster.root}/shared}}
+    command: [{cluster.nsx}, "{{node}}"]
+    domain_type: qemu
+    migration_transport: tcp
+    # the lab's shared path is a local directory, which libvirt cannot know is shared
+    migrate_options: --unsafe
+defaults:
+  ha: {{cluster: lab, force_stop: true}}
+  nics: []
+  vcpus: 1
+  memory: 96MiB
+  disk: 1GiB
+  machine: pc
+  kernel: {{kernel: {images.micro_kernel()}, initrd: {images.micro_initrd()},
+           cmdline: "{images.MICRO_CMDLINE}"}}
+  labels: {{app: micro}}
+  affinity: {ANTI}
+vms:
+  micro: {{replicas: 2}}
+"""
+    )
+    return path
+
+
+def vmfleet(*args: str) -> str:
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/vmfleet"), "cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout
+
+
+def where(cluster: Lab, vm: str) -> list[str]:
+    return cluster.status().running_on(f"p_virtdom_{vm}")
+
+
+def wait(cluster: Lab, what: str, check: object, timeout: float = 120) -> float:
+    """Seconds until check() holds (polled, never a fixed sleep)."""
+    assert callable(check)
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
+def copies(cluster: Lab, vm: str) -> list[str]:
+    return [node for node, names in cluster.domains().items() if vm in names]
+
+
+def test_up_puts_anti_affine_vms_on_different_nodes(cluster: Lab, fleet: Path) -> None:
+    vmfleet("up", str(fleet))
+    wait(cluster, "both VMs", lambda: all(len(where(cluster, f"micro-{i}")) == 1 for i in (0, 1)))
+    nodes = {where(cluster, "micro-0")[0], where(cluster, "micro-1")[0]}
+    assert nodes == {"node1", "node2"}
+    assert copies(cluster, "micro-0") == where(cluster, "micro-0")
+    assert "nothing to change" in vmfleet("up", str(fleet))
+
+
+def test_stop_and_start_go_through_the_cluster(cluster: Lab, fleet: Path) -> None:
+    vmfleet("stop", str(fleet), "micro-1")
+    assert where(cluster, "micro-1") == [] and copies(cluster, "micro-1") == []
+    vmfleet("start", str(fleet), "micro-1")
+    assert len(copies(cluster, "micro-1")) == 1
+    vmfleet("stop", str(fleet), "micro-1")  # frees a node for the next scenarios
+
+
+def test_migrate_is_live(cluster: Lab, fleet: Path) -> None:
+    source = where(cluster, "micro-0")[0]
+    target = "node2" if source == "node1" else "node1"
+    started = time.monotonic()
+    vmfleet("migrate", str(fleet), "micro-0", target)
+    took = time.monotonic() - started
+    assert where(cluster, "micro-0") == [target]
+    assert copies(cluster, "micro-0") == [target]
+    reason = cluster.run(
+        target, ["virsh", "-c", "qemu:///system", "domstate", "--reason", "micro-0"]
+    )
+    assert "migrated" in reason  # the guest came over running, it was not booted again
+    cib = cluster.run(target, ["cibadmin", "--query", "--scope", "constraints"])
+    assert "cli-prefer" not in cib  # the move constraint was cleared
+    print(f"live migration {source} -> {target}: {took:.1f} s")
+
+
+def test_power_cut_restarts_the_vm_elsewhere_with_one_copy(cluster: Lab, fleet: Path) -> None:
+    victim = where(cluster, "micro-0")[0]
+    survivor = "node2" if victim == "node1" else "node1"
+    started = time.monotonic()
+    cluster.power_cut(victim)
+    took = wait(
+        cluster,
+        "failover",
+        lambda: (
+            where(cluster, "micro-0") == [survivor] and copies(cluster, "micro-0") == [survivor]
+        ),
+    )
+    assert victim in cluster.fenced or victim in {
+        n.name for n in cluster.status().nodes if not n.online
+    }
+    print(
+        f"failover after a power cut of {victim}: {took:.1f} s ({time.monotonic() - started:.1f})"
+    )
+
+
+def test_down_leaves_nothing_in_the_cib_or_libvirt(cluster: Lab, fleet: Path) -> None:
+    vmfleet("down", str(fleet))
+    node = cluster.live_node()
+    cib = cluster.run(node, ["cibadmin", "--query"])
+    owned = core_cluster.owned_resources(core_cluster.configuration(cib), "hae2e")
+    assert list(owned) == ["vmf-fence"]  # fencing stays: the cluster still needs it
+    assert "vmf-col" not in cib and "vmf-aff" not in cib and "cli-prefer" not in cib
+    assert all(names == [] for names in cluster.domains().values())
+    assert sorted(p.name for p in (cluster.root / "shared").iterdir()) == []
