@@ -156,3 +156,13 @@ def test_converted_native_form_loads_to_the_same_fleet(fixture: str) -> None:
     assert fmt == "native"
     reparsed = parse(again)
     assert expand(reparsed, fleet="x") == expand(original.spec, fleet="x")
+
+
+def test_cluster_variables_make_pacemaker_ha_vms_with_linstor_disks() -> None:
+    loaded = load(FIXTURES / "cluster-vars.yml")
+    cluster = loaded.spec.clusters["cluster"]
+    assert cluster.nodes == ["seroics02744"]
+    assert (cluster.storage.type, cluster.storage.pool) == ("linstor", "lv_part_pool")
+    assert loaded.spec.defaults.ha is not None and loaded.spec.defaults.ha.cluster == "cluster"
+    warnings = " ".join(loaded.document.warnings)
+    assert "fencing is off" in warnings and "add the other nodes" in warnings

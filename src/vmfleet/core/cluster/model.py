@@ -207,13 +207,30 @@ def _group_key(term: AffinityTerm) -> str:
     return "vmf-aa-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def _selected(
+    term: AffinityTerm, index: dict[tuple[str, str], set[str]], everyone: set[str]
+) -> set[str]:
+    """The VMs a term's selectors match, through a (label, value) index."""
+    out: set[str] = set()
+    for selector in term.label_selector:
+        chosen = set(everyone)
+        for item in selector.match_labels.items():
+            chosen &= index.get(item, set())
+        out |= chosen
+    return out
+
+
 def _affinity(members: list[Instance], groups: dict[str, set[str]]) -> tuple[Colocation, ...]:
     """Pairwise colocations from vmAffinity / vmAntiAffinity between the cluster's VMs.
 
     A pair gets one constraint, the strongest asked by either side (required beats preferred);
     pairs inside one exclusive group need none.
     """
-    grouped = {(a, b) for names in groups.values() for a in names for b in names if a < b}
+    index: dict[tuple[str, str], set[str]] = {}
+    for vm in members:
+        for item in vm.fields.labels.items():
+            index.setdefault(item, set()).add(vm.name)
+    everyone = {vm.name for vm in members}
     best: dict[tuple[str, str], str] = {}
     rank = {MINUS_INFINITY: 4, INFINITY: 3}
 
@@ -235,11 +252,13 @@ def _affinity(members: list[Instance], groups: dict[str, set[str]]) -> tuple[Col
                 continue
             for terms, score in ((rule.required, hard), (rule.preferred, soft)):
                 for term in terms:
-                    for other in members:
-                        if other.name != vm.name and _matches(term, other.fields.labels):
-                            put(vm.name, other.name, score)
+                    others = _selected(term, index, everyone) - {vm.name}
+                    group = groups.get(_group_key(term), set())
+                    if score == MINUS_INFINITY and vm.name in group:
+                        others -= group  # the group's utilization keeps them apart
+                    for other in others:
+                        put(vm.name, other, score)
     return tuple(
         Colocation(first=f"p_virtdom_{a}", second=f"p_virtdom_{b}", score=score)
         for (a, b), score in sorted(best.items())
-        if not (score == MINUS_INFINITY and (a, b) in grouped)
     )

@@ -4,6 +4,12 @@ node_preference}` and `vm_defaults:`.
 `memory` is MiB and disk `size` is GiB, as in that document. The first disk is the root
 disk; the others become data disks. `network` names a host bridge. Each `node_preference`
 becomes a host reached over `qemu+ssh://root@NODE/system`.
+
+Pacemaker owns these VMs (the summary: "never use virsh directly"), so they become HA VMs
+of one cluster, `cluster`, whose nodes are the preferred nodes, with LINSTOR storage in the
+summary's pool `lv_part_pool`. What the variables do not say is set to something that
+loads and reported as a warning: fencing off, no utilization (node capacity is unknown),
+and one replica when only one node is named.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ _DEFAULTS_OK = {
     "os_type": "hvm",
     "disk_driver": "virtio",
     "network_driver": "virtio",
+    "disk_cache": "none",  # what HA disks use: shared or replicated storage, no host cache
 }
+CLUSTER = "cluster"
+LINSTOR_POOL = "lv_part_pool"  # the summary's `linstor resource create … --storage-pool`
 
 
 def looks_like(data: dict[str, Any]) -> bool:
@@ -75,7 +84,42 @@ def convert(source: Document) -> Document:
         out.put(
             ("hosts", slug(node)), src=("vms",), value={"uri": f"qemu+ssh://root@{node}/system"}
         )
+    if nodes and data.get("vms"):
+        _cluster(out, sorted(slug(n) for n in nodes))
+        for name, vm in data["vms"].items():
+            if "network" not in (vm or {}):
+                out.put(("vms", slug(name), "nics"), src=("vms", name), value=[])
     return out.document()
+
+
+def _cluster(out: Translator, nodes: list[str]) -> None:
+    """The Pacemaker cluster that owns the VMs, and `ha:` for all of them."""
+    replicas = min(2, len(nodes))
+    out.put(
+        ("clusters", CLUSTER),
+        src=("vms",),
+        value={
+            "type": "pacemaker",
+            "nodes": nodes,
+            "fencing": {"enabled": False},
+            "storage": {"type": "linstor", "pool": LINSTOR_POOL, "replicas": replicas},
+            "command": ["ssh", "root@{node}"],
+            "placement_strategy": "default",
+        },
+    )
+    out.put(("defaults", "ha"), src=("vms",), value=CLUSTER)
+    out.warn(("vms",), f"clusters.{CLUSTER}: fencing is off; set fencing.agent for the cluster")
+    out.warn(
+        ("vms",),
+        f"clusters.{CLUSTER}: no utilization placement (node capacity unknown); set "
+        "hosts.NODE.capacity and placement_strategy: balanced",
+    )
+    if len(nodes) < 2:
+        out.warn(
+            ("vms",),
+            f"clusters.{CLUSTER}: only {', '.join(nodes)} is named by node_preference; add the "
+            "other nodes (as hosts and cluster nodes) and set storage.replicas: 2",
+        )
 
 
 def _disks(out: Translator, target: Path, src: Path, disks: Any) -> None:
