@@ -164,6 +164,11 @@ def test_odd_values_are_refused_at_their_position(
     assert_problem(fleet_file(text), field, line, words)
 
 
+def test_an_infinite_overcommit_is_refused(fleet_file: Callable[[str], Path]) -> None:
+    text = "hosts:\n  h: {overcommit: {cpu: .inf}}\nvms: {}\n"
+    assert_problem(fleet_file(text), "hosts.h.overcommit.cpu", 2, "finite")
+
+
 def test_a_checksum_must_be_64_hex_digits(fleet_file: Callable[[str], Path]) -> None:
     text = (
         "images:\n  deb: {source: 'https://x/d.qcow2', sha256: abc123}\nvms:\n  web: {image: deb}\n"

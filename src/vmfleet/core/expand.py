@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmfleet.errors import FleetError
 from vmfleet.spec.addresses import AddressPool, allocates, gateway_of
@@ -68,6 +69,20 @@ class AddressPoolExhaustedError(FleetError):
     `validate` refuses a file whose own VMs do not fit; this is left for leases held by VMs
     that are no longer in the file.
     """
+
+
+def user_data_variables(instance: Instance, *, fleet: str) -> dict[str, Any]:
+    """The variables a VM's user-data template sees."""
+    return {
+        "name": instance.name,
+        "template": instance.template,
+        "index": instance.index,
+        "hostname": instance.hostname,
+        "fleet": fleet,
+        "labels": dict(instance.fields.labels),
+        "ips": [n.ip for n in instance.nics if n.ip],
+        "macs": [n.mac for n in instance.nics],
+    }
 
 
 def generated_mac(fleet: str, vm: str, nic: int, attempt: int = 0) -> str:

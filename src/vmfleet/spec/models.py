@@ -346,3 +346,7 @@ class FleetSpec(Model):
     ssh: SshSettings = Field(default_factory=SshSettings)
     snapshots: Retention | None = None
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    trusted_paths: list[Line] = Field(
+        default_factory=list,
+        description="folders outside the fleet file's that user-data and secret files may be in",
+    )
