@@ -10,9 +10,10 @@ template.
 
 from __future__ import annotations
 
-from vmfleet.core.expand import Instance, expand, user_data_variables
+from vmfleet.core.expand import Instance, expand
 from vmfleet.drivers import cloudinit
-from vmfleet.errors import Problem, SpecError
+from vmfleet.engine.provision import seed
+from vmfleet.errors import FleetError, Problem, SpecError
 from vmfleet.spec import files
 from vmfleet.spec.load import LoadedFleet
 from vmfleet.spec.source import Path
@@ -38,45 +39,15 @@ def offline(
 
 
 def _user_data(loaded: LoadedFleet, instance: Instance) -> list[Problem]:
-    """The VM's user-data as `up` renders it (less the keys only a host run makes)."""
-    ci = instance.fields.cloud_init
-    template = None
-    source = None
-    if ci.user_data is not None:
-        base = files.base_of(loaded.document)
-        path = files.resolve(ci.user_data, base=base)
-        source = str(path)
-        try:
-            template = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            where: Path = ("vms", instance.template, "cloud_init", "user_data")
-            return [loaded.document.problem(where, f"cannot read {path}: {error}")]
+    """The VM's user-data as `up` renders it (less what only a run makes: keys, NICs)."""
     try:
-        request = cloudinit.SeedRequest(
-            instance_id=instance.name,
-            hostname=instance.hostname,
-            user=ci.user or loaded.spec.ssh.user,
-            packages=tuple(ci.packages or ()),
-            apt_proxy=ci.apt_proxy,
-            write_files=tuple(
-                cloudinit.WriteFile(
-                    path=f.path, content=f.content, permissions=f.permissions, owner=f.owner
-                )
-                for f in ci.write_files or ()
-            ),
-            runcmd=tuple(c if isinstance(c, str) else tuple(c) for c in ci.runcmd or ()),
-            user_template=template,
-            user_template_source=source,
-            template_mode=ci.user_data_mode or "merge",
-            template_vars=user_data_variables(instance, fleet=loaded.name),
-        )
-        cloudinit.render_user_data(request)
+        cloudinit.render_user_data(seed.seed_request(loaded, instance))
     except SpecError as error:
         return [
             Problem(p.position, p.field, f"vm {instance.name}: {p.message}") for p in error.problems
         ]
-    except ValueError as error:
-        where = ("vms", instance.template, "cloud_init")
+    except (FleetError, ValueError) as error:
+        where: Path = ("vms", instance.template, "cloud_init")
         return [loaded.document.problem(where, f"vm {instance.name}: {error}")]
     return []
 
