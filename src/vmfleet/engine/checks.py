@@ -41,7 +41,9 @@ def offline(
 def _user_data(loaded: LoadedFleet, instance: Instance) -> list[Problem]:
     """The VM's user-data as `up` renders it (less what only a run makes: keys, NICs)."""
     try:
-        cloudinit.render_user_data(seed.seed_request(loaded, instance))
+        request = seed.seed_request(loaded, instance)  # checks its own fields
+        if request.user_template is not None:  # without one, ours is built from checked data
+            cloudinit.render_user_data(request)
     except SpecError as error:
         return [
             Problem(p.position, p.field, f"vm {instance.name}: {p.message}") for p in error.problems
