@@ -14,6 +14,8 @@ import pytest
 from vmfleet.core import cluster as core_cluster
 from vmfleet.core.cluster import ClusterConfig, ForeignResourceError
 from vmfleet.core.expand import expand
+from vmfleet.drivers.pacemaker import ClusterStatus, ResourceStatus
+from vmfleet.engine.ha.status import vm_state
 from vmfleet.errors import SpecError
 from vmfleet.spec.load import load
 
@@ -252,3 +254,19 @@ def test_linstor_sequence_follows_the_seed_order() -> None:
     assert core_cluster.linstor_delete(config, vm)[-1] == (
         "linstor", "resource-definition", "delete", "seroicvm01491_sda",
     )  # fmt: skip
+
+
+def test_a_vm_libvirt_runs_outside_the_cluster_is_an_error() -> None:
+    config = seed_config()
+    vm = config.vms[0]
+    running = ResourceStatus(
+        id=vm.resource, agent="ocf:heartbeat:VirtualDomain", role="Started",
+        target_role="Started", active=True, failed=False, nodes=("seroics02744",),
+    )  # fmt: skip
+    status = ClusterStatus(nodes=(), resources=(running,))
+    fine = vm_state(config, vm, status, libvirt_running={"seroics02744": [vm.name]})
+    assert fine.state == "started" and fine.problem is None
+    rogue = vm_state(
+        config, vm, status, libvirt_running={"seroics02744": [vm.name], "seroics95861": [vm.name]}
+    )
+    assert rogue.problem == "running outside Pacemaker on seroics95861"

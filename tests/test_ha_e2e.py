@@ -111,6 +111,18 @@ def test_up_puts_anti_affine_vms_on_different_nodes(cluster: Lab, fleet: Path) -
 def test_stop_and_start_go_through_the_cluster(cluster: Lab, fleet: Path) -> None:
     vmfleet("stop", str(fleet), "micro-1")
     assert where(cluster, "micro-1") == [] and copies(cluster, "micro-1") == []
+    # a copy started behind Pacemaker's back is reported as an error
+    node = where(cluster, "micro-0")[0]
+    config = str(cluster.root / "shared" / "micro-1.xml")
+    cluster.run(node, ["virsh", "-c", "qemu:///system", "create", config])
+    status = subprocess.run(
+        [str(ROOT / ".venv/bin/vmfleet"), "cluster", "status", str(fleet)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    cluster.run(node, ["virsh", "-c", "qemu:///system", "destroy", "micro-1"])
+    assert status.returncode == 1 and "running outside Pacemaker" in status.stdout, status.stdout
     vmfleet("start", str(fleet), "micro-1")
     assert len(copies(cluster, "micro-1")) == 1
     vmfleet("stop", str(fleet), "micro-1")  # frees a node for the next scenarios

@@ -14,8 +14,6 @@ from vmfleet.cli.output import OutputFormat, console, emit
 from vmfleet.core import cluster as core_cluster
 from vmfleet.core.expand import expand
 from vmfleet.engine import ha
-from vmfleet.engine.ha.nodes import reachable
-from vmfleet.engine.ha.status import vm_state
 from vmfleet.errors import UsageError
 
 cluster_app = typer.Typer(
@@ -60,33 +58,28 @@ def export(
 
 @cluster_app.command()
 def status(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = None) -> None:
-    """Nodes (online, standby, offline/fenced) and each HA VM as the cluster sees it."""
+    """Nodes (online, standby, offline, unclean) and each HA VM as the cluster sees it; a VM
+    libvirt runs where the cluster does not is an error. Exits 1 on any problem."""
     rows: list[dict[str, object]] = []
     with fleet_context(file, state, lock=False, what="cluster status") as ctx:
-        for config in ha.configs(ctx):
-            tools = reachable(ctx.runner, config.spec, name=config.name)
-            report = tools.status()
-            for node in report.nodes:
-                rows.append({"kind": "node", "name": node.name, "cluster": config.name,
-                             "state": node.state, "where": "", "detail": ""})  # fmt: skip
-            for vm in config.vms:
-                found = vm_state(config, vm, report)
-                disks = "; ".join(
-                    f"{d.resource} promoted on {','.join(d.promoted_on) or '-'}"
-                    for d in found.disks
-                )
-                detail = ", ".join(
-                    x
-                    for x in (
-                        f"target {found.target_role}" if found.target_role else "",
-                        f"{found.fail_count} failures" if found.fail_count else "",
-                        disks,
-                    )
-                    if x
-                )
-                rows.append({"kind": "vm", "name": vm.name, "cluster": config.name,
-                             "state": found.state, "where": ",".join(found.nodes),
-                             "detail": detail})  # fmt: skip
+        reports = ha.status(ctx)
+    for report in reports:
+        for node in report.status.nodes:
+            rows.append({"kind": "node", "name": node.name, "cluster": report.name,
+                         "state": node.state, "where": "", "detail": ""})  # fmt: skip
+        for vm in report.vms:
+            disks = "; ".join(
+                f"{d.resource} promoted on {','.join(d.promoted_on) or '-'}" for d in vm.disks
+            )
+            notes = (
+                f"target {vm.target_role}" if vm.target_role else "",
+                f"{vm.fail_count} failures" if vm.fail_count else "",
+                disks,
+                f"error: {vm.problem}" if vm.problem else "",
+            )
+            rows.append({"kind": "vm", "name": vm.vm, "cluster": report.name, "state": vm.state,
+                         "where": ",".join(vm.nodes),
+                         "detail": ", ".join(n for n in notes if n)})  # fmt: skip
     emit(
         rows,
         fmt=output,
@@ -101,7 +94,8 @@ def status(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt
         ],
         data=rows,
     )
-    if any(r["state"] in ("failed", "split", "unclean") for r in rows):
+    bad = any(vm.problem for r in reports for vm in r.vms)
+    if bad or any(n.unclean for r in reports for n in r.status.nodes):
         raise typer.Exit(1)
 
 

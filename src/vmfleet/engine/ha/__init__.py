@@ -18,6 +18,7 @@ from vmfleet.drivers.pacemaker import ClusterStatus, ClusterTools
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.ha.definition import domain_xml
 from vmfleet.engine.ha.nodes import node_tools, per_node, reachable, wait_for
+from vmfleet.engine.ha.status import HaVmState, vm_state
 from vmfleet.errors import UsageError
 
 START_TIMEOUT = 120.0
@@ -183,6 +184,30 @@ def migrate(ctx: FleetContext, vm: str, node: str, *, timeout: float = MIGRATE_T
     wait_for(tools, lambda s: _active_nodes(s, ha) == [node], timeout=timeout, what=f"{vm} to stay")
     ctx.store.event(kind="migrate", vm=vm, message=f"{source[0]} -> {node}")
     return source[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterReport:
+    name: str
+    status: ClusterStatus
+    vms: tuple[HaVmState, ...]
+
+
+def status(ctx: FleetContext) -> list[ClusterReport]:
+    """Each cluster's nodes and HA VMs as crm_mon reports them; a VM that libvirt runs on a
+    node where the cluster does not is flagged (`outside`)."""
+    reports = []
+    for config in configs(ctx):
+        tools = _tools(ctx, config)
+        report = tools.status()
+        running: dict[str, list[str]] = {}
+        for node in report.nodes:
+            if node.online:
+                each = node_tools(ctx.runner, config.spec, node.name)
+                running[node.name] = each.running_domains(config.spec.hypervisor)
+        vms = tuple(vm_state(config, vm, report, libvirt_running=running) for vm in config.vms)
+        reports.append(ClusterReport(config.name, report, vms))
+    return reports
 
 
 def standby(ctx: FleetContext, node: str, *, on: bool) -> None:
