@@ -150,7 +150,8 @@ def children(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list
 def vms_of(
     spec: FleetSpec, instances: Sequence[Instance], group: str, _seen: frozenset[str] = frozenset()
 ) -> list[str]:
-    """Every linked VM of a group and of its nested groups, each once."""
+    """Every linked VM of a group and of its nested groups, each once: the one answer to
+    "who is in this group" for every command (power walks the same members in tiers)."""
     out: list[str] = []
     for m in members(spec, instances, group):
         if not m.linked:
@@ -160,6 +161,16 @@ def vms_of(
         elif m.name not in _seen:
             out += vms_of(spec, instances, m.name, _seen | {group})
     return list(dict.fromkeys(out))
+
+
+def memberships(spec: FleetSpec, instances: Sequence[Instance]) -> dict[str, tuple[str, ...]]:
+    """VM name → every group it is in (nested ones included), by the same rule as `vms_of`:
+    the one answer `show`, `inventory`, snapshot retention and targets use."""
+    out: dict[str, list[str]] = {i.name: [] for i in instances}
+    for name in spec.groups:
+        for vm in vms_of(spec, instances, name):
+            out.setdefault(vm, []).append(name)
+    return {vm: tuple(sorted(groups)) for vm, groups in out.items()}
 
 
 # --- boot order ---------------------------------------------------------------------------------
