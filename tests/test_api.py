@@ -1,6 +1,7 @@
 """The Python API: `Fleet` drives plan, up, list, power verbs and down on libvirt's test
-driver in-process, with the host factory and the command runner injected at their seams,
-and reports progress as typed events."""
+driver in-process, with the host factory (`TestDriverHost`: the test driver cannot upload
+volumes) and the command runner injected at their seams, and reports progress as typed
+events."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.e2e_support import unique_fleet
+from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet, SpecError, UsageError
 from vmfleet.api import Confirm, Event, Planned, Stage, VmProgress
@@ -61,7 +63,9 @@ class Recorder:
 def test_up_list_and_down_through_the_api(fleet_path: Callable[..., Path]) -> None:
     events: list[Event] = []
     runner = Recorder()
-    with Fleet.open(fleet_path(), runner=runner, on_event=events.append) as fleet:
+    with Fleet.open(
+        fleet_path(), hosts=TestDriverHost.factory, runner=runner, on_event=events.append
+    ) as fleet:
         assert [(a.vm, a.kind) for a in fleet.plan().actions] == [
             ("web-0", "create"),
             ("web-1", "create"),
@@ -94,7 +98,7 @@ def test_the_host_factory_is_the_seam_to_every_host(fleet_path: Callable[..., Pa
 
     def hosts(uri: str, name: str) -> LibvirtHost:
         opened.append((uri, name))
-        return LibvirtHost(uri, name=name)
+        return TestDriverHost(uri, name=name)
 
     with Fleet.open(fleet_path("  solo: {}"), hosts=hosts) as fleet:
         fleet.up().raise_for_failures()
@@ -104,7 +108,7 @@ def test_the_host_factory_is_the_seam_to_every_host(fleet_path: Callable[..., Pa
 
 
 def test_targets_limit_up_down_and_power_to_a_template(fleet_path: Callable[..., Path]) -> None:
-    with Fleet.open(fleet_path()) as fleet:
+    with Fleet.open(fleet_path(), hosts=TestDriverHost.factory) as fleet:
         assert [a.vm for a in fleet.plan(["web"]).actions] == ["web-0", "web-1"]
         assert [o.vm for o in fleet.up(["web"]).outcomes] == ["web-0", "web-1"]
         assert [(v.name, v.state) for v in fleet.list()] == [
@@ -124,7 +128,7 @@ def test_targets_limit_up_down_and_power_to_a_template(fleet_path: Callable[...,
 
 def test_group_targets_act_on_nested_members(fleet_path: Callable[..., Path]) -> None:
     groups = "groups:\n  outer: {members: [db, inner]}\n  inner: {members: [web]}\n"
-    with Fleet.open(fleet_path(extra=groups)) as fleet:
+    with Fleet.open(fleet_path(extra=groups), hosts=TestDriverHost.factory) as fleet:
         assert sorted(o.vm for o in fleet.up(["outer"]).outcomes) == ["db", "web-0", "web-1"]
         assert sorted(o.vm for o in fleet.reboot(["inner"]).outcomes) == ["web-0", "web-1"]
         assert sorted(o.vm for o in fleet.down(["outer"]).outcomes) == ["db", "web-0", "web-1"]
@@ -137,7 +141,7 @@ def test_down_asks_and_a_no_cancels(fleet_path: Callable[..., Path]) -> None:
         asked.append(question)
         return False
 
-    with Fleet.open(fleet_path("  solo: {}")) as fleet:
+    with Fleet.open(fleet_path("  solo: {}"), hosts=TestDriverHost.factory) as fleet:
         fleet.up().raise_for_failures()
         with pytest.raises(Exception, match="cancelled: nothing was removed"):
             fleet.down(confirm=no)
@@ -148,7 +152,10 @@ def test_down_asks_and_a_no_cancels(fleet_path: Callable[..., Path]) -> None:
 
 
 def test_an_unknown_target_is_a_usage_error(fleet_path: Callable[..., Path]) -> None:
-    with Fleet.open(fleet_path()) as fleet, pytest.raises(UsageError, match="'nope'"):
+    with (
+        Fleet.open(fleet_path(), hosts=TestDriverHost.factory) as fleet,
+        pytest.raises(UsageError, match="'nope'"),
+    ):
         fleet.up(["nope"])
 
 

@@ -115,7 +115,7 @@ def test_down_of_an_unknown_vm_is_a_usage_error(
     path = fleet_file(fleet_on_test_driver("  web: {}", image))
     result = vmfleet("down", str(path), "nosuch", "--yes")
     assert result.returncode == 2
-    assert "unknown VM nosuch" in result.stderr
+    assert "unknown VM, template or group 'nosuch'" in result.stderr
 
 
 def test_second_run_refuses_while_one_holds_the_lock(
