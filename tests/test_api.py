@@ -173,3 +173,20 @@ def test_validate_and_show_touch_no_state(fleet_path: Callable[..., Path]) -> No
         assert (summary.templates, summary.vms, summary.valid) == (2, 3, True)
         assert [vm.name for vm in fleet.show()] == ["web-0", "web-1", "db"]
     assert not (path.parent / ".vmfleet").exists()
+
+
+def test_the_api_example_runs(
+    fleet_path: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/api.py, the README's Python example, on the test driver."""
+    import runpy
+
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "api.py"))
+    path = fleet_path()
+    example["main"](str(path), down=True, hosts=TestDriverHost.factory)
+    out = capsys.readouterr().out
+    assert "plan: 3 to create" in out
+    assert "  db: done created" in out
+    assert "web-0        running    local      127.0.0.1:" in out
+    with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
+        assert {vm.state for vm in fleet.list()} == {"absent"}
