@@ -14,6 +14,7 @@ PINNED = {
     "HypervisorError",
     "ImageError",
     "ImageProgress",
+    "ImageRow",
     "Instance",
     "Leases",
     "LoadedFleet",

@@ -16,6 +16,7 @@ from vmfleet.api.fleet import Fleet
 from vmfleet.api.results import (
     Confirm,
     ExpandedVm,
+    ImageRow,
     Outcomes,
     SnapshotRow,
     TemplateSummary,
@@ -32,6 +33,7 @@ __all__ = [
     "ExpandedVm",
     "Fleet",
     "ImageProgress",
+    "ImageRow",
     "Outcomes",
     "Planned",
     "Recovered",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from vmfleet.api.base import FleetBase
-from vmfleet.api.results import SnapshotRow
+from vmfleet.api.results import ImageRow, SnapshotRow, from_row
 from vmfleet.core import groups as core_groups
 from vmfleet.engine import access, execute, images, observe, snapshots
 from vmfleet.engine import groups as engine_groups
@@ -98,10 +98,7 @@ class Day2(FleetBase):
         """Snapshots per VM (of targets, a group, or all VMs), read from libvirt."""
         ctx = self._context()
         chosen = self._members(ctx, targets, group, not targets and group is None)
-        return tuple(
-            SnapshotRow(**{**row, "files": tuple(row["files"])})  # type: ignore[arg-type]
-            for row in snapshots.listing(ctx, chosen)
-        )
+        return tuple(from_row(SnapshotRow, row) for row in snapshots.listing(ctx, chosen))
 
     def snapshot_revert(
         self,
@@ -177,9 +174,9 @@ class Day2(FleetBase):
         """Download the fleet's URL images (or those named) into the cache; those fetched."""
         return self._pull(self._context(), list(names) or None)
 
-    def image_list(self) -> tuple[Mapping[str, object], ...]:
+    def image_list(self) -> tuple[ImageRow, ...]:
         """Each image: source, local file, hosts holding its base volume, disks using it."""
-        return tuple(images.listing(self._context()))
+        return tuple(from_row(ImageRow, row) for row in images.listing(self._context()))
 
     def image_rm(self, name: str) -> tuple[str, ...]:
         """Remove an image's base volumes and cached download (refused while disks use it)."""

@@ -30,6 +30,7 @@ from vmfleet.api.results import (
     Validation,
     VmInfo,
     VmOutcome,
+    from_row,
 )
 from vmfleet.core import groups as core_groups
 from vmfleet.core.expand import expand
@@ -232,11 +233,7 @@ class Fleet(Day2):
 
     def list(self) -> tuple[VmInfo, ...]:
         """Every VM of the fleet as the hosts report it (also those the spec dropped)."""
-        rows = engine.listing(self._context())
-        return tuple(
-            VmInfo(**{**row, "ip": tuple(row["ip"]) if row["ip"] else None})  # type: ignore[arg-type]
-            for row in rows
-        )
+        return tuple(from_row(VmInfo, row) for row in engine.listing(self._context()))
 
     def start(self, targets: Sequence[str]) -> Outcomes:
         """Start the VMs `targets` name (already running ones are left as they are)."""

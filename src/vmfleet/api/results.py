@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from vmfleet.core.plan import Plan
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
 from vmfleet.errors import FleetError
+
+Row = TypeVar("Row")
+
+
+def from_row(kind: type[Row], row: Mapping[str, Any]) -> Row:
+    """A frozen result from one of the engine's plain rows (lists become tuples)."""
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,3 +182,16 @@ class SnapshotRow:
     size_bytes: int | None
     consistency: str | None
     files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRow:
+    """One image of the fleet (`image list`): its source, the cached file (or `missing` /
+    `not downloaded`), the hosts holding its base volume and the disks backed by it."""
+
+    image: str
+    source: str
+    local: str
+    size: str | None
+    hosts: tuple[str, ...]
+    dependants: tuple[str, ...]

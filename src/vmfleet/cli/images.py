@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from vmfleet.cli import render
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
 
@@ -31,7 +32,7 @@ def image_list(
 ) -> None:
     """Each image: source, local file, hosts holding its base volume, disks that depend on it."""
     with open_fleet(file, state) as fleet:
-        rows = [dict(row) for row in fleet.image_list()]
+        rows = [render.plain(row) for row in fleet.image_list()]
     emit(
         rows,
         fmt=output,
