@@ -14,9 +14,9 @@ import yaml
 from typer import _click as click
 from typer.core import TyperCommand
 
+from vmfleet.api import types as access
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
-from vmfleet.engine import access
 from vmfleet.errors import FleetError, GuestError, UsageError
 
 Target = Annotated[

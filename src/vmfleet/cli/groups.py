@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 
 from vmfleet.api.day2 import POWER_VERBS
+from vmfleet.api.types import GroupPowerError
 from vmfleet.cli import render
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.core import groups as core
-from vmfleet.engine.groups import GroupPowerError
 from vmfleet.errors import UsageError
 
 

@@ -109,6 +109,8 @@ class ProgressView:
         if event.image not in self._tasks:
             self._tasks[event.image] = self._bars.add_task(f"pull {event.image}", total=event.total)
         self._bars.update(self._tasks[event.image], completed=event.done, total=event.total)
+        if self._bars.finished:  # every download complete: free the terminal (prompts follow)
+            self._end()
 
     def _end(self) -> None:
         if self._stage is not None:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from vmfleet.api import VmOutcome
+from vmfleet.api.types import MemberOutcome
 from vmfleet.cli.output import OutputFormat, console, emit
 from vmfleet.core.plan import Plan
-from vmfleet.engine.groups import MemberOutcome
 
 
 def plain(value: Any) -> Any:

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
+from vmfleet.api.types import SNAPSHOT_TIMEOUT, SnapshotResult
 from vmfleet.cli import render
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
-from vmfleet.engine import snapshots
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.units import format_size
 
@@ -60,7 +60,7 @@ def _split(targets: list[str]) -> tuple[list[str], str]:
     return targets[:-1], targets[-1]
 
 
-def _result_rows(results: Sequence[snapshots.MemberResult]) -> list[dict[str, object]]:
+def _result_rows(results: Sequence[SnapshotResult]) -> list[dict[str, object]]:
     return [
         {
             "vm": r.vm,
@@ -75,7 +75,7 @@ def _result_rows(results: Sequence[snapshots.MemberResult]) -> list[dict[str, ob
     ]
 
 
-def _fail_if_any(results: Sequence[snapshots.MemberResult]) -> None:
+def _fail_if_any(results: Sequence[SnapshotResult]) -> None:
     failed = [r for r in results if not r.ok]
     if failed:
         raise FleetError(
@@ -90,7 +90,7 @@ def create(
     targets: Targets,
     all_vms: AllOpt = False,
     group: GroupOpt = None,
-    timeout: TimeoutOpt = snapshots.DEFAULT_TIMEOUT,
+    timeout: TimeoutOpt = SNAPSHOT_TIMEOUT,
     kind: Annotated[
         SnapshotType | None,
         typer.Option("--type", help="internal or external (default: each VM's snapshot_type)."),
@@ -169,7 +169,7 @@ def revert(
     targets: Targets,
     all_vms: AllOpt = False,
     group: GroupOpt = None,
-    timeout: TimeoutOpt = snapshots.DEFAULT_TIMEOUT,
+    timeout: TimeoutOpt = SNAPSHOT_TIMEOUT,
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
@@ -184,7 +184,7 @@ def delete(
     targets: Targets,
     all_vms: AllOpt = False,
     group: GroupOpt = None,
-    timeout: TimeoutOpt = snapshots.DEFAULT_TIMEOUT,
+    timeout: TimeoutOpt = SNAPSHOT_TIMEOUT,
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
