@@ -190,3 +190,26 @@ def test_the_api_example_runs(
     assert "web-0        running    local      127.0.0.1:" in out
     with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
         assert {vm.state for vm in fleet.list()} == {"absent"}
+
+
+def test_day_two_methods_on_the_test_driver(fleet_path: Callable[..., Path]) -> None:
+    groups = "groups:\n  app: {members: [db, web], power_state: PoweredOn}\n"
+    with Fleet.open(fleet_path(extra=groups), hosts=TestDriverHost.factory) as fleet:
+        up = fleet.up()
+        up.raise_for_failures()
+        assert sorted(o.vm for o in up.groups) == ["db", "web-0", "web-1"]  # the group starts them
+        (app,) = fleet.status()
+        assert (app.name, app.conditions[0].status) == ("app", "True")
+        off = fleet.power("app", "off")
+        assert sorted(o.vm for o in off) == ["db", "web-0", "web-1"]
+        assert {v.state for v in fleet.list()} == {"shutoff"}
+        assert fleet.status("app")[0].conditions[0].status == "True"  # wanted off, is off
+        assert "Host web-0\n" in fleet.ssh_config()
+        inventory = fleet.inventory()
+        assert sorted(inventory["all"]["children"]["group_app"]["hosts"]) == [  # type: ignore[index]
+            "db",
+            "web-0",
+            "web-1",
+        ]
+        assert [(i.image, i.hosts) for i in fleet.image_list()] == [("base", ("local",))]
+        fleet.down()
