@@ -33,6 +33,7 @@ from vmfleet.api.results import (
     from_row,
 )
 from vmfleet.core import groups as core_groups
+from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import expand
 from vmfleet.core.plan import Plan
 from vmfleet.drivers.commands import CommandRunner
@@ -259,7 +260,8 @@ class Fleet(Day2):
     def _limit(self, ctx: FleetContext, plan: Plan, targets: Sequence[str]) -> Plan:
         if not targets:
             return plan
-        names = {i.name for i in self.resolve(targets)}
+        chosen = core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
+        names = {i.name for i in chosen}
         return Plan(tuple(a for a in plan.actions if a.vm in names))
 
     @staticmethod
