@@ -37,6 +37,7 @@ from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import expand
 from vmfleet.core.plan import Plan
 from vmfleet.drivers.commands import CommandRunner
+from vmfleet.engine import checks
 from vmfleet.engine import groups as engine_groups
 from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.apply import Outcome
@@ -85,8 +86,12 @@ class Fleet(Day2):
     # --- the file alone -----------------------------------------------------------------------
 
     def validate(self) -> Validation:
-        """A summary of the (already validated) file: templates, their VMs and sizes."""
+        """Check what needs no host (referenced files exist inside the fleet's folder or
+        `trusted_paths`, `{env:}` secrets are set, each VM's user-data renders to valid
+        cloud-config; SpecError with every problem) and summarise the file: templates,
+        their VMs and sizes."""
         instances = expand(self.spec, fleet=self.name)
+        checks.offline(self.loaded, instances)
         details = []
         for name, template in self.spec.vms.items():
             mine = [i for i in instances if i.template == name]
@@ -169,6 +174,7 @@ class Fleet(Day2):
         `UpResult.raise_for_failures`); the groups' step then does not run.
         """
         with self._locked(f"up {self.path}") as ctx:
+            checks.offline(ctx.loaded, ctx.instances(), images=False)
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
                 self._on_event(Recovered(item))

@@ -52,7 +52,9 @@ def _ask(question: Confirm) -> bool:
 def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
     """Check a fleet file and summarise it; every problem is listed with file:line:column.
 
-    Exits 2 when the file has problems. Nothing on any host is touched.
+    Beyond the file itself: referenced files exist (user-data and secret files inside the
+    fleet's folder or `trusted_paths`), `{env:}` secrets are set, and each VM's user-data
+    renders to valid cloud-config. Exits 2 when there are problems. No host is touched.
     """
     with open_fleet(file, None) as fleet:
         summary = fleet.validate()
