@@ -76,13 +76,7 @@ def members(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list[
             return
         own = inst.fields.group
         if listed and own is not None and own != group:
-            out[key] = Member(
-                key[0],
-                inst.name,
-                False,
-                "GroupNameMismatch",
-                f"listed in group {group} but its group is {own}",
-            )
+            out[key] = _mismatch(key[0], inst.name, group, own)
         elif listed and own is None:
             out[key] = Member(key[0], inst.name, True, "MemberListed", "listed by the group")
         else:
@@ -93,13 +87,7 @@ def members(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list[
             own = spec.groups[name].group
             key = ("VirtualMachineGroup", name)
             if own is not None and own != group:
-                out[key] = Member(
-                    key[0],
-                    name,
-                    False,
-                    "GroupNameMismatch",
-                    f"listed in group {group} but its group is {own}",
-                )
+                out[key] = _mismatch(key[0], name, group, own)
             else:
                 out[key] = Member(key[0], name, True, "MemberLinked", "nested in this group")
         elif name in by_template:
@@ -116,6 +104,12 @@ def members(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list[
                 "VirtualMachineGroup", name, True, "MemberLinked", "nested in this group"
             )
     return list(out.values())
+
+
+def _mismatch(kind: str, name: str, group: str, own: str) -> Member:
+    """A member the group lists whose own `group:` names another group: not linked."""
+    message = f"listed in group {group} but its group is {own}"
+    return Member(kind, name, False, "GroupNameMismatch", message)
 
 
 def _listed(g: GroupSpec) -> list[str]:
