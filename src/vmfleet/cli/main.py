@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 import yaml
+from rich.markup import escape
 
 from vmfleet import engine
 from vmfleet.cli.common import (
@@ -147,7 +148,7 @@ def convert(file: FleetFile) -> None:
 
     parse(document)
     for warning in document.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     header = f"# converted by vmfleet from {file.name} ({fmt})\n"
     sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
 
@@ -526,7 +527,7 @@ def run() -> None:
     try:
         app()
     except FleetError as error:
-        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
 
 
