@@ -8,8 +8,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from tests.support.validate import POSITION, run_validate
+
 from vmfleet.errors import SpecError
 from vmfleet.spec.load import load
 
@@ -17,6 +17,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SEED_003 = Path("/work/shared/seeds/003_bb193352ebd95ad1.txt")
 
 IMAGE = b"images: {deb: {source: /srv/deb.qcow2}}\n"
+VM = b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\n"
+GROUP = b"apiVersion: vmoperator.vmware.com/v1alpha4\nkind: VirtualMachineGroup\n"
+CLASS = b"apiVersion: vmoperator.vmware.com/v1alpha4\nkind: VirtualMachineClass\n"
 
 LAUGHS = b"a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + b"".join(
     b"%c: &%c [%s]\n" % (ord(n), ord(n), b", ".join([b"*" + bytes([ord(n) - 1])] * 9))
@@ -169,7 +172,8 @@ CASES: list[tuple[str, bytes, int, str]] = [
     ),
     (
         "inventory duplicate vm_name",
-        b"vms:\n  hosts:\n    a: {vm_name: web, vm_memory: 1}\n    b: {vm_name: web, vm_memory: 1}\n",
+        b"vms:\n  hosts:\n    a: {vm_name: web, vm_memory: 1}\n"
+        b"    b: {vm_name: web, vm_memory: 1}\n",
         4,
         "already used at",
     ),
@@ -232,13 +236,13 @@ CASES: list[tuple[str, bytes, int, str]] = [
     # --- vm-operator manifests
     (
         "manifest metadata a string",
-        b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: just-a-string\n",
+        VM + b"metadata: just-a-string\n",
         3,
         "metadata must be a mapping",
     ),
     (
         "manifest spec a list",
-        b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: a}\nspec: [1]\n",
+        VM + b"metadata: {name: a}\nspec: [1]\n",
         4,
         "spec must be a mapping",
     ),
@@ -250,43 +254,46 @@ CASES: list[tuple[str, bytes, int, str]] = [
     ),
     (
         "manifest names repeat",
-        b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: a}\n---\napiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: a}\n",
+        VM + b"metadata: {name: a}\n---\n" + VM + b"metadata: {name: a}\n",
         7,
         "the name 'a' is already used at",
     ),
     (
         "manifest name invalid",
-        b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: Web_1}\n",
+        VM + b"metadata: {name: Web_1}\n",
         3,
         "is not a valid name",
     ),
     (
         "manifest images collide",
-        b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: a}\nspec: {imageName: u-1.0}\n---\napiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: b}\nspec: {imageName: u-1-0}\n",
+        VM
+        + b"metadata: {name: a}\nspec: {imageName: u-1.0}\n---\n"
+        + VM
+        + b"metadata: {name: b}\nspec: {imageName: u-1-0}\n",
         9,
         "would both be 'u-1-0'",
     ),
     (
         "manifest className a mapping",
-        b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: a}\nspec: {className: {x: 1}}\n",
+        VM + b"metadata: {name: a}\nspec: {className: {x: 1}}\n",
         4,
         "className: expected a name",
     ),
     (
         "manifest labels a list",
-        b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\nmetadata: {name: a, labels: [x]}\nspec: {className: c}\n",
+        VM + b"metadata: {name: a, labels: [x]}\nspec: {className: c}\n",
         3,
         "metadata.labels must be a mapping",
     ),
     (
         "manifest bootOrder tier a string",
-        b"apiVersion: vmoperator.vmware.com/v1alpha4\nkind: VirtualMachineGroup\nmetadata: {name: g}\nspec: {bootOrder: [x]}\n",
+        GROUP + b"metadata: {name: g}\nspec: {bootOrder: [x]}\n",
         4,
         "a bootOrder tier must be a mapping",
     ),
     (
         "manifest hardware a string",
-        b"apiVersion: vmoperator.vmware.com/v1alpha4\nkind: VirtualMachineClass\nmetadata: {name: c}\nspec: {hardware: cpus}\n",
+        CLASS + b"metadata: {name: c}\nspec: {hardware: cpus}\n",
         4,
         "spec.hardware must be a mapping",
     ),
