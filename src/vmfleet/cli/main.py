@@ -148,7 +148,7 @@ def convert(file: FleetFile) -> None:
 
     parse(document)
     for warning in document.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
     header = f"# converted by vmfleet from {file.name} ({fmt})\n"
     sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
 
@@ -527,7 +527,9 @@ def run() -> None:
     try:
         app()
     except FleetError as error:
-        err_console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True, emoji=False
+        )
         sys.exit(error.exit_code)
 
 
