@@ -19,7 +19,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tests.support.validate import POSITION, run_validate
 
 FIXTURES = Path(__file__).parent / "fixtures"
