@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from vmfleet.errors import Problem, SpecError
-from vmfleet.spec.models import NAME_RE
+from vmfleet.spec.values import NAME_RE
 from vmfleet.spec.source import Document, Path
 
 
