@@ -94,13 +94,13 @@ CASES: list[tuple[str, bytes, int, str]] = [
         "label value a boolean",
         IMAGE + b"vms:\n  web: {image: deb, labels: {canary: yes}}\n",
         3,
-        "YAML read True as bool; quote it",
+        "for 'canary' is a boolean, not text",
     ),
     (
         "label value a number",
         IMAGE + b"vms:\n  web: {image: deb, labels: {v: 2}}\n",
         3,
-        "must be text",
+        "not text",
     ),
     (
         "sha256 a number",
