@@ -11,8 +11,8 @@ import copy
 from typing import Any
 
 from vmfleet.errors import Problem, SpecError
-from vmfleet.spec.values import NAME_RE
 from vmfleet.spec.source import Document, Path
+from vmfleet.spec.values import NAME_RE
 
 
 class Translator:
