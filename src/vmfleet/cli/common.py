@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from vmfleet.api import Fleet
 from vmfleet.cli.output import OutputFormat, err_console
@@ -40,7 +41,7 @@ Output = Annotated[
 def load_fleet(path: Path) -> LoadedFleet:
     loaded = load(path)
     for warning in loaded.document.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
     return loaded
 
 

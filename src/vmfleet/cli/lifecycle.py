@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 import yaml
+from rich.markup import escape
 
 from vmfleet.api import Confirm
 from vmfleet.cli import render
@@ -116,7 +117,7 @@ def convert(file: FleetFile) -> None:
 
     parse(document)
     for warning in document.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
     header = f"# converted by vmfleet from {file.name} ({fmt})\n"
     sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
 

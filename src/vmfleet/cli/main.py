@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from vmfleet.cli.common import app
 from vmfleet.cli.output import err_console
 from vmfleet.errors import FleetError
@@ -33,7 +35,9 @@ def run() -> None:
     try:
         app()
     except FleetError as error:
-        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True, emoji=False
+        )
         sys.exit(error.exit_code)
 
 
