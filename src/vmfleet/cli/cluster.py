@@ -3,18 +3,14 @@ cluster-routed lifecycle (up, down, start, stop, migrate) of the fleet's HA VMs.
 
 from __future__ import annotations
 
-import shlex
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from vmfleet.cli.common import FleetFile, Output, StateOpt, app, fleet_context, load_fleet
+from vmfleet.api import Fleet
+from vmfleet.cli.common import FleetFile, Output, StateOpt, app, load_fleet, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
-from vmfleet.core import cluster as core_cluster
-from vmfleet.core.expand import expand
-from vmfleet.engine import ha
-from vmfleet.errors import UsageError
 
 cluster_app = typer.Typer(
     help="HA VMs on Pacemaker clusters: status, standby, export, up/down.", no_args_is_help=True
@@ -37,23 +33,8 @@ def export(
 ) -> None:
     """Print what `up` applies to each cluster, touching nothing: a `<cib>` with the fleet's
     configuration (for review, crm_verify, crm_simulate) or the equivalent `pcs` commands."""
-    loaded = load_fleet(file)
-    spec = loaded.spec
-    names = [cluster] if cluster else list(spec.clusters)
-    unknown = [n for n in names if n not in spec.clusters]
-    if unknown or not names:
-        raise UsageError(f"no cluster {unknown[0] if unknown else ''!r} in {file}".strip())
-    instances = expand(spec, fleet=loaded.name)
-    for name in names:
-        config = core_cluster.wanted(spec, instances, fleet=loaded.name, cluster=name)
-        if fmt is ExportFormat.pcs:
-            print(f"# cluster {name}: pcs -f cib.xml <command>, then pcs cluster cib-push cib.xml")
-            for argv in core_cluster.pcs_commands(config):
-                print(shlex.join(argv))
-        else:
-            fragment = core_cluster.fragment(config)
-            root = core_cluster.standalone(fragment, fleet=loaded.name, nodes=config.spec.nodes)
-            print(core_cluster.tostring(root), end="")
+    with Fleet(load_fleet(file)) as fleet:
+        print(fleet.cluster_export(fmt=fmt.value, cluster=cluster), end="")
 
 
 @cluster_app.command()
@@ -61,8 +42,8 @@ def status(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt
     """Nodes (online, standby, offline, unclean) and each HA VM as the cluster sees it; a VM
     libvirt runs where the cluster does not is an error. Exits 1 on any problem."""
     rows: list[dict[str, object]] = []
-    with fleet_context(file, state, lock=False, what="cluster status") as ctx:
-        reports = ha.status(ctx)
+    with open_fleet(file, state) as fleet:
+        reports = fleet.cluster_status()
     for report in reports:
         for node in report.status.nodes:
             rows.append({"kind": "node", "name": node.name, "cluster": report.name,
@@ -102,24 +83,24 @@ def status(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt
 @cluster_app.command()
 def standby(file: FleetFile, node: str, state: StateOpt = None) -> None:
     """Drain a node: Pacemaker moves its VMs away (live where allowed)."""
-    with fleet_context(file, state, lock=False, what="cluster standby") as ctx:
-        ha.standby(ctx, node, on=True)
+    with open_fleet(file, state) as fleet:
+        fleet.standby(node, on=True)
     console.print(f"{node}: standby")
 
 
 @cluster_app.command()
 def unstandby(file: FleetFile, node: str, state: StateOpt = None) -> None:
     """Let a node run resources again."""
-    with fleet_context(file, state, lock=False, what="cluster unstandby") as ctx:
-        ha.standby(ctx, node, on=False)
+    with open_fleet(file, state) as fleet:
+        fleet.standby(node, on=False)
     console.print(f"{node}: online")
 
 
 @cluster_app.command()
 def up(file: FleetFile, state: StateOpt = None) -> None:
     """Storage, definitions and cluster configuration of the fleet's HA VMs (idempotent)."""
-    with fleet_context(file, state, lock=True, what="cluster up") as ctx:
-        changes = ha.up(ctx)
+    with open_fleet(file, state) as fleet:
+        changes = fleet.cluster_up()
     for change in changes:
         console.print(f"{change.cluster}: {change.vm or '-'}: {change.action}", highlight=False)
     if not changes:
@@ -134,8 +115,8 @@ def down(
 ) -> None:
     """Delete HA VMs as seed 001's vm_delete does: stop, remove from Pacemaker, remove the
     definition, delete the storage."""
-    with fleet_context(file, state, lock=True, what="cluster down") as ctx:
-        changes = ha.down(ctx, set(vms) if vms else None)
+    with open_fleet(file, state) as fleet:
+        changes = fleet.cluster_down(vms or ())
     for change in changes:
         console.print(f"{change.cluster}: {change.vm or '-'}: {change.action}", highlight=False)
 
@@ -143,22 +124,22 @@ def down(
 @cluster_app.command()
 def start(file: FleetFile, vm: str, state: StateOpt = None) -> None:
     """Start an HA VM through the cluster (target-role=Started) and wait for it."""
-    with fleet_context(file, state, lock=False, what="cluster start") as ctx:
-        node = ha.start(ctx, vm)
+    with open_fleet(file, state) as fleet:
+        node = fleet.cluster_start(vm)
     console.print(f"{vm}: running on {node}")
 
 
 @cluster_app.command()
 def stop(file: FleetFile, vm: str, state: StateOpt = None) -> None:
     """Stop an HA VM through the cluster (target-role=Stopped) and wait for it."""
-    with fleet_context(file, state, lock=False, what="cluster stop") as ctx:
-        ha.stop(ctx, vm)
+    with open_fleet(file, state) as fleet:
+        fleet.cluster_stop(vm)
     console.print(f"{vm}: stopped")
 
 
 @cluster_app.command()
 def migrate(file: FleetFile, vm: str, node: str, state: StateOpt = None) -> None:
     """Move an HA VM to NODE (live when allowed), wait until it runs there, clear the move."""
-    with fleet_context(file, state, lock=False, what="cluster migrate") as ctx:
-        source = ha.migrate(ctx, vm, node)
+    with open_fleet(file, state) as fleet:
+        source = fleet.migrate(vm, node)
     console.print(f"{vm}: {source} -> {node}")
