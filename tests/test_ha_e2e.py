@@ -1,8 +1,8 @@
 """HA VMs on a real two-node Pacemaker cluster (namespaces on this machine, fencing on):
-`vmfleet cluster up` with required anti-affinity puts two micro guests on different nodes,
-stop/start go through the cluster, `migrate` is live (the guest is not rebooted), a node
-power cut restarts the VM on the other node with one copy, `down` leaves nothing behind.
-One cluster serves the scenarios of this module, in order."""
+`vmfleet up` with required anti-affinity puts two micro guests on different nodes,
+`vmfleet stop`/`start` go through the cluster, `vmfleet cluster migrate` is live (the guest
+is not rebooted), a node power cut restarts the VM on the other node with one copy,
+`vmfleet down` leaves nothing behind. One cluster serves the scenarios, in order."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def fleet(cluster: Lab) -> Path:
         f"""
 fleet: hae2e
 hosts:
-  node1: {{capacity: {{cpus: 4, memory: 2GiB}}}}
-  node2: {{capacity: {{cpus: 4, memory: 2GiB}}}}
+  node1: {{uri: "{uri(cluster, 1)}", capacity: {{cpus: 4, memory: 2GiB}}}}
+  node2: {{uri: "{uri(cluster, 2)}", capacity: {{cpus: 4, memory: 2GiB}}}}
 clusters:
   lab:
     nodes: [node1, node2]
@@ -70,9 +70,15 @@ vms:
     return path
 
 
+def uri(cluster: Lab, n: int) -> str:
+    """The node's own libvirtd, reached through its PID 1's view of /run."""
+    pid = cluster.nodes[n - 1].init_pid
+    return f"qemu+unix:///system?socket=/proc/{pid}/root/run/libvirt/libvirt-sock"
+
+
 def vmfleet(*args: str) -> str:
     result = subprocess.run(
-        [str(ROOT / ".venv/bin/vmfleet"), "cluster", *args],
+        [str(ROOT / ".venv/bin/vmfleet"), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -105,7 +111,9 @@ def test_up_puts_anti_affine_vms_on_different_nodes(cluster: Lab, fleet: Path) -
     nodes = {where(cluster, "micro-0")[0], where(cluster, "micro-1")[0]}
     assert nodes == {"node1", "node2"}
     assert copies(cluster, "micro-0") == where(cluster, "micro-0")
-    assert "nothing to change" in vmfleet("up", str(fleet))
+    assert "nothing to change" in vmfleet("cluster", "up", str(fleet))
+    listing = vmfleet("list", str(fleet), "-o", "json")
+    assert "micro-0" in listing and "cluster lab" in listing
 
 
 def test_stop_and_start_go_through_the_cluster(cluster: Lab, fleet: Path) -> None:
@@ -132,7 +140,7 @@ def test_migrate_is_live(cluster: Lab, fleet: Path) -> None:
     source = where(cluster, "micro-0")[0]
     target = "node2" if source == "node1" else "node1"
     started = time.monotonic()
-    vmfleet("migrate", str(fleet), "micro-0", target)
+    vmfleet("cluster", "migrate", str(fleet), "micro-0", target)
     took = time.monotonic() - started
     assert where(cluster, "micro-0") == [target]
     assert copies(cluster, "micro-0") == [target]
@@ -166,7 +174,7 @@ def test_power_cut_restarts_the_vm_elsewhere_with_one_copy(cluster: Lab, fleet: 
 
 
 def test_down_leaves_nothing_in_the_cib_or_libvirt(cluster: Lab, fleet: Path) -> None:
-    vmfleet("down", str(fleet))
+    vmfleet("down", str(fleet), "--yes")
     node = cluster.live_node()
     cib = cluster.run(node, ["cibadmin", "--query"])
     owned = core_cluster.owned_resources(core_cluster.configuration(cib), "hae2e")

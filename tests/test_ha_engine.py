@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tests.support.cib import require_tools
 
+from vmfleet import Fleet
 from vmfleet.core import cluster as core_cluster
 from vmfleet.drivers.commands import CommandResult, RecordingRunner, SubprocessRunner
 from vmfleet.engine import ha
@@ -150,3 +151,18 @@ def test_stop_and_start_set_the_target_role(cluster_env: Callable[[str], FleetCo
     cib = ctx.runner.run(["cibadmin", "--query"]).stdout_text()
     roles = [line for line in cib.splitlines() if "p_virtdom_a" in line and "target-role" in line]
     assert roles and 'value="Stopped"' in roles[0]
+
+
+def test_fleet_up_and_down_route_ha_vms_to_the_cluster(
+    cluster_env: Callable[[str], FleetContext], tmp_path: Path
+) -> None:
+    ctx = cluster_env(fleet())  # writes the file and sets up the CIB file
+    assert ctx.instances() == []  # libvirt's side never sees HA VMs
+    with Fleet.open(ctx.loaded.path, state=tmp_path / "state", runner=ctx.runner) as api:
+        result = api.up()
+        assert result.outcomes == ()
+        assert owned(ctx) == ["p_virtdom_a", "p_virtdom_b"]
+        assert api.ha_vms() == {"a", "b"}
+        removed = api.down(["a"])
+        assert [o.vm for o in removed.outcomes] == ["a"]
+        assert owned(ctx) == ["p_virtdom_b"]

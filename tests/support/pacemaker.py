@@ -62,8 +62,11 @@ for i in $(seq 100); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.1;
 setsid pacemakerd </dev/null >/var/log/pacemaker/pacemakerd.stdout 2>&1 &
 virtlogd -d
 libvirtd -d --listen
-for i in $(seq 200); do virsh -c qemu:///system version >/dev/null 2>&1 && exit 0; sleep 0.1; done
-exit 1
+for i in $(seq 200); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.1; done
+# a `default` pool, as on any vmfleet host (the node's /var/lib/libvirt is its own)
+virsh -q -c qemu:///system pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
+virsh -q -c qemu:///system pool-build default >/dev/null
+virsh -q -c qemu:///system pool-start default >/dev/null
 """
 
 PLUGIN = """#!/bin/sh

@@ -7,11 +7,16 @@ import shlex
 from collections.abc import Sequence
 
 from vmfleet.api.base import FleetBase
+from vmfleet.api.events import Stage, VmProgress
+from vmfleet.api.results import VmInfo, VmOutcome
 from vmfleet.core import cluster as core_cluster
 from vmfleet.core.expand import expand
 from vmfleet.engine import ha
+from vmfleet.engine.context import FleetContext
 from vmfleet.engine.ha import Change, ClusterReport
-from vmfleet.errors import UsageError
+from vmfleet.errors import FleetError, UsageError
+from vmfleet.spec.resolve import is_ha
+from vmfleet.spec.units import format_size
 
 
 class Clusters(FleetBase):
@@ -72,3 +77,93 @@ class Clusters(FleetBase):
                 root = core_cluster.standalone(fragment, fleet=self.name, nodes=config.spec.nodes)
                 parts.append(core_cluster.tostring(root))
         return "".join(parts)
+
+    # --- routing of up/down/start/stop/list (called by `Fleet`) -------------------------------
+
+    def _ha_templates(self) -> dict[str, str]:
+        """HA VM name → its template."""
+        return {
+            i.name: i.template
+            for i in expand(self.spec, fleet=self.name)
+            if is_ha(self.spec, i.template, i.index)
+        }
+
+    def _split(self, targets: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Target words naming HA VMs (or templates of them), and the others."""
+        index = self._ha_templates()
+        mine = [t for t in targets if t in index or t in index.values()]
+        return mine, [t for t in targets if t not in mine]
+
+    def _ha_named(self, words: Sequence[str]) -> set[str]:
+        index = self._ha_templates()
+        return {vm for vm, template in index.items() if vm in words or template in words}
+
+    def _cluster_apply(self, ctx: FleetContext, targets: Sequence[str]) -> None:
+        """`up`'s cluster part: every HA VM's storage, definition and resources (the whole
+        configuration is applied at once, so targets only decide whether it runs)."""
+        if not self.spec.clusters or (targets and not self._split(targets)[0]):
+            return
+        names = sorted(ha.ha_vm_names(ctx))
+        if not names:
+            return
+        self._on_event(Stage(f"cluster up {self.name}", tuple(names)))
+        for change in ha.up(ctx):
+            self._on_event(VmProgress(change.vm or names[0], "cluster", change.action))
+
+    def _cluster_remove(self, ctx: FleetContext, targets: Sequence[str]) -> tuple[VmOutcome, ...]:
+        if not self.spec.clusters:
+            return ()
+        chosen = self._ha_named(self._split(targets)[0]) if targets else None
+        if chosen is not None and not chosen:
+            return ()
+        done = ha.down(ctx, chosen)
+        return tuple(
+            VmOutcome(vm, "remove", True, "through the cluster")
+            for vm in sorted({c.vm for c in done if c.vm})
+        )
+
+    def _cluster_power(self, words: Sequence[str], verb: str) -> tuple[VmOutcome, ...]:
+        out = []
+        for vm in sorted(self._ha_named(words)):
+            try:
+                if verb == "start":
+                    detail = f"running on {ha.start(self._context(), vm)}"
+                elif verb == "stop":
+                    ha.stop(self._context(), vm)
+                    detail = "stopped through the cluster"
+                else:
+                    raise UsageError(f"{vm} is an HA VM: {verb} it through its cluster")
+            except FleetError as error:
+                out.append(VmOutcome(vm, verb, False, str(error)))
+                continue
+            out.append(VmOutcome(vm, verb, True, detail))
+        return tuple(out)
+
+    def _cluster_rows(self) -> tuple[VmInfo, ...]:
+        """`list` rows for HA VMs: the node the cluster runs each on and its state."""
+        if not self.spec.clusters:
+            return ()
+        sizes = {i.name: i.fields for i in expand(self.spec, fleet=self.name)}
+        templates = self._ha_templates()
+        try:
+            reports = ha.status(self._context())
+        except FleetError:
+            return tuple(
+                VmInfo(vm, "", "", "unreachable", None, None, None, None, None, None)
+                for vm in sorted(self.ha_vms())
+            )
+        rows = []
+        for report in reports:
+            for vm in report.vms:
+                fields = sizes[vm.vm]
+                state = f"{vm.state} (cluster {report.name})"
+                if vm.problem:
+                    state += f": {vm.problem}"
+                rows.append(
+                    VmInfo(
+                        vm.vm, templates[vm.vm],
+                        ",".join(vm.nodes), state, fields.vcpus, format_size(fields.memory),
+                        format_size(fields.disk), None, None, None,
+                    )
+                )  # fmt: skip
+        return tuple(rows)

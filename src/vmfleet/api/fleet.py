@@ -179,6 +179,10 @@ class Fleet(Day2, Clusters):
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
                 self._on_event(Recovered(item))
+            self._cluster_apply(ctx, targets)
+            targets = self._split(targets)[1] if targets else targets
+            if targets == [] or not ctx.instances():
+                return UpResult(self.name, Plan(()), (), (), None, recovered, (), up_to_date=True)
             pulled = self._pull(ctx, None) if engine.images.missing(ctx) else ()
             the_plan = self._limit(ctx, engine.make_plan(ctx), targets)
             engine.preflight(ctx, the_plan)
@@ -228,20 +232,32 @@ class Fleet(Day2, Clusters):
             for item in recovered:
                 self._on_event(Recovered(item))
             seen = engine.observe(ctx)
+            ha_targets, targets = self._split(targets) if targets else ([], [])
+            ha_chosen = sorted(self._ha_named(ha_targets) if ha_targets else ())
+            if not ha_targets and not targets:
+                ha_chosen = sorted(self.ha_vms())
+            if (ha_targets and not targets) or (ha_chosen and not ctx.instances()):
+                # only HA VMs: libvirt's hosts are not needed (a cluster node may be down)
+                if not self._agree(confirm, "remove", ha_chosen):
+                    raise FleetError("cancelled: nothing was removed")
+                removed = self._cluster_remove(ctx, ha_targets)
+                return Outcomes(self.name, removed, recovered)
             names = self._existing(ctx, targets, seen) if targets else None
             chosen = [o.name for o in seen.vms if names is None or o.name in names]
-            if chosen and not self._agree(confirm, "remove", chosen):
+            if (chosen or ha_chosen) and not self._agree(confirm, "remove", chosen + ha_chosen):
                 raise FleetError("cancelled: nothing was removed")
             results = engine.down(
                 ctx, names, progress=self._stage(f"down {self.name}", chosen), workers=workers
             )
-            return Outcomes(self.name, _outcomes(results), recovered)
+            removed = self._cluster_remove(ctx, ha_targets) if ha_targets or not names else ()
+            return Outcomes(self.name, _outcomes(results) + removed, recovered)
 
     # --- what runs, and power -----------------------------------------------------------------
 
     def list(self) -> tuple[VmInfo, ...]:
         """Every VM of the fleet as the hosts report it (also those the spec dropped)."""
-        return tuple(from_row(VmInfo, row) for row in engine.listing(self._context()))
+        rows = tuple(from_row(VmInfo, row) for row in engine.listing(self._context()))
+        return rows + self._cluster_rows()
 
     def start(self, targets: Sequence[str]) -> Outcomes:
         """Start the VMs `targets` name (already running ones are left as they are)."""
@@ -256,11 +272,15 @@ class Fleet(Day2, Clusters):
         return self._power_verb(targets, "reboot")
 
     def _power_verb(self, targets: Sequence[str], verb: str) -> Outcomes:
+        ha_targets, targets = self._split(targets)
+        cluster_done = self._cluster_power(ha_targets, verb)
+        if ha_targets and not targets:
+            return Outcomes(self.name, cluster_done)
         ctx = self._context()
         seen = engine.observe(ctx)
         names = self._existing(ctx, targets, seen)
         self._require_present(names, seen, fleet=self.name)
-        return Outcomes(self.name, _outcomes(engine.power(ctx, names, verb)))
+        return Outcomes(self.name, _outcomes(engine.power(ctx, names, verb)) + cluster_done)
 
     # --- helpers ------------------------------------------------------------------------------
 

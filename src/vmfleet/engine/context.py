@@ -15,6 +15,7 @@ from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
 from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.spec.load import LoadedFleet
 from vmfleet.spec.models import HostSpec
+from vmfleet.spec.resolve import is_ha
 from vmfleet.state.store import Store
 
 LOCAL_HOST = "local"
@@ -83,7 +84,8 @@ class FleetContext:
         self.store.close()
 
     def instances(self) -> list[Instance]:
-        """The fleet's VMs, with MACs and IPs kept from earlier runs.
+        """The fleet's VMs that libvirt manages (HA VMs are their cluster's: `engine.ha`),
+        with MACs and IPs kept from earlier runs.
 
         Expanded once per command: the answer is kept while the leases in the store are the
         ones it was computed from, or ones recorded from it (provisioning a VM leases the
@@ -109,6 +111,8 @@ class FleetContext:
                 ips={(vm, slot): v for (kind, vm, slot), v in leases.items() if kind == "ip"},
             ),
         )
+        # HA VMs belong to their Pacemaker cluster (engine.ha), never to libvirt directly
+        instances = [i for i in instances if not is_ha(self.loaded.spec, i.template, i.index)]
         known = {("mac", i.name, n): nic.mac for i in instances for n, nic in enumerate(i.nics)}
         known |= {
             ("ip", i.name, n): nic.ip for i in instances for n, nic in enumerate(i.nics) if nic.ip

@@ -186,3 +186,8 @@ def ha_settings(spec: FleetSpec, template: VmTemplate, index: int | None) -> HaS
     """
     value = _top(layers(spec, template, index), "ha")
     return value if isinstance(value, HaSettings) else None
+
+
+def is_ha(spec: FleetSpec, template: str, index: int | None) -> bool:
+    """Whether a cluster, not libvirt, manages this VM."""
+    return bool(spec.clusters) and ha_settings(spec, spec.vms[template], index) is not None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from vmfleet.core import cluster as cib
 from vmfleet.core.cluster import ClusterConfig, HaVm
-from vmfleet.core.expand import Instance
+from vmfleet.core.expand import Instance, expand
 from vmfleet.drivers.pacemaker import ClusterStatus, ClusterTools
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.ha.definition import domain_xml
@@ -37,7 +37,7 @@ class Change:
 def configs(ctx: FleetContext, vms: set[str] | None = None) -> list[ClusterConfig]:
     """The wanted configuration of every cluster with HA VMs (all VMs, or those in `vms`)."""
     spec = ctx.loaded.spec
-    instances = ctx.instances()
+    instances = expand(spec, fleet=ctx.fleet)  # ctx.instances() holds libvirt's VMs only
     out = []
     for name in spec.clusters:
         config = cib.wanted(spec, instances, fleet=ctx.fleet, cluster=name)
@@ -72,7 +72,7 @@ def _file_tools(ctx: FleetContext, config: ClusterConfig) -> list[ClusterTools]:
 def up(ctx: FleetContext) -> list[Change]:
     """Storage, definitions and the CIB for every HA VM; a second run changes nothing."""
     changes: list[Change] = []
-    instances = {i.name: i for i in ctx.instances()}
+    instances = {i.name: i for i in expand(ctx.loaded.spec, fleet=ctx.fleet)}
     for config in configs(ctx):
         if not config.vms:
             continue
