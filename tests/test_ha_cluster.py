@@ -270,3 +270,15 @@ def test_a_vm_libvirt_runs_outside_the_cluster_is_an_error() -> None:
         config, vm, status, libvirt_running={"seroics02744": [vm.name], "seroics95861": [vm.name]}
     )
     assert rogue.problem == "running outside Pacemaker on seroics95861"
+
+
+def test_a_migration_in_flight_shows_as_migrating() -> None:
+    config = seed_config()
+    vm = config.vms[0]
+    moving = ResourceStatus(
+        id=vm.resource, agent="ocf:heartbeat:VirtualDomain", role="Started",
+        target_role="Started", active=True, failed=False, nodes=("seroics02744",),
+        pending="Migrating",
+    )  # fmt: skip
+    state = vm_state(config, vm, ClusterStatus(nodes=(), resources=(moving,)))
+    assert state.state == "migrating" and state.nodes == ()

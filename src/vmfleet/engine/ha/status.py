@@ -24,7 +24,8 @@ class HaVmState:
     vm: str
     cluster: str
     nodes: tuple[str, ...]
-    state: str  # started, stopped, failed, missing (not in the CIB), split (two copies)
+    state: str  # started, stopped, failed, missing (not in the CIB), split (two copies),
+    # or an operation in flight (migrating, starting, stopping)
     target_role: str | None
     fail_count: int
     disks: tuple[DiskState, ...]
@@ -55,6 +56,8 @@ def vm_state(
         state = "failed"
     elif len(nodes) > 1:
         state = "split"
+    elif any(r.pending for r in found):
+        state = next(str(r.pending).lower() for r in found if r.pending)  # migrating, starting…
     else:
         state = "started" if nodes else "stopped"
     disks = []
