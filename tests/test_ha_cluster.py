@@ -282,3 +282,12 @@ def test_a_migration_in_flight_shows_as_migrating() -> None:
     )  # fmt: skip
     state = vm_state(config, vm, ClusterStatus(nodes=(), resources=(moving,)))
     assert state.state == "migrating" and state.nodes == ()
+
+
+def test_an_unknown_network_on_an_ha_vm_is_reported_not_a_crash(
+    fleet_file: Callable[[str], Path],
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        load(fleet_file(BASE + "  a: {ha: c, network: nowhere}\n"))
+    assert [p.field for p in caught.value.problems] == ["vms.a.network"]
+    assert "unknown network 'nowhere'" in caught.value.problems[0].message

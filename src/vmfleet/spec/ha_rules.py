@@ -93,12 +93,13 @@ def _ha_vms(spec: FleetSpec, doc: Document) -> list[Problem]:
                     )
                 )
             for nic in fields.nics:
-                if nets[nic.network].mode != "bridge":
+                net = nets.get(nic.network)  # an unknown one is reported by `references`
+                if net is not None and net.mode != "bridge":
                     found.append(
                         doc.problem(
                             (*base, "network"),
                             f"an HA VM needs bridge networks every node has; {nic.network!r} "
-                            f"is {nets[nic.network].mode}",
+                            f"is {net.mode}",
                         )
                     )
             nodes = set(cluster.nodes)
