@@ -18,6 +18,7 @@ from vmfleet.core import cluster as core_cluster
 from vmfleet.drivers.commands import CommandResult, RecordingRunner, SubprocessRunner
 from vmfleet.engine import ha
 from vmfleet.engine.context import FleetContext
+from vmfleet.errors import FleetError
 from vmfleet.spec.load import load
 from vmfleet.state.store import Store
 
@@ -26,6 +27,7 @@ class CibFileRunner:
     """Real programs, with Pacemaker's tools working on one CIB file; `linstor` recorded."""
 
     def __init__(self, cib: Path) -> None:
+        self.cib = cib
         self.real = SubprocessRunner(env={"CIB_file": str(cib)})
         self.linstor = RecordingRunner()
         self.linstor.script(["linstor", "--machine-readable"], stdout="[]")
@@ -166,3 +168,25 @@ def test_fleet_up_and_down_route_ha_vms_to_the_cluster(
         removed = api.down(["a"])
         assert [o.vm for o in removed.outcomes] == ["a"]
         assert owned(ctx) == ["p_virtdom_b"]
+
+
+def test_a_foreign_resource_of_the_same_name_stops_up_with_a_clear_error(
+    cluster_env: Callable[[str], FleetContext],
+) -> None:
+    ctx = cluster_env(fleet())
+    runner = ctx.runner
+    assert isinstance(runner, CibFileRunner)
+    runner.run(
+        ["cibadmin", "--create", "--scope", "resources", "--xml-text",
+         '<primitive id="p_virtdom_a" class="ocf" provider="heartbeat" type="Dummy"/>'],
+    )  # fmt: skip
+    with pytest.raises(FleetError, match="p_virtdom_a exist in the cluster and were not made"):
+        ha.up(ctx)
+    cli = subprocess.run(
+        [str(Path(__file__).parent.parent / ".venv/bin/vmfleet"), "up", str(ctx.loaded.path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CIB_file": str(runner.cib)},
+    )
+    assert cli.returncode == 1 and "not made by fleet 't'" in cli.stderr, cli.stderr
+    assert "Traceback" not in cli.stderr

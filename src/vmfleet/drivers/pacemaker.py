@@ -80,7 +80,10 @@ def _bool(element: ET.Element, name: str) -> bool:
 
 def parse_status(xml_text: str) -> ClusterStatus:
     """`crm_mon --output-as=xml` → ClusterStatus."""
-    root = ET.fromstring(xml_text)
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as error:
+        raise ClusterError(f"crm_mon printed something that is not XML: {error}") from None
     nodes = tuple(
         NodeStatus(
             name=n.get("name", ""),

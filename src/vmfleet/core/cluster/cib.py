@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from vmfleet.core.cluster.model import OWNER_META, ClusterConfig, HaDisk, HaVm
+from vmfleet.errors import NotOwnedError
 
 CONSTRAINT_PREFIX = "vmf-"
 OPTIONS_ID = "vmf-options"
@@ -23,7 +24,7 @@ SECTIONS = ("crm_config", "nodes", "resources", "constraints", "rsc_defaults")
 FENCE_ID = "vmf-fence"
 
 
-class ForeignResourceError(ValueError):
+class ForeignResourceError(NotOwnedError):
     """A resource the fleet wants exists in the cluster but belongs to someone else."""
 
 

@@ -17,6 +17,7 @@ from vmfleet.core.cluster.cib import (
     Fragment,
 )
 from vmfleet.core.cluster.model import OWNER_META
+from vmfleet.errors import FleetError
 
 BOOTSTRAP_OPTIONS = "cib-bootstrap-options"
 MOVE_PREFIXES = ("cli-prefer-", "cli-ban-")
@@ -25,10 +26,13 @@ _REFS = ("rsc", "with-rsc", "first", "then")
 
 def configuration(cib_xml: str) -> ET.Element:
     """The `<configuration>` of a CIB document (or the element itself)."""
-    root = ET.fromstring(cib_xml)
+    try:
+        root = ET.fromstring(cib_xml)
+    except ET.ParseError as error:
+        raise FleetError(f"the cluster's CIB is not XML: {error}") from None
     found = root if root.tag == "configuration" else root.find("configuration")
     if found is None:
-        raise ValueError("no <configuration> in the CIB")
+        raise FleetError("no <configuration> in the cluster's CIB")
     return found
 
 
