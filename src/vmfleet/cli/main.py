@@ -240,7 +240,7 @@ def up(
     with fleet_context(file, state, lock=True, what=f"up {file}", wait=wait) as ctx:
         cleaned = engine.recover(ctx)
         for item in cleaned:
-            err_console.print(f"recovered: rolled back {item} left by an interrupted run")
+            err_console.print(f"recovered: {item}")
         if engine.images.missing(ctx):
             _pull_with_bar(ctx, None)
         the_plan = engine.make_plan(ctx)

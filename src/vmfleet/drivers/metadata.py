@@ -1,23 +1,18 @@
-"""Ownership marks: the metadata every vmfleet domain carries, and volume naming.
+"""Ownership marks: the metadata every vmfleet domain carries.
 
 libvirt is the source of truth for what exists. A domain is vmfleet's when its XML holds
-an `<vmfleet:instance>` element in our namespace; a volume is vmfleet's when its name has
-our prefix. Nothing else is ever changed or removed.
+an `<vmfleet:instance>` element in our namespace; a volume is one of its VM's when that
+domain lists it as a disk (or the journal recorded creating it). Names (`drivers.names`)
+only say where to look. Nothing else is ever changed or removed.
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 NAMESPACE = "https://vmfleet.dev/xmlns/1"
 PREFIX = "vmfleet"
-VOLUME_PREFIX = "vmf-"
-
-_VOLUME_RE = re.compile(
-    r"^vmf-(?P<fleet>[a-z0-9][a-z0-9-]*)--(?P<vm>[a-z0-9][a-z0-9-]*)--(?P<role>[a-z0-9.-]+)$"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +70,3 @@ class OwnerMetadata:
             return None
         found = root.find(f"metadata/{{{NAMESPACE}}}instance")
         return None if found is None else cls.from_element(found)
-
-
-def volume_name(*, fleet: str, vm: str, role: str) -> str:
-    """The pool volume name for one of a VM's files: role is `root`, `data-N` or `seed.iso`."""
-    return f"{VOLUME_PREFIX}{fleet}--{vm}--{role}"
-
-
-def parse_volume_name(name: str) -> tuple[str, str, str] | None:
-    """(fleet, vm, role) for one of our per-VM volume names, else None."""
-    match = _VOLUME_RE.match(name)
-    if match is None:
-        return None
-    return match["fleet"], match["vm"], match["role"]
-
-
-def base_volume_name(*, image: str, digest: str) -> str:
-    """The pool volume holding a base image, shared by every VM cloned from it."""
-    return f"{VOLUME_PREFIX}base--{image}--{digest[:12]}"

@@ -14,7 +14,7 @@ from functools import partial
 
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import Action, Observed, Plan, diff
-from vmfleet.drivers.metadata import volume_name
+from vmfleet.drivers import names
 from vmfleet.engine import hosts, provision
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
@@ -47,7 +47,7 @@ def observe(ctx: FleetContext) -> Observation:
         details: dict[str, dict[str, object]] = {}
         for info in host.list_domains(fleet=ctx.fleet):
             assert info.owner is not None
-            root = volumes.get(volume_name(fleet=ctx.fleet, vm=info.name, role="root"))
+            root = volumes.get(names.volume(fleet=ctx.fleet, vm=info.name, role="root"))
             out.append(
                 Observed(
                     name=info.name,
@@ -209,7 +209,7 @@ def _change(
         host.shutdown(action.vm, timeout=60.0)
         running = False
     pool = ctx.host_specs()[action.host].pool
-    root = volume_name(fleet=ctx.fleet, vm=action.vm, role="root")
+    root = names.volume(fleet=ctx.fleet, vm=action.vm, role="root")
     for change in action.changes:
         if change.field == "disk" and not running:
             progress(action.vm, "disk", "grow")
@@ -263,7 +263,9 @@ def down(
         if host_name in observation.unreachable:
             continue
         host = ctx.host(host_name)
-        provision.sweep_volumes(ctx, host, host_name, vms)
+        known = {i.name for i in ctx.instances()} | {o.name for o in observation.vms}
+        known |= {lease.vm for lease in ctx.store.leases()}
+        provision.sweep_volumes(ctx, host, host_name, vms or known)
         for vm in vms or [i.name for i in ctx.instances()]:
             ctx.store.release(vm=vm)
         if not host.list_domains(fleet=ctx.fleet):

@@ -15,7 +15,7 @@ import libvirt
 
 from vmfleet.drivers.libvirt.connection import POLL_INTERVAL, _Connection, libvirt_message, xml_name
 from vmfleet.drivers.libvirt.types import KiB, MiB, PoolInfo, VolumeInfo
-from vmfleet.drivers.metadata import VOLUME_PREFIX
+from vmfleet.drivers.names import PREFIX as VOLUME_PREFIX
 from vmfleet.errors import HypervisorError, NotOwnedError
 
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"

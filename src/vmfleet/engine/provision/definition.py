@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import spec_hash
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import (
     BridgeAttachment,
     DiskConfig,
@@ -21,7 +22,7 @@ from vmfleet.drivers.domainxml import (
     parse_domain,
 )
 from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.drivers.metadata import OwnerMetadata, volume_name
+from vmfleet.drivers.metadata import OwnerMetadata
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
@@ -33,7 +34,7 @@ def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tup
 
     def vol(role: str) -> VolumeSource:
         return VolumeSource(
-            pool=pool, volume=volume_name(fleet=ctx.fleet, vm=instance.name, role=role)
+            pool=pool, volume=names.volume(fleet=ctx.fleet, vm=instance.name, role=role)
         )
 
     disks = [
@@ -55,7 +56,7 @@ def with_overlays(
     current = {
         d.target: d.source.path
         for d in parse_domain(host.domain_xml(vm, inactive=True)).disks
-        if isinstance(d.source, FileSource) and ".snap-" in Path(d.source.path).name
+        if isinstance(d.source, FileSource) and names.is_overlay(Path(d.source.path).name)
     }
     return tuple(
         replace(d, source=FileSource(path=current[d.target])) if d.target in current else d

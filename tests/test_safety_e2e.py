@@ -1,0 +1,76 @@
+"""Data safety on a real libvirtd with micro guests: one fleet's `down` never touches another
+fleet's disks whatever their names hold, a VM whose name holds `--` leaks nothing, and an
+image whose header names a host file is refused before anything changes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from tests.e2e_support import leftovers, micro_fleet_yaml, vmfleet
+from tests.support import images
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("micro")]
+
+POOL = Path("/var/lib/libvirt/images")
+
+
+def _fleet(directory: Path, fleet: str, vm: str) -> Path:
+    directory.mkdir()
+    path = directory / "fleet.yaml"
+    head = micro_fleet_yaml(fleet, replicas=1).split("vms:")[0]
+    path.write_text(f"{head}vms:\n  {vm}: {{data_disks: [{{size: 8MiB}}]}}\n")
+    return path
+
+
+def test_down_of_fleet_relqa_x_keeps_the_disks_of_fleet_relqa_vm_x_y(tmp_path: Path) -> None:
+    token = uuid.uuid4().hex[:4]
+    first, second = f"rq{token}", f"rq{token}--x"
+    vm = f"x--y{token}"
+    a = _fleet(tmp_path / "a", first, vm)
+    b = _fleet(tmp_path / "b", second, f"z{token}")
+    try:
+        for path in (a, b):
+            result = vmfleet("up", str(path))
+            assert result.returncode == 0, result.stderr
+        disks = sorted(p.name for p in POOL.glob(f"vmf-{first}.*"))
+        assert disks == [f"vmf-{first}.{vm}.{r}" for r in ("data-0", "root", "seed.iso")]
+        result = vmfleet("down", str(b), "--yes")
+        assert result.returncode == 0, result.stderr
+        assert leftovers(second) == []
+        assert sorted(p.name for p in POOL.glob(f"vmf-{first}.*")) == disks
+        # the `--` VM leaks nothing on down, and a second up works
+        assert vmfleet("down", str(a), "--yes").returncode == 0
+        assert leftovers(first) == []
+        again = vmfleet("up", str(a))
+        assert again.returncode == 0, again.stderr
+    finally:
+        vmfleet("down", str(b), "--yes")
+        vmfleet("down", str(a), "--yes")
+    assert leftovers(first) == [] and leftovers(second) == []
+
+
+def test_an_image_with_a_host_backing_file_is_refused_on_real_libvirt(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", "/etc/hostname", "-F", "raw", str(evil)],
+        check=True,
+    )
+    fleet = f"evil{uuid.uuid4().hex[:4]}"
+    path = _fleet(tmp_path / "f", fleet, f"e{fleet}")
+    text = path.read_text().replace(str(images.micro_disk()), str(evil))
+    path.write_text(text)
+    before = os.stat("/etc/hostname")
+    result = vmfleet("up", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "backing file (/etc/hostname)" in result.stderr.replace("\n", " ")
+    assert leftovers(fleet) == []
+    after = os.stat("/etc/hostname")
+    assert (after.st_uid, after.st_gid, after.st_mode) == (
+        before.st_uid,
+        before.st_gid,
+        before.st_mode,
+    )
