@@ -5,7 +5,10 @@ image whose header names a host file is refused before anything changes."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -74,3 +77,38 @@ def test_an_image_with_a_host_backing_file_is_refused_on_real_libvirt(tmp_path: 
         before.st_gid,
         before.st_mode,
     )
+
+
+def test_kill_9_while_building_seeds_leaves_no_key_material_behind(tmp_path: Path) -> None:
+    fleet = f"kill{uuid.uuid4().hex[:4]}"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(micro_fleet_yaml(fleet, replicas=3, template=f"k{fleet}"))
+    systmp = tmp_path / "systmp"  # the system temp dir of every run: nothing may land there
+    systmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(systmp), "COLUMNS": "200"}
+    rng = random.Random(17)
+    try:
+        for _ in range(4):
+            run = subprocess.Popen(
+                [sys.executable, "-m", "vmfleet.cli.main", "up", str(path)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(1.5, 6.0))
+            run.kill()
+            run.wait()
+        result = vmfleet("up", str(path))
+        assert result.returncode == 0, result.stderr
+        secrets = [
+            p
+            for where in (systmp, tmp_path / ".vmfleet" / "tmp")
+            if where.exists()
+            for p in where.rglob("*")
+            if p.is_file() and b"PRIVATE KEY" in p.read_bytes()
+        ]
+        assert secrets == []
+        assert list((tmp_path / ".vmfleet" / "tmp").iterdir()) == []
+    finally:
+        vmfleet("down", str(path), "--yes")
+    assert leftovers(fleet) == []
