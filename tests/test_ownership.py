@@ -169,3 +169,31 @@ def test_recover_removes_secret_temp_files_of_a_killed_run(
     report = provision.recover(ctx)
     assert report == ["removed seed-left.iso, a temporary file of an interrupted run"]
     assert list(tmp.iterdir()) == []
+
+
+def test_down_removes_what_it_reaches_and_names_the_unreachable_host(
+    fleet_file: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    fleet = f"un{uuid.uuid4().hex[:6]}"
+    path = fleet_file(
+        f"""
+fleet: {fleet}
+hosts:
+  local: {{uri: "test:///default", domain_type: qemu, pool: default-pool}}
+  gone: {{uri: "qemu+unix:///system?socket=/nonexistent/libvirt-sock"}}
+defaults: {{memory: 64MiB, disk: 16MiB}}
+vms: {{a: {{}}}}
+""",
+        "two.yaml",
+    )
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "st"), state_dir=tmp_path / "st")
+    try:
+        vm = f"a{fleet}"
+        volumes = _fake_vm(ctx, vm)
+        results = apply.down(ctx)
+        assert [(r.vm, r.ok) for r in results] == [(vm, True), ("host gone", False)]
+        assert "nothing removed there" in results[1].detail
+        assert ctx.host("local").get_domain(vm) is None
+        assert not set(volumes) & _volumes(ctx)
+    finally:
+        ctx.close()

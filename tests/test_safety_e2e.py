@@ -41,9 +41,12 @@ def test_down_of_fleet_relqa_x_keeps_the_disks_of_fleet_relqa_vm_x_y(tmp_path: P
             assert result.returncode == 0, result.stderr
         disks = sorted(p.name for p in POOL.glob(f"vmf-{first}.*"))
         assert disks == [f"vmf-{first}.{vm}.{r}" for r in ("data-0", "root", "seed.iso")]
+        serial_log = Path(f"/var/log/libvirt/qemu/z{token}-serial.log")
+        assert serial_log.exists()
         result = vmfleet("down", str(b), "--yes")
         assert result.returncode == 0, result.stderr
         assert leftovers(second) == []
+        assert not serial_log.exists()  # down removes the console log it configured
         assert sorted(p.name for p in POOL.glob(f"vmf-{first}.*")) == disks
         # the `--` VM leaks nothing on down, and a second up works
         assert vmfleet("down", str(a), "--yes").returncode == 0

@@ -72,6 +72,11 @@ def probe(*, domain_type: str, token: str) -> str:
     return f"{PREFIX}probe{SEP}{domain_type}{SEP}{token}"
 
 
+def serial_log(vm: str) -> str:
+    """The host file a VM's serial console logs to (not a libvirt object, but ours to remove)."""
+    return f"/var/log/libvirt/qemu/{vm}-serial.log"
+
+
 def lock(*, fleet: str) -> str:
     """The per-fleet lock volume on a host (see `drivers.libvirt.storage`)."""
     return f"{PREFIX}{fleet}{SEP}lock"

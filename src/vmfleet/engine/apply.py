@@ -245,11 +245,13 @@ def down(
     progress: Progress = _quiet,
     workers: int = 8,
 ) -> list[Outcome]:
-    """Remove the fleet's VMs (all, or those named) from every host that has them."""
+    """Remove the fleet's VMs (all, or those named) from every host that has them.
+
+    An unreachable host does not stop the others: what can be reached is removed, and each
+    unreachable host gets a failed outcome naming it (nothing was removed there; the leases
+    stay, so the next `down` finishes the job with the same names and ports).
+    """
     observation = observe(ctx)
-    if observation.unreachable and vms is None:
-        names = ", ".join(sorted(observation.unreachable))
-        raise HostUnreachableError(f"cannot reach {names}; nothing removed there")
     targets = [o for o in observation.vms if vms is None or o.name in vms]
     jobs = [
         (
@@ -259,15 +261,20 @@ def down(
         for o in targets
     ]
     results = _run(jobs, workers=workers, progress=progress)
+    known = {i.name for i in ctx.instances()} | {o.name for o in observation.vms}
+    known |= {lease.vm for lease in ctx.store.leases()}
     for host_name in ctx.host_specs():
         if host_name in observation.unreachable:
             continue
         host = ctx.host(host_name)
-        known = {i.name for i in ctx.instances()} | {o.name for o in observation.vms}
-        known |= {lease.vm for lease in ctx.store.leases()}
         provision.sweep_volumes(ctx, host, host_name, vms or known)
-        for vm in vms or [i.name for i in ctx.instances()]:
-            ctx.store.release(vm=vm)
         if not host.list_domains(fleet=ctx.fleet):
             provision.remove_networks(ctx, host)
+    if not observation.unreachable:
+        for vm in vms or [i.name for i in ctx.instances()]:
+            ctx.store.release(vm=vm)
+    for host_name, error in sorted(observation.unreachable.items()):
+        detail = f"{error}; nothing removed there: run down again when it is back"
+        progress(f"host {host_name}", "failed", detail)
+        results.append(Outcome(f"host {host_name}", "remove", False, detail))
     return results

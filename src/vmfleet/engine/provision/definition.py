@@ -118,7 +118,7 @@ def domain_config(
         cpu_model=fields.cpu_model,
         disks=disks,
         nics=tuple(nics),
-        serial_log_path=f"/var/log/libvirt/qemu/{instance.name}-serial.log",
+        serial_log_path=names.serial_log(instance.name),
         guest_agent=True,
         graphics="vnc" if fields.graphics == "vnc" else None,
         firmware=fields.firmware,  # type: ignore[arg-type]

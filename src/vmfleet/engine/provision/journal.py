@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vmfleet.core.expand import Instance
 from vmfleet.drivers import names
-from vmfleet.drivers.domainxml import VolumeConfig, VolumeSource, parse_domain
+from vmfleet.drivers.domainxml import DomainInfo, VolumeConfig, VolumeSource, parse_domain
 from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
@@ -68,18 +68,18 @@ def rollback(ctx: FleetContext, host_name: str, vm: str, *, data_disks: int = 0)
     info = host.get_domain(vm)
     attached: list[str] = []
     if info is not None and info.owner is not None and info.owner.fleet == ctx.fleet:
-        attached = attached_volumes(host, vm)
+        attached = attached_volumes(parse_domain(host.domain_xml(vm)))
         if info.active:
             host.destroy(vm)
         host.undefine(vm)
     remove_volumes(ctx, host, host_name, vm, data_disks=data_disks, extra=attached)
 
 
-def attached_volumes(host: LibvirtHost, vm: str) -> list[str]:
+def attached_volumes(domain: DomainInfo) -> list[str]:
     """The volume (or file) names of every disk a domain lists."""
     return [
         d.source.volume if isinstance(d.source, VolumeSource) else Path(d.source.path).name
-        for d in parse_domain(host.domain_xml(vm)).disks
+        for d in domain.disks
         if d.source is not None
     ]
 
