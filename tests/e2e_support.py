@@ -127,7 +127,7 @@ defaults:
   kernel:
     kernel: {images.micro_kernel()}
     initrd: {images.micro_initrd()}
-    cmdline: console=ttyS0
+    cmdline: console=ttyS0 no_timer_check
   ready: {{wait_for: {ready}, timeout: 90s}}
 {extra_defaults}
 vms:

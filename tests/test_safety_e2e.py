@@ -4,8 +4,12 @@ image whose header names a host file is refused before anything changes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -115,3 +119,53 @@ def test_kill_9_while_building_seeds_leaves_no_key_material_behind(tmp_path: Pat
     finally:
         vmfleet("down", str(path), "--yes")
     assert leftovers(fleet) == []
+
+
+def test_up_after_a_kill_waits_until_the_vms_it_did_not_start_are_ready(tmp_path: Path) -> None:
+    fleet = f"rdy{uuid.uuid4().hex[:4]}"
+    template = f"r{fleet}"
+    path = tmp_path / "fleet.yaml"
+    text = micro_fleet_yaml(fleet, replicas=2, ready="ssh", template=template)
+    path.write_text(text.replace("timeout: 90s", "timeout: 600s"))  # TCG on a busy machine
+    vms = [f"{template}-0", f"{template}-1"]
+    db = tmp_path / ".vmfleet" / "state.db"
+    try:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "vmfleet.cli.main", "up", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and run.poll() is None and _vms_created(db) < 2:
+            time.sleep(0.02)
+        assert run.poll() is None, "up finished before it could be killed"
+        run.kill()  # both VMs created and started, their readiness not yet awaited
+        run.wait()
+        result = vmfleet("up", str(path), "-o", "json")
+        assert result.returncode == 0, result.stderr
+        rows = {r["vm"]: r for r in json.loads(result.stdout)}
+        assert sorted(rows) == vms
+        assert all(r["action"] == "unchanged" for r in rows.values())
+        assert all(r["ok"] and r["ready_seconds"] is not None for r in rows.values())
+        listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
+        for row in listed:
+            port = int(row["ip"][-1].split(":")[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                assert sock.recv(64).startswith(b"SSH-")
+    finally:
+        vmfleet("down", str(path), "--yes")
+    assert leftovers(fleet) == []
+
+
+def _vms_created(db: Path) -> int:
+    """How many VMs a run has finished creating (its `vm` journal entries closed)."""
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
+        try:
+            row = conn.execute(
+                "SELECT count(*) FROM journal WHERE kind = 'vm' AND status = 'done'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    return int(row[0])

@@ -250,13 +250,16 @@ def up(
             and not any(a.observed and a.observed.state == "shutoff" for a in the_plan.actions)
             and not (prune and the_plan.of("orphan"))
         ):
-            if output is OutputFormat.table:
+            # Nothing to change, but every running VM must be ready (a killed run may have
+            # started one and never seen it come up): engine.up waits for them.
+            waited = engine.up(ctx, the_plan, workers=workers, hold=group_cli.held(ctx))
+            if output is not OutputFormat.table or any(not r.ok for r in waited):
+                _report(waited, output)  # a row per VM waited for; raises when one failed
+            else:
                 console.print(
                     f"fleet {ctx.fleet} is up to date: nothing to do "
                     f"({len(the_plan.actions)} VMs unchanged)"
                 )
-            else:
-                emit([], fmt=output, columns=[])
             group_cli.apply_after_up(ctx, created=(), output=output)
             return
         if restart and not yes and any(a.needs_restart for a in the_plan.of("change")):

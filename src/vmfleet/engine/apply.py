@@ -134,6 +134,17 @@ def up(
             and action.observed.state == "shutoff"
         ):
             jobs.append((action, partial(_start, ctx, action, progress)))
+        elif (
+            action.kind == "unchanged"
+            and not held
+            and action.observed
+            and action.observed.state == "running"
+            and action.instance
+        ):
+            # A running VM counts as unchanged even when an interrupted run started it and
+            # never saw it ready: `up` answers for every VM, whoever started it, so it waits
+            # for readiness here too (quick for a VM that is ready). Issue 10 item 9.
+            jobs.append((action, partial(_confirm_ready, ctx, action, progress)))
         elif action.kind == "orphan" and prune:
             jobs.append((action, partial(_remove, ctx, action.host, action.vm, progress)))
     return _run(jobs, workers=workers, progress=progress)
@@ -194,6 +205,12 @@ def _start(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
     ctx.host(action.host).start(action.vm)
     reach = provision.access(ctx, action.instance, action.host)
     return _ready(ctx, action, action.instance, reach, started, progress, "started")
+
+
+def _confirm_ready(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
+    assert action.instance is not None
+    reach = provision.access(ctx, action.instance, action.host)
+    return _ready(ctx, action, action.instance, reach, time.monotonic(), progress, "unchanged")
 
 
 def _change(
