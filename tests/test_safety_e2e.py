@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -169,3 +170,31 @@ def _vms_created(db: Path) -> int:
         except sqlite3.OperationalError:
             return 0
     return int(row[0])
+
+
+def test_a_lost_state_dir_keeps_ports_and_host_keys(tmp_path: Path) -> None:
+    fleet = f"lost{uuid.uuid4().hex[:4]}"
+    vm = f"l{fleet}"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(micro_fleet_yaml(fleet, replicas=1, template=vm))
+    try:
+        assert vmfleet("up", str(path)).returncode == 0
+        before = _access(path, vm)
+        known = (tmp_path / ".vmfleet" / "known_hosts").read_text()
+        shutil.rmtree(tmp_path / ".vmfleet")
+        assert _access(path, vm) == before  # read back from the domain, not leased anew
+        assert (tmp_path / ".vmfleet" / "known_hosts").read_text() == known
+    finally:
+        vmfleet("down", str(path), "--yes")
+    assert leftovers(fleet) == []
+
+
+def _access(path: Path, vm: str) -> tuple[str, str, str]:
+    """The VM's forward port as `list`, `ips` and `ssh-config` show it."""
+    listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
+    (row,) = [r for r in listed if r["name"] == vm]
+    ips = vmfleet("ips", str(path)).stdout
+    port_line = next(line for line in ips.splitlines() if "SSH_PORT" in line)
+    config = vmfleet("ssh-config", str(path)).stdout
+    config_port = next(line.split()[1] for line in config.splitlines() if "Port " in line)
+    return row["ip"][-1], port_line.split("=", 1)[1], config_port

@@ -24,6 +24,9 @@ class OwnerMetadata:
     template: str
     index: int | None
     spec_hash: str
+    # The VM's SSH host PUBLIC key ("ssh-ed25519 AAAA…"), so known_hosts can be rebuilt from
+    # libvirt when the state dir is lost. Never a private key.
+    host_key: str | None = None
 
     def to_element(self) -> ET.Element:
         """The `<instance>` element, in our namespace, for `<metadata>` or virDomainSetMetadata."""
@@ -36,6 +39,8 @@ class OwnerMetadata:
             ("spec-hash", self.spec_hash),
         ):
             ET.SubElement(root, f"{{{NAMESPACE}}}{tag}").text = value
+        if self.host_key is not None:
+            ET.SubElement(root, f"{{{NAMESPACE}}}host-key").text = self.host_key
         return root
 
     def to_xml(self) -> str:
@@ -59,7 +64,17 @@ class OwnerMetadata:
             parsed_index = int(index) if index else None
         except ValueError:
             return None
-        return cls(fleet=fleet, vm=vm, template=template, index=parsed_index, spec_hash=spec_hash)
+        host_key = text("host-key") or None
+        if host_key is not None and not host_key.startswith("ssh-"):
+            host_key = None  # not a public key line: ignore it rather than trust it
+        return cls(
+            fleet=fleet,
+            vm=vm,
+            template=template,
+            index=parsed_index,
+            spec_hash=spec_hash,
+            host_key=host_key,
+        )
 
     @classmethod
     def from_domain_xml(cls, domain_xml: str) -> OwnerMetadata | None:

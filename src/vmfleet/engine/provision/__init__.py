@@ -43,6 +43,7 @@ from vmfleet.engine.provision.ports import (
     PORT_SPAN,
     Access,
     access,
+    existing_forward,
     forward_port,
     record_leases,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "ensure_base",
     "ensure_networks",
     "existing_disks",
+    "existing_forward",
     "forward_port",
     "image_path",
     "network_name",

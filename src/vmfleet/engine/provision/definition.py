@@ -23,6 +23,7 @@ from vmfleet.drivers.domainxml import (
 )
 from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import OwnerMetadata
+from vmfleet.engine import hostkeys
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
@@ -133,6 +134,7 @@ def domain_config(
             template=instance.template,
             index=instance.index,
             spec_hash=spec_hash(instance),
+            host_key=hostkeys.public_key(ctx, host, instance.name),
         ),
         description=fields.description,
     )
