@@ -21,6 +21,12 @@ import pytest
 from tests.e2e_support import leftovers, micro_fleet_yaml, vmfleet
 from tests.support import images
 
+from vmfleet.drivers import names
+from vmfleet.engine import hostlocks
+from vmfleet.engine.context import FleetContext
+from vmfleet.spec.load import load
+from vmfleet.state.store import Store
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("micro")]
 
 POOL = Path("/var/lib/libvirt/images")
@@ -198,3 +204,39 @@ def _access(path: Path, vm: str) -> tuple[str, str, str]:
     config = vmfleet("ssh-config", str(path)).stdout
     config_port = next(line.split()[1] for line in config.splitlines() if "Port " in line)
     return row["ip"][-1], port_line.split("=", 1)[1], config_port
+
+
+def test_two_checkouts_of_one_fleet_do_not_interleave(tmp_path: Path) -> None:
+    fleet = f"lock{uuid.uuid4().hex[:4]}"
+    text = micro_fleet_yaml(fleet, replicas=1, template=f"x{fleet}")
+    first, second = tmp_path / "a" / "fleet.yaml", tmp_path / "b" / "fleet.yaml"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text(text)
+    ctx = FleetContext(loaded=load(first), store=Store(tmp_path / "sa"), state_dir=tmp_path / "sa")
+    lock = names.lock(fleet=fleet)
+    host = ctx.host("local")
+    try:
+        with hostlocks.hold(ctx, what="up elsewhere"):
+            assert host.get_volume("default", lock) is not None
+            busy = vmfleet("up", str(second))
+            waited = vmfleet("down", str(second), "--yes", "--wait", "1")
+        assert busy.returncode == 1
+        flat = busy.stderr.replace("\n", " ")
+        assert "the fleet is busy on host local: up elsewhere" in flat
+        assert waited.returncode == 1 and "busy" in waited.stderr
+        assert host.get_volume("default", lock) is None  # released
+        assert leftovers(fleet) == []
+
+        # a lock left by a dead process on this machine is broken, with a message
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        stale = {"token": "t", "what": "up", "pid": dead.pid, "hostname": socket.gethostname()}
+        assert host.create_marker("default", lock, json.dumps(stale).encode())
+        result = vmfleet("down", str(second), "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "breaking the lock" in result.stderr and "no longer running" in result.stderr
+        assert host.get_volume("default", lock) is None
+    finally:
+        host.delete_volume("default", lock)
+        ctx.close()

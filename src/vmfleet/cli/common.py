@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from vmfleet.cli.output import OutputFormat, err_console
+from vmfleet.engine import hostlocks
 from vmfleet.engine.context import FleetContext, state_dir_for
 from vmfleet.spec.load import LoadedFleet, load
 from vmfleet.state.store import Store, fleet_lock
@@ -61,6 +62,13 @@ def fleet_context(
     with guard:
         ctx = FleetContext(loaded=loaded, store=Store(state_dir), state_dir=state_dir)
         try:
-            yield ctx
+            # the state dir's lock stops runs sharing .vmfleet/; this one, other checkouts
+            hosts = hostlocks.hold(ctx, what=what, wait=wait, notice=_notice)
+            with hosts if lock else contextlib.nullcontext():
+                yield ctx
         finally:
             ctx.close()
+
+
+def _notice(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)

@@ -78,5 +78,5 @@ def serial_log(vm: str) -> str:
 
 
 def lock(*, fleet: str) -> str:
-    """The per-fleet lock volume on a host (see `drivers.libvirt.storage`)."""
+    """The per-fleet lock volume on a host (see `engine.hostlocks`)."""
     return f"{PREFIX}{fleet}{SEP}lock"
