@@ -190,6 +190,13 @@ def test_a_lost_state_dir_keeps_ports_and_host_keys(tmp_path: Path) -> None:
         shutil.rmtree(tmp_path / ".vmfleet")
         assert _access(path, vm) == before  # read back from the domain, not leased anew
         assert (tmp_path / ".vmfleet" / "known_hosts").read_text() == known
+        # the generated login key is not in libvirt: said, and not silently made anew
+        config = vmfleet("ssh-config", str(path))
+        assert "login key" in config.stderr and "is missing" in config.stderr
+        assert not (tmp_path / ".vmfleet" / "id_ed25519").exists()
+        again = vmfleet("up", str(path))
+        assert again.returncode == 0, again.stderr
+        assert "accept only the old key" in again.stderr.replace("\n", " ")
     finally:
         vmfleet("down", str(path), "--yes")
     assert leftovers(fleet) == []

@@ -1,5 +1,6 @@
 """What libvirt keeps so a lost `.vmfleet/` loses no access: each VM's SSH host public key in
-its domain metadata, read back into known_hosts (test driver, in-process)."""
+its domain metadata, read back into known_hosts; the generated login key, which is never in
+libvirt, is not silently made anew (test driver, in-process)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from vmfleet.drivers import sshkeys
 from vmfleet.drivers.metadata import OwnerMetadata
-from vmfleet.engine import hostkeys
+from vmfleet.engine import access, hostkeys
 from vmfleet.engine.context import FleetContext
 from vmfleet.spec.load import load
 from vmfleet.state.store import Store
@@ -57,4 +60,26 @@ vms: {{{vm}: {{}}}}
         assert hostkeys.restore(ctx, host.list_domains(fleet=fleet)) == []
     finally:
         host.undefine(vm)
+        ctx.close()
+
+
+def test_read_only_access_never_remakes_a_lost_generated_login_key(
+    fleet_file: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh key: the fleet's own is used
+    fleet = f"lk{uuid.uuid4().hex[:6]}"
+    path = fleet_file(
+        f"""
+fleet: {fleet}
+hosts: {{local: {{uri: "test:///default", domain_type: qemu, pool: default-pool}}}}
+vms: {{a{fleet}: {{}}}}
+"""
+    )
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    try:
+        (endpoint,) = access.endpoints(ctx, ctx.instances())
+        assert endpoint.key == tmp_path / "s" / "id_ed25519"
+        assert not endpoint.key.exists()
+        assert ctx.generated_key_missing() == endpoint.key
+    finally:
         ctx.close()

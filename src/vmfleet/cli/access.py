@@ -17,8 +17,9 @@ from typer.core import TyperCommand
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, fleet_context
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.cli.progress import VmProgress
+from vmfleet.core.expand import Instance
 from vmfleet.engine import access, execute
-from vmfleet.engine.context import default_uri
+from vmfleet.engine.context import FleetContext, default_uri
 from vmfleet.errors import FleetError, GuestError, UsageError
 
 Target = Annotated[
@@ -44,7 +45,7 @@ def ssh(
     """
     with fleet_context(file, state, lock=False, what="ssh") as ctx:
         instances = access.resolve(ctx, target)
-        endpoints = access.endpoints(ctx, instances)
+        endpoints = _endpoints(ctx, instances)
     if len(endpoints) > 1 or (
         instances and instances[0].index is not None and target == instances[0].template
     ):
@@ -76,7 +77,7 @@ def _address(ep: access.Endpoint) -> str | None:
 def ssh_config(file: FleetFile, state: StateOpt = None) -> None:
     """Print a Host block per VM; `Include` it in ~/.ssh/config and `ssh NAME` just works."""
     with fleet_context(file, state, lock=False, what="ssh-config") as ctx:
-        text = access.ssh_config(access.endpoints(ctx, ctx.instances()))
+        text = access.ssh_config(_endpoints(ctx, ctx.instances()))
     sys.stdout.write(f"# vmfleet ssh-config for fleet {ctx.fleet} ({file})\n" + text)
 
 
@@ -92,7 +93,7 @@ def inventory(
 ) -> None:
     """An Ansible inventory of the fleet: groups per template, group, host and label."""
     with fleet_context(file, state, lock=False, what="inventory") as ctx:
-        endpoints = access.endpoints(ctx, ctx.instances())
+        endpoints = _endpoints(ctx, ctx.instances())
         inv = access.inventory(ctx, endpoints)
     if host is not None:
         match = [e for e in endpoints if e.vm == host]
@@ -115,7 +116,7 @@ def ips(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = 
     User-mode VMs give 127.0.0.1 and NAME_SSH_PORT. VMs without an address yet are left out.
     """
     with fleet_context(file, state, lock=False, what="ips") as ctx:
-        endpoints = access.endpoints(ctx, ctx.instances())
+        endpoints = _endpoints(ctx, ctx.instances())
     found = {e.vm: e for e in endpoints if e.address}
     if output is not OutputFormat.table:
         emit(
@@ -166,7 +167,7 @@ def exec_(
         raise UsageError("usage: vmfleet exec FILE TARGET... -- COMMAND")
     with fleet_context(file, state, lock=False, what="exec") as ctx:
         chosen = {i.name: i for t in names for i in access.resolve(ctx, t)}
-        endpoints = access.endpoints(ctx, list(chosen.values()))
+        endpoints = _endpoints(ctx, list(chosen.values()))
     line = " ".join(command)
     with VmProgress(f"exec {line}", [e.vm for e in endpoints]) as progress:
         results = execute.run(endpoints, line, timeout=timeout, progress=progress)
@@ -207,7 +208,7 @@ def console_(file: FleetFile, vm: Target, state: StateOpt = None) -> None:
     """Attach to a VM's serial console (virsh console; Ctrl-] leaves)."""
     with fleet_context(file, state, lock=False, what="console") as ctx:
         (instance,) = access.resolve(ctx, vm)
-        (endpoint,) = access.endpoints(ctx, [instance])
+        (endpoint,) = _endpoints(ctx, [instance])
         uri = ctx.host_specs()[endpoint.host].uri or default_uri()
     if endpoint.state != "running":
         raise GuestError(f"is {endpoint.state}, not running", vm=endpoint.vm)
@@ -216,3 +217,18 @@ def console_(file: FleetFile, vm: Target, state: StateOpt = None) -> None:
     argv = ["virsh", "-c", uri, "console", endpoint.vm]
     sys.stdout.flush()
     os.execvp(argv[0], argv)
+
+
+def _endpoints(ctx: FleetContext, instances: list[Instance]) -> list[access.Endpoint]:
+    """The endpoints, with a warning when the generated login key the VMs need is gone."""
+    endpoints = access.endpoints(ctx, instances)
+    missing = ctx.generated_key_missing()
+    existing = [e.vm for e in endpoints if e.state not in ("absent", "unreachable")]
+    if missing is not None and existing:
+        err_console.print(
+            f"[yellow]warning:[/] the fleet's login key {missing} is missing; "
+            f"{', '.join(existing)} accept only that key, which vmfleet never keeps in libvirt: "
+            "restore it from a backup, or recreate the VMs (down, then up)",
+            highlight=False,
+        )
+    return endpoints

@@ -241,9 +241,18 @@ def up(
         cleaned = engine.recover(ctx)
         for item in cleaned:
             err_console.print(f"recovered: {item}")
+        lost_key = ctx.generated_key_missing()  # before anything makes a new one
         if engine.images.missing(ctx):
             _pull_with_bar(ctx, None)
         the_plan = engine.make_plan(ctx)
+        existing = [a.vm for a in the_plan.actions if a.observed is not None]
+        if lost_key is not None and existing:
+            err_console.print(
+                f"[yellow]warning:[/] the fleet's login key {lost_key} is missing: a new one is "
+                f"made for new VMs, but {', '.join(existing)} accept only the old key, which "
+                "vmfleet never keeps in libvirt (restore it, or recreate those VMs)",
+                highlight=False,
+            )
         engine.preflight(ctx, the_plan)
         if (
             the_plan.empty

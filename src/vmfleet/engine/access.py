@@ -90,6 +90,7 @@ def endpoints(
     for host_name in sorted({o.host for o in observation.vms}):  # after `.vmfleet/` was lost
         restore_host_keys(ctx, ctx.host(host_name).list_domains(fleet=ctx.fleet))
     out = []
+    key = ctx.ssh_private_key(create=False)  # read-only: a lost generated key is not remade
     for inst in instances:
         observed = seen.get(inst.name)
         host = observed.host if observed else ctx.place(inst)
@@ -116,7 +117,7 @@ def endpoints(
                 address=address,
                 port=port,
                 user=inst.fields.cloud_init.user or ctx.loaded.spec.ssh.user,
-                key=ctx.ssh_private_key(),
+                key=key,
                 known_hosts=known_hosts_path(ctx),
                 strict=strict_host_keys(ctx),
                 proxy_jump=proxy,
