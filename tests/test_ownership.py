@@ -82,11 +82,15 @@ def contexts(
         ctx.close()
 
 
-def _fake_vm(ctx: FleetContext, vm: str) -> list[str]:
+def _fake_vm(ctx: FleetContext, vm: str, *, legacy: bool = False) -> list[str]:
     """A VM of `ctx`'s fleet as `up` leaves it: root, data disk and seed, and a domain with
-    our metadata listing them."""
+    our metadata listing them (named as vmfleet 0.1.0 did with `legacy`)."""
     host = ctx.host("local")
-    volumes = [names.volume(fleet=ctx.fleet, vm=vm, role=r) for r in ("root", "data-0", "seed.iso")]
+    roles = ("root", "data-0", "seed.iso")
+    volumes = [
+        f"vmf-{ctx.fleet}--{vm}--{r}" if legacy else names.volume(fleet=ctx.fleet, vm=vm, role=r)
+        for r in roles
+    ]
     for name in volumes:
         host.create_volume(
             POOL, f"<volume><name>{name}</name><capacity>1048576</capacity></volume>"
@@ -121,6 +125,21 @@ def test_down_of_one_fleet_keeps_a_fleet_whose_vm_name_holds_double_dashes(
     assert set(kept) <= _volumes(first)
     assert not set(gone) & _volumes(first)
     assert first.host("local").get_domain("x--y") is not None
+    apply.down(first)
+    assert not set(kept) & _volumes(first)
+
+
+def test_volumes_named_the_old_way_go_with_their_own_domain_only(
+    contexts: Callable[[str, str], FleetContext],
+) -> None:
+    token = uuid.uuid4().hex[:4]
+    first = contexts(f"old{token}", "  x--y: {}")
+    second = contexts(f"old{token}--x", "  z: {}")
+    kept = _fake_vm(first, f"x--y{token}", legacy=True)
+    _fake_vm(second, f"z{token}", legacy=True)
+    apply.down(second)
+    assert set(kept) <= _volumes(first)
+    assert not {v for v in _volumes(first) if v.startswith(f"vmf-old{token}--x--z")}
     apply.down(first)
     assert not set(kept) & _volumes(first)
 

@@ -41,6 +41,15 @@ def parse_volume(name: str) -> tuple[str, str, str] | None:
     return match["fleet"], match["vm"], match["role"]
 
 
+def is_legacy_volume(name: str, *, fleet: str, vm: str) -> bool:
+    """Whether `name` is what vmfleet 0.1.0 named this VM's volume
+    (`vmf-<fleet>--<vm>--<role>`). Ambiguous on its own (the reason for the change), so only
+    used for a disk that this VM's owned domain lists; roles never hold `--`."""
+    prefix = f"{PREFIX}{fleet}--{vm}--"
+    role = name[len(prefix) :]
+    return name.startswith(prefix) and bool(role) and "--" not in role
+
+
 def overlay_role(*, disk: str, snapshot: str) -> str:
     """The role of an external snapshot's overlay file for one disk (`vda.snap-<name>`)."""
     return f"{disk}{SEP}snap-{snapshot}"

@@ -53,16 +53,22 @@ def with_overlays(
     host: LibvirtHost, vm: str, disks: tuple[DiskConfig, ...]
 ) -> tuple[DiskConfig, ...]:
     """`disks`, except that a disk writing to an external snapshot overlay of this VM keeps
-    it: redefining a changed VM must not drop the writes made since the snapshot."""
-    current = {
-        d.target: d.source.path
-        for d in parse_domain(host.domain_xml(vm, inactive=True)).disks
-        if isinstance(d.source, FileSource) and names.is_overlay(Path(d.source.path).name)
-    }
-    return tuple(
-        replace(d, source=FileSource(path=current[d.target])) if d.target in current else d
-        for d in disks
-    )
+    it: redefining a changed VM must not drop the writes made since the snapshot. Likewise a
+    volume still named the 0.1.0 way (`vmf-<fleet>--<vm>--<role>`) stays the VM's disk."""
+    domain = parse_domain(host.domain_xml(vm, inactive=True))
+    current: dict[str, FileSource | VolumeSource] = {}
+    for d in domain.disks:
+        source = d.source
+        if isinstance(source, FileSource) and names.is_overlay(Path(source.path).name):
+            current[d.target] = FileSource(path=source.path)
+        owner = domain.owner
+        if (
+            isinstance(source, VolumeSource)
+            and owner is not None
+            and names.is_legacy_volume(source.volume, fleet=owner.fleet, vm=vm)
+        ):
+            current[d.target] = source
+    return tuple(replace(d, source=current[d.target]) if d.target in current else d for d in disks)
 
 
 def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:

@@ -105,15 +105,26 @@ def remove_volumes(
 ) -> int:
     """Delete the VM's volumes by name (looked up one by one: no scan of the whole pool).
 
-    `extra` may name any volumes (a domain's disks); only names built for this fleet's VM go.
+    `extra` names the disks the VM's owned domain lists; of those only names built for this
+    fleet's VM go (including the 0.1.0 form, which only the domain's own listing can vouch for).
     """
     pool = ctx.host_specs()[host_name].pool
     removed = 0
-    for name in dict.fromkeys([*volume_names(ctx, vm, instance, data_disks=data_disks), *extra]):
-        parsed = names.parse_volume(name)
-        if parsed and parsed[:2] == (ctx.fleet, vm) and host.delete_volume(pool, name):
-            removed += 1
+    built = volume_names(ctx, vm, instance, data_disks=data_disks)
+    listed = [
+        n
+        for n in extra
+        if _named_for(ctx.fleet, vm, n) or names.is_legacy_volume(n, fleet=ctx.fleet, vm=vm)
+    ]
+    for name in dict.fromkeys([*built, *listed]):
+        if _named_for(ctx.fleet, vm, name) or name in listed:
+            removed += host.delete_volume(pool, name)
     return removed
+
+
+def _named_for(fleet: str, vm: str, name: str) -> bool:
+    parsed = names.parse_volume(name)
+    return parsed is not None and parsed[:2] == (fleet, vm)
 
 
 def sweep_volumes(
