@@ -165,7 +165,7 @@ def test_up_after_a_kill_waits_until_the_vms_it_did_not_start_are_ready(tmp_path
 
 
 def _vms_created(db: Path) -> int:
-    """How many VMs a run has finished creating (its `vm` journal entries closed)."""
+    """How many VMs a run has created and started (their `vm` journal entries closed)."""
     if not db.exists():
         return 0
     with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:

@@ -33,9 +33,9 @@ def create(
     how to reach it. Idempotent after a crash.
 
     On failure everything made for this VM so far (data disks too) is removed again before
-    the error goes on. A VM-wide journal entry stays open until the VM is complete or its
-    rollback really succeeded; a failed rollback is noted on the error, recorded as an event
-    and retried by the next run's `recover`.
+    the error goes on. A VM-wide journal entry stays open until the VM is defined and started
+    or its rollback really succeeded; a failed rollback is noted on the error, recorded as an event and retried by
+    the next run's `recover`.
     """
     vm = instance.name
     pool = ctx.host_specs()[host_name].pool
@@ -49,7 +49,7 @@ def create(
         detail={"pool": pool, "data_disks": data_disks},
     )
     try:
-        reach = _create(ctx, instance, host_name, progress, start=start)
+        reach = _create(ctx, instance, host_name, progress, start=start, entry=entry)
     except BaseException as error:
         try:
             rollback(ctx, host_name, vm, data_disks=data_disks)
@@ -60,12 +60,17 @@ def create(
         else:
             close_open(ctx, vm)
         raise
-    ctx.store.finish(entry)
     return reach
 
 
 def _create(
-    ctx: FleetContext, instance: Instance, host_name: str, progress: Progress, *, start: bool
+    ctx: FleetContext,
+    instance: Instance,
+    host_name: str,
+    progress: Progress,
+    *,
+    start: bool,
+    entry: int,
 ) -> Access:
     host = ctx.host(host_name)
     pool = ctx.host_specs()[host_name].pool
@@ -130,5 +135,8 @@ def _create(
     if start:
         progress(vm, "start", "")
         host.start(vm)
+    # Closed only now: a run killed inside start() leaves the domain "paused (starting up)"
+    # for good, which must be rolled back and made again rather than count as unchanged.
+    ctx.store.finish(entry)
     ctx.store.event(kind="created", vm=vm, message=f"created on {host_name}")
     return reach
