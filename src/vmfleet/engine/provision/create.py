@@ -34,8 +34,8 @@ def create(
 
     On failure everything made for this VM so far (data disks too) is removed again before
     the error goes on. A VM-wide journal entry stays open until the VM is defined and started
-    or its rollback really succeeded; a failed rollback is noted on the error, recorded as an event and retried by
-    the next run's `recover`.
+    or its rollback really succeeded; a failed rollback is noted on the error, recorded as an
+    event and retried by the next run's `recover`.
     """
     vm = instance.name
     pool = ctx.host_specs()[host_name].pool
