@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.cib import require_tools
+from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet
 from vmfleet.core import cluster as core_cluster
@@ -86,6 +87,17 @@ def fleet(storage: str = "{type: shared, path: SHARED}", memory: str = "128MiB")
     return FLEET.replace("STORAGE", storage).replace("MEMORY", memory)
 
 
+def one_node() -> str:
+    """The fleet on a single node whose libvirt side is the test driver (for `Fleet`, which
+    takes a lock on every host)."""
+    return (
+        fleet()
+        .replace("  n1: {capacity", '  n1: {uri: "test:///default", pool: default-pool, capacity')
+        .replace("  n2: {capacity: {cpus: 8, memory: 8GiB}}\n", "")
+        .replace("nodes: [n1, n2]", "nodes: [n1]")
+    )
+
+
 def owned(ctx: FleetContext) -> list[str]:
     cib = ctx.runner.run(["cibadmin", "--query"]).stdout_text()
     return sorted(core_cluster.owned_resources(core_cluster.configuration(cib), "t"))
@@ -158,9 +170,11 @@ def test_stop_and_start_set_the_target_role(cluster_env: Callable[[str], FleetCo
 def test_fleet_up_and_down_route_ha_vms_to_the_cluster(
     cluster_env: Callable[[str], FleetContext], tmp_path: Path
 ) -> None:
-    ctx = cluster_env(fleet())  # writes the file and sets up the CIB file
+    ctx = cluster_env(one_node())  # writes the file and sets up the CIB file
     assert ctx.instances() == []  # libvirt's side never sees HA VMs
-    with Fleet.open(ctx.loaded.path, state=tmp_path / "state", runner=ctx.runner) as api:
+    with Fleet.open(
+        ctx.loaded.path, state=tmp_path / "state", runner=ctx.runner, hosts=TestDriverHost.factory
+    ) as api:
         result = api.up()
         assert result.outcomes == ()
         assert owned(ctx) == ["p_virtdom_a", "p_virtdom_b"]
@@ -173,7 +187,7 @@ def test_fleet_up_and_down_route_ha_vms_to_the_cluster(
 def test_a_foreign_resource_of_the_same_name_stops_up_with_a_clear_error(
     cluster_env: Callable[[str], FleetContext],
 ) -> None:
-    ctx = cluster_env(fleet())
+    ctx = cluster_env(one_node())
     runner = ctx.runner
     assert isinstance(runner, CibFileRunner)
     runner.run(
