@@ -75,7 +75,7 @@ def _address(ep: access.Endpoint) -> str | None:
 @app.command("ssh-config")
 def ssh_config(file: FleetFile, state: StateOpt = None) -> None:
     """Print a Host block per VM; `Include` it in ~/.ssh/config and `ssh NAME` just works."""
-    with fleet_context(file, state, lock=False, what="ssh-config") as ctx:
+    with fleet_context(file, state, lock=False, what="ssh-config", readonly=True) as ctx:
         text = access.ssh_config(access.endpoints(ctx, ctx.instances()))
     sys.stdout.write(f"# vmfleet ssh-config for fleet {ctx.fleet} ({file})\n" + text)
 
@@ -91,7 +91,7 @@ def inventory(
     state: StateOpt = None,
 ) -> None:
     """An Ansible inventory of the fleet: groups per template, group, host and label."""
-    with fleet_context(file, state, lock=False, what="inventory") as ctx:
+    with fleet_context(file, state, lock=False, what="inventory", readonly=True) as ctx:
         endpoints = access.endpoints(ctx, ctx.instances())
         inv = access.inventory(ctx, endpoints)
     if host is not None:
@@ -114,7 +114,7 @@ def ips(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = 
 
     User-mode VMs give 127.0.0.1 and NAME_SSH_PORT. VMs without an address yet are left out.
     """
-    with fleet_context(file, state, lock=False, what="ips") as ctx:
+    with fleet_context(file, state, lock=False, what="ips", readonly=True) as ctx:
         endpoints = access.endpoints(ctx, ctx.instances())
     found = {e.vm: e for e in endpoints if e.address}
     if output is not OutputFormat.table:

@@ -53,13 +53,22 @@ WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for anot
 
 @contextlib.contextmanager
 def fleet_context(
-    file: Path, state: Path | None, *, lock: bool, what: str, wait: float = 0.0
+    file: Path,
+    state: Path | None,
+    *,
+    lock: bool,
+    what: str,
+    wait: float = 0.0,
+    readonly: bool = False,
 ) -> Iterator[FleetContext]:
+    """The fleet's context for one command; `readonly` commands (plan, list, status, ssh-config,
+    inventory, ips) create and write nothing: no state folder, no lease, no key."""
     loaded = load_fleet(file)
     state_dir = state_dir_for(loaded, state)
     guard = fleet_lock(state_dir, wait=wait, what=what) if lock else contextlib.nullcontext()
     with guard:
-        ctx = FleetContext(loaded=loaded, store=Store(state_dir), state_dir=state_dir)
+        store = Store(state_dir, readonly=readonly)
+        ctx = FleetContext(loaded=loaded, store=store, state_dir=state_dir)
         try:
             yield ctx
         finally:

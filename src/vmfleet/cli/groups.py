@@ -182,7 +182,7 @@ def status(
 ) -> None:
     """The group tree: each member's GroupLinked, PowerStateSynced and PlacementReady, each
     group's Ready and when its power state last changed."""
-    with fleet_context(file, state, lock=False, what="status") as ctx:
+    with fleet_context(file, state, lock=False, what="status", readonly=True) as ctx:
         spec = ctx.loaded.spec
         if group is not None and group not in spec.groups:
             raise UsageError(f"no group {group!r} in fleet {ctx.fleet}")

@@ -28,6 +28,7 @@ from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.cli.progress import VmProgress
 from vmfleet.core.expand import Instance, expand
 from vmfleet.core.plan import Plan
+from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.load import load_text
@@ -210,13 +211,17 @@ def plan(
     ] = None,
 ) -> None:
     """Show what `up` would create, change and delete. Touches nothing."""
-    with fleet_context(file, state, lock=False, what="plan") as ctx:
+    with fleet_context(file, state, lock=False, what="plan", readonly=True) as ctx:
         if explain:
             from vmfleet.cli.hosts import explain as explain_vm
 
             explain_vm(ctx, explain, output)
             return
-        _show_plan(engine.make_plan(ctx), prune=prune, output=output)
+        the_plan = engine.make_plan(ctx)
+        if output is OutputFormat.table:
+            for host in engine_hosts.kvm_unknown(ctx):
+                console.print(f"host {host}: kvm: unknown (probed at up)", highlight=False)
+        _show_plan(the_plan, prune=prune, output=output)
 
 
 @app.command()
@@ -243,7 +248,7 @@ def up(
             err_console.print(f"recovered: rolled back {item} left by an interrupted run")
         if engine.images.missing(ctx):
             _pull_with_bar(ctx, None)
-        the_plan = engine.make_plan(ctx)
+        the_plan = engine.make_plan(ctx, probe=True)
         engine.preflight(ctx, the_plan)
         if (
             the_plan.empty
@@ -362,7 +367,7 @@ def list_vms(
     state: StateOpt = None,
 ) -> None:
     """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime."""
-    with fleet_context(file, state, lock=False, what="list") as ctx:
+    with fleet_context(file, state, lock=False, what="list", readonly=True) as ctx:
         rows = engine.listing(ctx)
     emit(
         rows,

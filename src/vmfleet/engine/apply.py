@@ -80,12 +80,16 @@ def observe(ctx: FleetContext) -> Observation:
     return seen
 
 
-def make_plan(ctx: FleetContext, observation: Observation | None = None) -> Plan:
+def make_plan(
+    ctx: FleetContext, observation: Observation | None = None, *, probe: bool = False
+) -> Plan:
     """The actions `up` would take. New VMs are placed all together (running ones never
-    move); PlacementError, before anything changes, when some cannot be placed."""
+    move); PlacementError, before anything changes, when some cannot be placed. `probe`
+    (only `up`) boots the KVM probe where its answer is not cached; without it an unknown
+    answer is planned as its likely one."""
     observation = observation or observe(ctx)
     observed = {o.name: o.host for o in observation.vms}
-    placed = hosts.placement(ctx, observed)
+    placed = hosts.placement(ctx, observed, probe=probe)
     hosts.require_placed(placed)
     wanted = [(i, placed.hosts.get(i.name, observed.get(i.name, ""))) for i in ctx.instances()]
     plan = diff(wanted, observation.vms)

@@ -96,7 +96,10 @@ class FleetContext:
         private = self.ssh_private_key()
         return Path(str(private) + ".pub").read_text().strip()
 
-    def ssh_private_key(self) -> Path:
+    def existing_ssh_key(self) -> Path | None:
+        """The private key VMs get: configured, the user's default, or the fleet key in the
+        state folder; None when it is the fleet key and that was never generated (read-only
+        commands show that rather than generate one)."""
         configured = self.loaded.spec.ssh.private_key
         if configured:
             return Path(configured).expanduser()
@@ -104,6 +107,14 @@ class FleetContext:
             path = Path.home() / ".ssh" / candidate
             if path.exists() and Path(str(path) + ".pub").exists():
                 return path
+        key = self.state_dir / "id_ed25519"
+        return key if key.exists() else None
+
+    def ssh_private_key(self) -> Path:
+        """`existing_ssh_key`, generating the fleet key in the state folder when there is none."""
+        found = self.existing_ssh_key()
+        if found is not None:
+            return found
         key = self.state_dir / "id_ed25519"
         with self._lock:
             if not key.exists():

@@ -75,6 +75,8 @@ class HostCapabilities:
     guests: tuple[GuestCapability, ...]
     kvm_usable: bool | None
     libvirt_version: str
+    host_uuid: str = ""  # empty when the driver does not say (libvirt's test driver)
+    hypervisor_version: str = ""  # QEMU's version on qemu:// hosts
 
     def domain_types(self, arch: str | None = None) -> tuple[str, ...]:
         """Domain types (`kvm`, `qemu`, ...) offered for `arch` (default: the host's)."""

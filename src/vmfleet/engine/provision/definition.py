@@ -22,6 +22,7 @@ from vmfleet.drivers.domainxml import (
 )
 from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import OwnerMetadata, volume_name
+from vmfleet.engine import hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
@@ -68,7 +69,7 @@ def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
     wanted = ctx.host_specs()[host_name].domain_type
     if wanted != "auto":
         return wanted
-    return "kvm" if host.probe_kvm() else "qemu"
+    return "kvm" if hosts.kvm_answer(ctx, host_name, probe=True) else "qemu"
 
 
 def domain_config(

@@ -26,11 +26,19 @@ class Access:
     port: int
 
 
-def forward_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int:
-    """A 127.0.0.1 port for a VM's forward, stable across runs and unique on the host."""
+def leased_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int | None:
+    """The port leased to a VM's forward, None when none was (read-only: leases nothing)."""
     for lease in ctx.store.leases("port"):
         if lease.scope == host and lease.vm == vm and lease.slot == slot:
             return int(lease.value)
+    return None
+
+
+def forward_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int:
+    """A 127.0.0.1 port for a VM's forward, stable across runs and unique on the host."""
+    leased = leased_port(ctx, host=host, vm=vm, slot=slot)
+    if leased is not None:
+        return leased
     taken = {int(le.value) for le in ctx.store.leases("port") if le.scope == host}
     start = zlib.crc32(f"{ctx.fleet}/{vm}/{slot}".encode()) % PORT_SPAN
     for step in range(PORT_SPAN):
