@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vmfleet.core import placement as core
+from vmfleet.core import unplaced
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.libvirt import HostCapabilities
 from vmfleet.engine.context import FleetContext
@@ -264,18 +265,10 @@ def placement(
 
 
 def require_placed(result: core.PlacementResult) -> None:
-    """PlacementError listing every VM that has no host, each with its reasons."""
-    if not result.failures:
-        return
-    lines = []
-    for vm, reasons in result.failures.items():
-        lines.append(f"  {vm}:")
-        lines += [f"    - {r}" for r in reasons]
-    count = len(result.failures)
-    raise PlacementError(
-        f"nothing was changed: {count} VM{'s' if count != 1 else ''} cannot be placed:\n"
-        + "\n".join(lines)
-    )
+    """PlacementError listing every VM that has no host with its reasons, VMs failing alike
+    in one block, an unreachable host's error once (`core.unplaced`)."""
+    if result.failures:
+        raise PlacementError(unplaced.report(result.failures, result.unreachable))
 
 
 @dataclass(frozen=True, slots=True)
