@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST_STAMP := .cache/host-ready
 JOBS ?= 2
 
-.PHONY: all setup host demo demo-multihost test test-fast test-e2e bench lint fmt clean
+.PHONY: all setup host demo demo-multihost test test-fast test-e2e fuzz bench lint fmt clean
 
 all: test
 
@@ -41,6 +41,10 @@ test-fast: $(STAMP)
 
 test-e2e: setup
 	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup -m e2e tests
+
+# The plan/apply property test with 200 random edit sequences (make test runs 60).
+fuzz: $(STAMP)
+	VMFLEET_PROPERTY_EXAMPLES=200 $(VENV)/bin/pytest -q tests/test_plan_converges.py
 
 bench: setup
 	$(PY) -m bench

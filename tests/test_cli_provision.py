@@ -36,11 +36,14 @@ def test_plan_lists_creations_in_json(fleet_file: Callable[[str], Path], image: 
     path = fleet_file(fleet_on_test_driver("  web: {replicas: 2}\n  db: {}", image))
     result = vmfleet("plan", str(path), "-o", "json")
     assert result.returncode == 0, result.stderr
-    assert [(r["vm"], r["action"], r["host"]) for r in json.loads(result.stdout)] == [
+    rows = json.loads(result.stdout)
+    assert [(r["vm"], r["action"], r["host"]) for r in rows] == [
         ("web-0", "create", "local"),
         ("web-1", "create", "local"),
         ("db", "create", "local"),
+        (None, "image-upload", "local"),  # a host's step: the base image, once
     ]
+    assert [s["step"] for s in rows[0]["steps"]] == ["create", "start"]
 
 
 def test_plan_in_colour_says_what_up_would_do(

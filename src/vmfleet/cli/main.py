@@ -25,9 +25,10 @@ from vmfleet.cli.common import (
     load_fleet,
 )
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
+from vmfleet.cli.planview import show_plan
 from vmfleet.cli.progress import VmProgress
 from vmfleet.core.expand import Instance, expand
-from vmfleet.core.plan import Plan
+from vmfleet.core.plan import replan
 from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, UsageError
@@ -149,60 +150,15 @@ def convert(file: FleetFile) -> None:
     sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
 
 
-def _plan_rows(plan: Plan, *, prune: bool) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for action in plan.actions:
-        what = {
-            "create": "create",
-            "change": "change",
-            "unchanged": "unchanged",
-            "orphan": "remove" if prune else "orphan (kept; --prune removes)",
-        }[action.kind]
-        rows.append(
-            {
-                "vm": action.vm,
-                "action": what,
-                "host": action.host,
-                "changes": [
-                    f"{c.field}: {c.old} -> {c.new}" + ("" if c.live else " (next boot)")
-                    for c in action.changes
-                ],
-            }
-        )
-    return rows
-
-
-def _show_plan(plan: Plan, *, prune: bool, output: OutputFormat) -> None:
-    rows = _plan_rows(plan, prune=prune)
-    if output is not OutputFormat.table:
-        emit(rows, fmt=output, columns=[])
-        return
-    colours = {"create": "green", "change": "yellow", "unchanged": "dim", "remove": "red"}
-    for row in rows:
-        action = str(row["action"])
-        colour = colours.get(action.split(" ")[0], "magenta")
-        sign = {"create": "+", "change": "~", "remove": "-", "unchanged": "="}.get(
-            action.split(" ")[0], "?"
-        )
-        changes = "; ".join(row["changes"])  # type: ignore[arg-type]
-        console.print(
-            f"[{colour}]{sign} {row['vm']:<24} {action:<12}[/] on {row['host']}"
-            + (f"  {changes}" if changes else ""),
-            highlight=False,
-        )
-    counts = {k: len(plan.of(k)) for k in ("create", "change", "unchanged", "orphan")}
-    console.print(
-        f"plan: {counts['create']} to create, {counts['change']} to change, "
-        f"{counts['unchanged']} unchanged, {counts['orphan']} not in the spec"
-    )
-
-
 @app.command()
 def plan(
     file: FleetFile,
     output: Output = OutputFormat.table,
     prune: Annotated[
         bool, typer.Option(help="Show VMs no longer in the spec as removals.")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option(help="Show the restarts of VMs whose change waits for a reboot.")
     ] = False,
     state: StateOpt = None,
     explain: Annotated[
@@ -217,11 +173,11 @@ def plan(
 
             explain_vm(ctx, explain, output)
             return
-        the_plan = engine.make_plan(ctx)
+        the_plan = engine.make_plan(ctx, prune=prune, restart=restart)
         if output is OutputFormat.table:
             for host in engine_hosts.kvm_unknown(ctx):
                 console.print(f"host {host}: kvm: unknown (probed at up)", highlight=False)
-        _show_plan(the_plan, prune=prune, output=output)
+        show_plan(the_plan, output=output)
 
 
 @app.command()
@@ -248,47 +204,49 @@ def up(
             err_console.print(f"recovered: rolled back {item} left by an interrupted run")
         if engine.images.missing(ctx):
             _pull_with_bar(ctx, None)
-        the_plan = engine.make_plan(ctx, probe=True)
+        hold = group_cli.held(ctx)
+        observation = engine.observe(ctx)
+        the_plan = engine.make_plan(
+            ctx, observation, probe=True, prune=prune, restart=restart, hold=hold
+        )
         engine.preflight(ctx, the_plan)
-        if (
-            the_plan.empty
-            and not any(a.observed and a.observed.state == "shutoff" for a in the_plan.actions)
-            and not (prune and the_plan.of("orphan"))
-        ):
+        if the_plan.empty:
             if output is OutputFormat.table:
+                pending = len(the_plan.pending)
                 console.print(
                     f"fleet {ctx.fleet} is up to date: nothing to do "
-                    f"({len(the_plan.actions)} VMs unchanged)"
+                    f"({len(the_plan.actions)} VMs unchanged"
+                    + (
+                        f", {pending} with changes pending a restart: up --restart"
+                        if pending
+                        else ""
+                    )
+                    + ")"
                 )
             else:
                 emit([], fmt=output, columns=[])
             group_cli.apply_after_up(ctx, created=(), output=output)
             return
-        if restart and not yes and any(a.needs_restart for a in the_plan.of("change")):
-            names = ", ".join(a.vm for a in the_plan.of("change") if a.needs_restart)
-            if not typer.confirm(f"restart running VMs {names}?"):
-                restart = False
-        if prune and the_plan.of("orphan") and not yes:
-            names = ", ".join(a.vm for a in the_plan.of("orphan"))
-            if not typer.confirm(f"remove VMs no longer in the spec: {names}?"):
-                prune = False
-        if output is OutputFormat.table:
-            _show_plan(the_plan, prune=prune, output=output)
-        busy = [
-            a.vm
-            for a in the_plan.actions
-            if a.kind != "unchanged" or (a.observed and a.observed.state == "shutoff")
-        ]
-        with VmProgress(f"up {ctx.fleet}", busy) as progress:
-            results = engine.up(
-                ctx,
-                the_plan,
-                progress=progress,
-                workers=workers,
-                prune=prune,
-                restart=restart,
-                hold=group_cli.held(ctx),
+        restarts = [a.vm for a in the_plan.actions if any(s.kind == "stop" for s in a.steps)]
+        removals = [a.vm for a in the_plan.actions if any(s.kind == "remove" for s in a.steps)]
+        if (
+            restarts
+            and not yes
+            and not typer.confirm(f"restart running VMs {', '.join(restarts)}?")
+        ):
+            restart = False
+        if removals and not yes:
+            prompt = f"remove VMs no longer in the spec: {', '.join(removals)}?"
+            prune = typer.confirm(prompt)
+        if not (restart and prune):
+            the_plan = replan(
+                the_plan, hosts=observation.hosts, prune=prune, restart=restart, hold=hold
             )
+        if output is OutputFormat.table:
+            show_plan(the_plan, output=output)
+        busy = [a.vm for a in the_plan.actions if a.steps]
+        with VmProgress(f"up {ctx.fleet}", busy) as progress:
+            results = engine.up(ctx, the_plan, progress=progress, workers=workers)
         _report(results, output)
         group_cli.apply_after_up(ctx, created=group_cli.created_in(results), output=output)
 
@@ -383,6 +341,7 @@ def list_vms(
             ("disk", "Disk"),
             ("ip", "IP"),
             ("uptime", "Uptime"),
+            ("pending", "Pending restart"),
         ],
     )
 

@@ -22,13 +22,15 @@ _VOLUME_RE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class OwnerMetadata:
-    """Who owns a domain: the fleet, the VM's name, its template and index, the spec hash."""
+    """Who owns a domain: the fleet, the VM's name, its template and index, the spec hash
+    (and the runtime hash: the part of the spec that shapes the running VM; '' if unknown)."""
 
     fleet: str
     vm: str
     template: str
     index: int | None
     spec_hash: str
+    runtime_hash: str = ""
 
     def to_element(self) -> ET.Element:
         """The `<instance>` element, in our namespace, for `<metadata>` or virDomainSetMetadata."""
@@ -39,9 +41,20 @@ class OwnerMetadata:
             ("template", self.template),
             ("index", "" if self.index is None else str(self.index)),
             ("spec-hash", self.spec_hash),
+            ("runtime-hash", self.runtime_hash),
         ):
+            if tag == "runtime-hash" and not value:
+                continue  # unknown (domains defined before vmfleet wrote it)
             ET.SubElement(root, f"{{{NAMESPACE}}}{tag}").text = value
         return root
+
+    def to_metadata_xml(self) -> str:
+        """The element without namespace declarations, as virDomainSetMetadata takes it
+        (libvirt puts it in our namespace under our prefix)."""
+        root = ET.Element("instance")
+        for child in self.to_element():
+            ET.SubElement(root, child.tag.split("}")[1]).text = child.text
+        return ET.tostring(root, encoding="unicode")
 
     def to_xml(self) -> str:
         """The element as a string with our prefix, as virDomainSetMetadata wants it."""
@@ -64,7 +77,14 @@ class OwnerMetadata:
             parsed_index = int(index) if index else None
         except ValueError:
             return None
-        return cls(fleet=fleet, vm=vm, template=template, index=parsed_index, spec_hash=spec_hash)
+        return cls(
+            fleet=fleet,
+            vm=vm,
+            template=template,
+            index=parsed_index,
+            spec_hash=spec_hash,
+            runtime_hash=text("runtime-hash") or "",
+        )
 
     @classmethod
     def from_domain_xml(cls, domain_xml: str) -> OwnerMetadata | None:

@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
 
-from vmfleet.core.expand import Instance
-from vmfleet.core.plan import Action, Observed, Plan, diff
-from vmfleet.drivers.metadata import volume_name
-from vmfleet.engine import hosts, provision
+from vmfleet.core.plan import Action, HostObserved, Observed, Plan, diff
+from vmfleet.drivers.domainxml import VolumeSource, parse_domain
+from vmfleet.drivers.libvirt import DomainInfo, VolumeInfo
+from vmfleet.drivers.metadata import base_volume_name, volume_name
+from vmfleet.engine import hosts, provision, steps
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
+from vmfleet.spec.resolve import networks
 
 Progress = Callable[[str, str, str], None]
 
@@ -33,13 +35,14 @@ class Observation:
     vms: list[Observed] = field(default_factory=list)
     unreachable: dict[str, HostUnreachableError] = field(default_factory=dict)
     details: dict[str, dict[str, object]] = field(default_factory=dict)
+    hosts: dict[str, HostObserved] = field(default_factory=dict)
 
 
 def observe(ctx: FleetContext) -> Observation:
     """This fleet's domains on every host (owned ones only); unreachable hosts are noted."""
     seen = Observation()
 
-    def one(host_name: str) -> tuple[str, list[Observed], dict[str, dict[str, object]]]:
+    def one(host_name: str) -> tuple[list[Observed], dict[str, dict[str, object]], HostObserved]:
         host = ctx.host(host_name)
         pool = ctx.host_specs()[host_name].pool
         volumes = {v.name: v for v in host.list_volumes(pool)}
@@ -47,52 +50,95 @@ def observe(ctx: FleetContext) -> Observation:
         details: dict[str, dict[str, object]] = {}
         for info in host.list_domains(fleet=ctx.fleet):
             assert info.owner is not None
-            root = volumes.get(volume_name(fleet=ctx.fleet, vm=info.name, role="root"))
-            out.append(
-                Observed(
-                    name=info.name,
-                    host=host_name,
-                    spec_hash=info.owner.spec_hash,
-                    state=str(info.state),
-                    vcpus=info.vcpus,
-                    memory_bytes=info.max_memory_bytes,
-                    disk_bytes=root.capacity if root else None,
-                )
-            )
+            out.append(_observed(ctx, host_name, info, volumes))
             details[info.name] = {
                 "template": info.owner.template,
                 "index": info.owner.index,
                 "uptime": info.uptime_seconds,
             }
-        return host_name, out, details
+        return out, details, _host_observed(ctx, host_name, set(volumes))
 
     with ThreadPoolExecutor(max_workers=max(1, len(ctx.host_specs()))) as pool:
         futures = {pool.submit(one, name): name for name in ctx.host_specs()}
         for future in as_completed(futures):
             try:
-                _name, vms, details = future.result()
+                vms, details, have = future.result()
             except HostUnreachableError as error:
                 seen.unreachable[futures[future]] = error
                 continue
             seen.vms += vms
             seen.details.update(details)
+            seen.hosts[have.name] = have
     seen.vms.sort(key=lambda o: o.name)
     return seen
 
 
+def _observed(
+    ctx: FleetContext, host_name: str, info: DomainInfo, volumes: dict[str, VolumeInfo]
+) -> Observed:
+    """One domain as the plan sees it: both hashes, sizes, its disks' capacities."""
+    assert info.owner is not None
+    defined = info.config_owner or info.owner
+    root = volumes.get(volume_name(fleet=ctx.fleet, vm=info.name, role="root"))
+    data: list[int] = []
+    while vol := volumes.get(volume_name(fleet=ctx.fleet, vm=info.name, role=f"data-{len(data)}")):
+        data.append(vol.capacity)
+    attached = sum(
+        1
+        for disk in parse_domain(ctx.host(host_name).domain_xml(info.name)).disks
+        if isinstance(disk.source, VolumeSource) and "--data-" in disk.source.volume
+    )
+    return Observed(
+        name=info.name,
+        host=host_name,
+        spec_hash=info.owner.spec_hash,
+        config_hash=defined.spec_hash,
+        runtime_hash=info.owner.runtime_hash or None,
+        state=str(info.state),
+        vcpus=info.vcpus,
+        memory_bytes=info.max_memory_bytes,
+        disk_bytes=root.capacity if root else None,
+        data_disks=tuple(data),
+        attached_data_disks=attached,
+    )
+
+
+def _host_observed(ctx: FleetContext, host_name: str, volumes: set[str]) -> HostObserved:
+    """The fleet's networks present on a host and the images with a base volume there."""
+    host = ctx.host(host_name)
+    managed = [
+        n for n, spec in networks(ctx.loaded.spec).items() if spec.mode in ("nat", "isolated")
+    ]
+    present = {n for n in managed if host.get_network(provision.network_name(ctx.fleet, n))}
+    images = {
+        name
+        for name in ctx.loaded.spec.images
+        if any(v.startswith(base_volume_name(image=name, digest="")) for v in volumes)
+    }
+    return HostObserved(host_name, frozenset(present), frozenset(images))
+
+
 def make_plan(
-    ctx: FleetContext, observation: Observation | None = None, *, probe: bool = False
+    ctx: FleetContext,
+    observation: Observation | None = None,
+    *,
+    probe: bool = False,
+    prune: bool = False,
+    restart: bool = False,
+    hold: Collection[str] = frozenset(),
 ) -> Plan:
-    """The actions `up` would take. New VMs are placed all together (running ones never
-    move); PlacementError, before anything changes, when some cannot be placed. `probe`
-    (only `up`) boots the KVM probe where its answer is not cached; without it an unknown
-    answer is planned as its likely one."""
+    """The steps `up` would take (see `core.plan.diff` for prune, restart and hold). New
+    VMs are placed all together (running ones never move); PlacementError, before anything
+    changes, when some cannot be placed. `probe` (only `up`) boots the KVM probe where its
+    answer is not cached; without it an unknown answer is planned as its likely one."""
     observation = observation or observe(ctx)
     observed = {o.name: o.host for o in observation.vms}
     placed = hosts.placement(ctx, observed, probe=probe)
     hosts.require_placed(placed)
     wanted = [(i, placed.hosts.get(i.name, observed.get(i.name, ""))) for i in ctx.instances()]
-    plan = diff(wanted, observation.vms)
+    plan = diff(
+        wanted, observation.vms, hosts=observation.hosts, prune=prune, restart=restart, hold=hold
+    )
     for action in plan.of("create"):
         if action.host in observation.unreachable:
             raise observation.unreachable[action.host]
@@ -110,37 +156,39 @@ class Outcome:
 
 
 def up(
-    ctx: FleetContext,
-    plan: Plan,
-    *,
-    progress: Progress = _quiet,
-    workers: int = 8,
-    prune: bool = False,
-    restart: bool = False,
-    hold: Collection[str] = frozenset(),
+    ctx: FleetContext, plan: Plan, *, progress: Progress = _quiet, workers: int = 8
 ) -> list[Outcome]:
-    """Apply a plan: create, change, start, and (with prune) remove; ready checks last.
-
-    VMs in `hold` belong to a group that decides their power (engine.groups): they are
-    created and changed but never started here.
-    """
+    """Carry out exactly the plan's steps: hosts' setup, removals, then each VM's steps (one
+    worker per VM, in parallel), then hosts' teardown. A failed host setup step fails its host's
+    VMs; ready checks come after a VM starts."""
+    setup = [s for s in plan.host_steps if s.kind != "network-remove"]
+    failed_hosts: dict[str, str] = {}
+    for step in setup:
+        if step.host in failed_hosts:
+            continue
+        progress(step.host, step.kind, step.target)
+        try:
+            steps.run_host_step(ctx, step)
+        except FleetError as error:
+            failed_hosts[step.host] = f"{step.kind} {step.target}: {error}"
+    removals: list[tuple[Action, Callable[[], Outcome]]] = []
     jobs: list[tuple[Action, Callable[[], Outcome]]] = []
+    outcomes: list[Outcome] = []
     for action in plan.actions:
-        held = action.vm in hold
-        if action.kind == "create":
-            jobs.append((action, partial(_create, ctx, action, progress, not held)))
-        elif action.kind == "change":
-            jobs.append((action, partial(_change, ctx, action, progress, restart, not held)))
-        elif (
-            action.kind == "unchanged"
-            and not held
-            and action.observed
-            and action.observed.state == "shutoff"
-        ):
-            jobs.append((action, partial(_start, ctx, action, progress)))
-        elif action.kind == "orphan" and prune:
-            jobs.append((action, partial(_remove, ctx, action.host, action.vm, progress)))
-    return _run(jobs, workers=workers, progress=progress)
+        if not action.steps:
+            continue
+        if action.host in failed_hosts:
+            outcomes.append(Outcome(action.vm, action.kind, False, failed_hosts[action.host]))
+            continue
+        batch = removals if action.kind == "orphan" else jobs
+        batch.append((action, partial(_vm, ctx, action, progress)))
+    # Removals first: they free room, leases (IPs, ports) and names for the new VMs.
+    outcomes += _run(removals, workers=workers, progress=progress)
+    outcomes += _run(jobs, workers=workers, progress=progress)
+    for step in plan.host_steps:
+        if step.kind == "network-remove":
+            steps.run_host_step(ctx, step)
+    return outcomes
 
 
 def _run(
@@ -163,76 +211,12 @@ def _run(
     return results
 
 
-def _create(ctx: FleetContext, action: Action, progress: Progress, start: bool) -> Outcome:
-    assert action.instance is not None
+def _vm(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
     started = time.monotonic()
-    reach = provision.create(ctx, action.instance, action.host, progress, start=start)
-    if not start:
-        progress(action.vm, "done", "defined; its group starts it")
-        return Outcome(action.vm, action.kind, True, "defined", time.monotonic() - started)
-    return _ready(ctx, action, action.instance, reach, started, progress, "created")
-
-
-def _ready(
-    ctx: FleetContext,
-    action: Action,
-    instance: Instance,
-    reach: provision.Access,
-    started: float,
-    progress: Progress,
-    what: str,
-) -> Outcome:
-    if instance.fields.ready.wait_for not in ("none",):
-        progress(instance.name, "ready", instance.fields.ready.wait_for)
-        waited = provision.wait_ready(ctx, instance, action.host, reach)
-    else:
-        waited = None
-    progress(instance.name, "done", what)
-    return Outcome(instance.name, action.kind, True, what, time.monotonic() - started, waited)
-
-
-def _start(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
-    assert action.instance is not None
-    started = time.monotonic()
-    progress(action.vm, "start", "")
-    ctx.host(action.host).start(action.vm)
-    reach = provision.access(ctx, action.instance, action.host)
-    return _ready(ctx, action, action.instance, reach, started, progress, "started")
-
-
-def _change(
-    ctx: FleetContext, action: Action, progress: Progress, restart: bool, start: bool = True
-) -> Outcome:
-    """Redefine the domain with the new spec; grow the disk; restart only when allowed."""
-    assert action.instance is not None and action.observed is not None
-    started = time.monotonic()
-    host = ctx.host(action.host)
-    running = action.observed.state in ("running", "paused")
-    if running and action.needs_restart and restart:
-        progress(action.vm, "stop", "")
-        host.shutdown(action.vm, timeout=60.0)
-        running = False
-    pool = ctx.host_specs()[action.host].pool
-    root = volume_name(fleet=ctx.fleet, vm=action.vm, role="root")
-    for change in action.changes:
-        if change.field == "disk" and not running:
-            progress(action.vm, "disk", "grow")
-            host.resize_volume(pool, root, int(change.new))  # type: ignore[call-overload]
-    progress(action.vm, "define", "")
-    disks = provision.with_overlays(
-        host, action.vm, provision.existing_disks(ctx, action.instance, action.host)
-    )
-    config = provision.domain_config(ctx, action.instance, host, action.host, disks)
-    host.define(config.to_xml())
-    if not running and start:
-        progress(action.vm, "start", "")
-        host.start(action.vm)
-        reach = provision.access(ctx, action.instance, action.host)
-        return _ready(ctx, action, action.instance, reach, started, progress, "changed")
-    staged = action.needs_restart or any(c.field == "disk" for c in action.changes)
-    what = "changed; takes effect at next boot" if staged else "changed"
+    what, waited = steps.run_vm_steps(ctx, action, progress)
     progress(action.vm, "done", what)
-    return Outcome(action.vm, action.kind, True, what, time.monotonic() - started)
+    kind = "remove" if action.kind == "orphan" else action.kind
+    return Outcome(action.vm, kind, True, what, time.monotonic() - started, waited)
 
 
 def _remove(ctx: FleetContext, host: str, vm: str, progress: Progress) -> Outcome:

@@ -122,6 +122,9 @@ class DomainInfo:
     autostart: bool
     persistent: bool
     uptime_seconds: float | None = None
+    # the persistent definition's owner mark, when it differs from the running domain's
+    # (a change staged for the next boot); None when it is the same
+    config_owner: OwnerMetadata | None = None
 
     @property
     def active(self) -> bool:

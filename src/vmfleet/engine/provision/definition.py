@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vmfleet.core.expand import Instance
-from vmfleet.core.plan import spec_hash
+from vmfleet.core.plan import runtime_hash, spec_hash
 from vmfleet.drivers.domainxml import (
     BridgeAttachment,
     DiskConfig,
@@ -72,6 +72,18 @@ def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
     return "kvm" if hosts.kvm_answer(ctx, host_name, probe=True) else "qemu"
 
 
+def owner(ctx: FleetContext, instance: Instance) -> OwnerMetadata:
+    """The owner mark of a VM as the spec has it now."""
+    return OwnerMetadata(
+        fleet=ctx.fleet,
+        vm=instance.name,
+        template=instance.template,
+        index=instance.index,
+        spec_hash=spec_hash(instance),
+        runtime_hash=runtime_hash(instance),
+    )
+
+
 def domain_config(
     ctx: FleetContext,
     instance: Instance,
@@ -127,12 +139,6 @@ def domain_config(
         )
         if kernel
         else None,
-        owner=OwnerMetadata(
-            fleet=ctx.fleet,
-            vm=instance.name,
-            template=instance.template,
-            index=instance.index,
-            spec_hash=spec_hash(instance),
-        ),
+        owner=owner(ctx, instance),
         description=fields.description,
     )
