@@ -328,7 +328,8 @@ def list_vms(
     with fleet_context(file, state, lock=False, what="list", readonly=True) as ctx:
         rows = engine.listing(ctx)
     emit(
-        rows,
+        [{**r, "pending": "next boot" if r["pending"] else ""} for r in rows],
+        data=rows,
         fmt=output,
         title=f"fleet {ctx.fleet}",
         columns=[

@@ -6,13 +6,13 @@ callback `(vm, phase, detail)`, so the CLI can draw a row per VM and tests can r
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from functools import partial
 
-from vmfleet.core.plan import Action, HostObserved, Observed, Plan, diff
+from vmfleet.core.plan import Action, HostObserved, Observed, Plan, Step, diff
 from vmfleet.drivers.domainxml import VolumeSource, parse_domain
 from vmfleet.drivers.libvirt import DomainInfo, VolumeInfo
 from vmfleet.drivers.metadata import base_volume_name, volume_name
@@ -158,9 +158,9 @@ class Outcome:
 def up(
     ctx: FleetContext, plan: Plan, *, progress: Progress = _quiet, workers: int = 8
 ) -> list[Outcome]:
-    """Carry out exactly the plan's steps: hosts' setup, removals, then each VM's steps (one
-    worker per VM, in parallel), then hosts' teardown. A failed host setup step fails its host's
-    VMs; ready checks come after a VM starts."""
+    """Carry out exactly the plan's steps: hosts' setup, removals, then each VM's steps (in
+    parallel, `workers` VMs at a time per host, readiness awaited outside those slots), then
+    hosts' teardown. A failed host setup step fails its host's VMs."""
     setup = [s for s in plan.host_steps if s.kind != "network-remove"]
     failed_hosts: dict[str, str] = {}
     for step in setup:
@@ -171,8 +171,8 @@ def up(
             steps.run_host_step(ctx, step)
         except FleetError as error:
             failed_hosts[step.host] = f"{step.kind} {step.target}: {error}"
-    removals: list[tuple[Action, Callable[[], Outcome]]] = []
-    jobs: list[tuple[Action, Callable[[], Outcome]]] = []
+    removals: list[Action] = []
+    jobs: list[Action] = []
     outcomes: list[Outcome] = []
     for action in plan.actions:
         if not action.steps:
@@ -180,50 +180,75 @@ def up(
         if action.host in failed_hosts:
             outcomes.append(Outcome(action.vm, action.kind, False, failed_hosts[action.host]))
             continue
-        batch = removals if action.kind == "orphan" else jobs
-        batch.append((action, partial(_vm, ctx, action, progress)))
+        (removals if action.kind == "orphan" else jobs).append(action)
     # Removals first: they free room, leases (IPs, ports) and names for the new VMs.
-    outcomes += _run(removals, workers=workers, progress=progress)
-    outcomes += _run(jobs, workers=workers, progress=progress)
+    outcomes += _pipeline(ctx, removals, workers=workers, progress=progress)
+    outcomes += _pipeline(ctx, jobs, workers=workers, progress=progress)
     for step in plan.host_steps:
         if step.kind == "network-remove":
             steps.run_host_step(ctx, step)
     return outcomes
 
 
-def _run(
-    jobs: Sequence[tuple[Action, Callable[[], Outcome]]], *, workers: int, progress: Progress
+def _pipeline(
+    ctx: FleetContext, actions: Sequence[Action], *, workers: int, progress: Progress
 ) -> list[Outcome]:
-    results: list[Outcome] = []
-    if not jobs:
-        return results
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-        futures = {pool.submit(job): action for action, job in jobs}
-        for future in as_completed(futures):
-            action = futures[future]
+    """Run each VM's steps with at most `workers` VMs in preparation per host, and wait
+    for readiness outside those slots: VM 9 is created while VM 1 boots. Outcomes come
+    back in plan order; a VM's failure is its outcome, never the others'."""
+    if not actions:
+        return []
+    limits = {host: threading.Semaphore(workers) for host in {a.host for a in actions}}
+    began = {a.vm: time.monotonic() for a in actions}
+    results: dict[str, Outcome] = {}
+
+    def prepare(action: Action) -> tuple[str, bool]:
+        with limits[action.host]:
+            began[action.vm] = time.monotonic()
+            return steps.run_vm_steps(ctx, action, progress)
+
+    def fail(action: Action, error: FleetError) -> None:
+        progress(action.vm, "failed", str(error))
+        results[action.vm] = Outcome(action.vm, _kind(action), False, str(error))
+
+    slots = max(1, min(len(actions), workers * len(limits)))
+    with (
+        ThreadPoolExecutor(max_workers=slots) as preparing,
+        ThreadPoolExecutor(max_workers=len(actions)) as waiting,
+    ):
+        prepared = {preparing.submit(prepare, a): a for a in actions}
+        awaited: dict[Future[float], tuple[Action, str]] = {}
+        for future in as_completed(prepared):
+            action = prepared[future]
             try:
-                results.append(future.result())
+                what, started = future.result()
             except FleetError as error:
-                progress(action.vm, "failed", str(error))
-                results.append(Outcome(action.vm, action.kind, False, str(error)))
-    order = {a.vm: n for n, (a, _j) in enumerate(jobs)}
-    results.sort(key=lambda r: order.get(r.vm, 0))
-    return results
+                fail(action, error)
+                continue
+            if started and steps.needs_wait(action):
+                awaited[waiting.submit(steps.await_ready, ctx, action, progress)] = (action, what)
+            else:
+                results[action.vm] = _done(action, what, began[action.vm], None, progress)
+        for ready in as_completed(awaited):
+            action, what = awaited[ready]
+            try:
+                waited = ready.result()
+            except FleetError as error:
+                fail(action, error)
+                continue
+            results[action.vm] = _done(action, what, began[action.vm], waited, progress)
+    return [results[a.vm] for a in actions]
 
 
-def _vm(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
-    started = time.monotonic()
-    what, waited = steps.run_vm_steps(ctx, action, progress)
+def _kind(action: Action) -> str:
+    return "remove" if action.kind == "orphan" else action.kind
+
+
+def _done(
+    action: Action, what: str, began: float, waited: float | None, progress: Progress
+) -> Outcome:
     progress(action.vm, "done", what)
-    kind = "remove" if action.kind == "orphan" else action.kind
-    return Outcome(action.vm, kind, True, what, time.monotonic() - started, waited)
-
-
-def _remove(ctx: FleetContext, host: str, vm: str, progress: Progress) -> Outcome:
-    started = time.monotonic()
-    provision.remove(ctx, host, vm, progress)
-    progress(vm, "done", "removed")
-    return Outcome(vm, "remove", True, "removed", time.monotonic() - started)
+    return Outcome(action.vm, _kind(action), True, what, time.monotonic() - began, waited)
 
 
 def down(
@@ -239,14 +264,11 @@ def down(
         names = ", ".join(sorted(observation.unreachable))
         raise HostUnreachableError(f"cannot reach {names}; nothing removed there")
     targets = [o for o in observation.vms if vms is None or o.name in vms]
-    jobs = [
-        (
-            Action("orphan", o.name, o.host, observed=o),
-            partial(_remove, ctx, o.host, o.name, progress),
-        )
+    removals = [
+        Action("orphan", o.name, o.host, observed=o, steps=(Step("remove", o.host, o.name),))
         for o in targets
     ]
-    results = _run(jobs, workers=workers, progress=progress)
+    results = _pipeline(ctx, removals, workers=workers, progress=progress)
     for host_name in ctx.host_specs():
         if host_name in observation.unreachable:
             continue

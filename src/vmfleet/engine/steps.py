@@ -1,8 +1,8 @@
-"""Executing a plan's steps: exactly the steps `core.plan` decided, one VM per worker.
+"""Executing a plan's steps: exactly the steps `core.plan` decided.
 
 A VM's steps run in order in one worker; hosts' setup steps (networks, base images) run
 before any VM's, network removals after all of them. A VM that was started is awaited
-until ready, as its fleet file says.
+until ready, as its fleet file says, outside the workers (`engine.apply` pipelines them).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def run_host_step(ctx: FleetContext, step: Step) -> None:
         raise ValueError(f"not a host step: {step.kind}")
 
 
-def run_vm_steps(ctx: FleetContext, action: Action, progress: Progress) -> tuple[str, float | None]:
-    """Run one VM's steps in order; returns what was done and, when it was started, how
-    long it took to be ready (None when not awaited)."""
+def run_vm_steps(ctx: FleetContext, action: Action, progress: Progress) -> tuple[str, bool]:
+    """Run one VM's steps in order; returns what was done and whether the VM was started
+    (then `await_ready` waits for it, in a thread that holds no worker slot)."""
     kinds = [s.kind for s in action.steps]
     started = False
     for step in action.steps:
@@ -50,14 +50,22 @@ def run_vm_steps(ctx: FleetContext, action: Action, progress: Progress) -> tuple
             provision.remove(ctx, action.host, action.vm, progress)
         else:
             _change_step(ctx, action, step, progress)
-    waited = None
-    if started and action.instance is not None:
-        instance = action.instance
-        if instance.fields.ready.wait_for != "none":
-            progress(action.vm, "ready", instance.fields.ready.wait_for)
-            reach = provision.access(ctx, instance, action.host)
-            waited = provision.wait_ready(ctx, instance, action.host, reach)
-    return _outcome(action, started), waited
+    return _outcome(action, started), started
+
+
+def needs_wait(action: Action) -> bool:
+    """Whether a started VM is awaited: its `ready` check is not `none`."""
+    return action.instance is not None and action.instance.fields.ready.wait_for != "none"
+
+
+def await_ready(ctx: FleetContext, action: Action, progress: Progress) -> float:
+    """Wait until a started VM passes its readiness check; seconds waited (GuestError on
+    timeout)."""
+    instance = action.instance
+    assert instance is not None
+    progress(action.vm, "ready", instance.fields.ready.wait_for)
+    reach = provision.access(ctx, instance, action.host)
+    return provision.wait_ready(ctx, instance, action.host, reach)
 
 
 def _change_step(ctx: FleetContext, action: Action, step: Step, progress: Progress) -> None:
