@@ -140,10 +140,11 @@ def _check_disks(conn: libvirt.virConnect, edit: Edit) -> None:
 
 
 def _check_running(conn: libvirt.virConnect, edit: Edit) -> None:
-    """With --restart, every VM runs what the spec says (memory, vCPUs) right away."""
+    """With --restart, every VM runs what the spec says right away: its vCPUs, and its memory
+    (a shrink is applied live through the balloon: the boot maximum stays until a reboot)."""
     if not edit.restart:
         return
     for n in range(edit.replicas):
         vm = f"web-{n}" if edit.replicas > 1 else "web"
-        _state, max_kib, _mem, vcpus, _cpu = conn.lookupByName(vm).info()
-        assert (max_kib // 1024, vcpus) == (edit.memory_mib, edit.vcpus)
+        _state, _max_kib, kib, vcpus, _cpu = conn.lookupByName(vm).info()
+        assert (kib // 1024, vcpus) == (edit.memory_mib, edit.vcpus)
