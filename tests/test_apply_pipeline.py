@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import libvirt
-from tests.support.testdriver import host_factory
+from tests.support.testhost import TestDriverHost
 
 from vmfleet.drivers import sshkeys
 from vmfleet.engine import apply
@@ -36,7 +36,7 @@ vms:
     keeper = libvirt.open("test:///default")
     ctx = FleetContext(
         loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s",
-        host_factory=host_factory,
+        host_factory=TestDriverHost.factory,
     )  # fmt: skip
     seen: list[tuple[float, str, str]] = []
     lock = threading.Lock()

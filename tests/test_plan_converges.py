@@ -18,7 +18,7 @@ import libvirt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.testdriver import host_factory
+from tests.support.testhost import TestDriverHost
 
 from vmfleet.core.plan import Plan
 from vmfleet.drivers import sshkeys
@@ -94,7 +94,7 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _apply(path: Path, state: Path, edit: Edit, key: Path) -> tuple[Plan, Plan]:
     path.write_text(edit.yaml(key))
     ctx = FleetContext(
-        loaded=load(path), store=Store(state), state_dir=state, host_factory=host_factory
+        loaded=load(path), store=Store(state), state_dir=state, host_factory=TestDriverHost.factory
     )
     try:
         plan = apply.make_plan(ctx, prune=True, restart=edit.restart)

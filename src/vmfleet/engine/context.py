@@ -19,6 +19,14 @@ from vmfleet.state.store import Store
 
 LOCAL_HOST = "local"
 
+# (uri, host name) → the host's connection; the seam tests replace (see `vmfleet.Fleet.open`)
+HostFactory = Callable[[str, str], LibvirtHost]
+
+
+def connect_host(uri: str, name: str) -> LibvirtHost:
+    """The default host factory: libvirt on the URI, connected on first use."""
+    return LibvirtHost(uri, name=name)
+
 
 def default_uri() -> str:
     """qemu:///system as root, qemu:///session otherwise (or $LIBVIRT_DEFAULT_URI)."""
@@ -32,10 +40,6 @@ def state_dir_for(loaded: LoadedFleet, override: Path | None) -> Path:
     return override if override is not None else loaded.path.parent / ".vmfleet"
 
 
-def _libvirt_host(uri: str, name: str) -> LibvirtHost:
-    return LibvirtHost(uri, name=name)
-
-
 @dataclass
 class FleetContext:
     loaded: LoadedFleet
@@ -47,9 +51,14 @@ class FleetContext:
     placement: PlacementResult | None = None
     # local programs (ssh-keygen, gate commands) run through this seam
     runner: CommandRunner = field(default_factory=SubprocessRunner)
-    # makes the connection to a host from (uri, host name); tests pass one for libvirt's
-    # test driver, which lacks a few calls (volume upload, block resize)
-    host_factory: Callable[[str, str], LibvirtHost] | None = None
+    host_factory: HostFactory = connect_host
+    # (leases seen, addresses handed out, instances) of the last expansion; see `instances`.
+    _expansion: (
+        tuple[
+            dict[tuple[str, str, int], str], dict[tuple[str, str, int], str], tuple[Instance, ...]
+        ]
+        | None
+    ) = None
 
     @property
     def fleet(self) -> str:
@@ -62,9 +71,8 @@ class FleetContext:
         """The connection to a host, opened on first use (HostUnreachableError if it can't)."""
         with self._lock:
             if name not in self._hosts:
-                uri = self.host_specs()[name].uri or default_uri()
-                factory = self.host_factory or _libvirt_host
-                self._hosts[name] = factory(uri, name)
+                spec = self.host_specs()[name]
+                self._hosts[name] = self.host_factory(spec.uri or default_uri(), name)
             host = self._hosts[name]
         host.connect()
         return host
@@ -75,12 +83,38 @@ class FleetContext:
         self.store.close()
 
     def instances(self) -> list[Instance]:
-        """The fleet's VMs, with MACs and IPs kept from earlier runs."""
-        leases = Leases(
-            macs={(le.vm, le.slot): le.value for le in self.store.leases("mac")},
-            ips={(le.vm, le.slot): le.value for le in self.store.leases("ip")},
+        """The fleet's VMs, with MACs and IPs kept from earlier runs.
+
+        Expanded once per command: the answer is kept while the leases in the store are the
+        ones it was computed from, or ones recorded from it (provisioning a VM leases the
+        very addresses it was given). Any other lease change expands again.
+        """
+        leases = {
+            (le.kind, le.vm, le.slot): le.value
+            for kind in ("mac", "ip")
+            for le in self.store.leases(kind)
+        }
+        cached = self._expansion
+        if cached is not None:
+            seen, known, kept = cached
+            if all(
+                seen.get(key) == value or known.get(key) == value for key, value in leases.items()
+            ):
+                return list(kept)
+        instances = expand(
+            self.loaded.spec,
+            fleet=self.fleet,
+            leases=Leases(
+                macs={(vm, slot): v for (kind, vm, slot), v in leases.items() if kind == "mac"},
+                ips={(vm, slot): v for (kind, vm, slot), v in leases.items() if kind == "ip"},
+            ),
         )
-        return expand(self.loaded.spec, fleet=self.fleet, leases=leases)
+        known = {("mac", i.name, n): nic.mac for i in instances for n, nic in enumerate(i.nics)}
+        known |= {
+            ("ip", i.name, n): nic.ip for i in instances for n, nic in enumerate(i.nics) if nic.ip
+        }
+        self._expansion = (leases, known, tuple(instances))
+        return instances
 
     def place(self, instance: Instance) -> str:
         """Where a VM no host has yet would go, for listings: its pin, else the host placement
