@@ -328,9 +328,15 @@ def down(
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
+    graceful: Annotated[
+        bool,
+        typer.Option(
+            "--graceful", help="Ask guests to shut down first (pulled after 60 s if still on)."
+        ),
+    ] = False,
 ) -> None:
     """Stop and remove the fleet's VMs (all, or those named), their disks and seeds.
-    Base images stay."""
+    Base images stay. Running VMs are pulled at once (destroyed) unless --graceful."""
     with fleet_context(file, state, lock=True, what=f"down {file}", wait=wait) as ctx:
         engine.recover(ctx)
         observation = engine.observe(ctx)
@@ -349,7 +355,14 @@ def down(
         ):
             raise typer.Exit(1)
         with VmProgress(f"down {ctx.fleet}", targets) as progress:
-            results = engine.down(ctx, vms or None, progress=progress, workers=workers)
+            results = engine.down(
+                ctx,
+                vms or None,
+                progress=progress,
+                workers=workers,
+                graceful=60.0 if graceful else None,
+                observation=observation,
+            )
         if not results and output is OutputFormat.table:
             console.print(f"fleet {ctx.fleet}: no VMs to remove")
             return
