@@ -27,3 +27,29 @@ def test_the_cli_freezes_the_heap_before_the_interpreter_shuts_down() -> None:
     out = _python(code).stdout
     frozen = int(out.rsplit("FROZEN", 1)[1])
     assert frozen > 10_000
+
+
+def test_help_does_not_import_libvirt_asyncssh_jinja2_or_pycdlib() -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "vmfleet.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
+    }
+    assert "vmfleet.cli.main" in imported or "typer" in imported
+    assert not {"libvirt", "asyncssh", "jinja2", "pycdlib"} & imported
+
+
+def test_the_lazy_packages_still_export_what_they_list() -> None:
+    code = (
+        "import vmfleet, vmfleet.engine as e, vmfleet.engine.provision as p\n"
+        "for m in (vmfleet, e, p):\n"
+        "    for name in m.__all__:\n"
+        "        getattr(m, name)\n"
+        "print('OK')\n"
+    )
+    assert _python(code).stdout.strip() == "OK"

@@ -4,8 +4,11 @@ The command line is a thin layer over this library; what is importable from `vmf
 itself is the stable API, pinned by tests/test_public_api.py.
 """
 
-from vmfleet.core.expand import Instance, Leases, expand
-from vmfleet.core.plan import Plan, diff
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from vmfleet.errors import (
     FleetError,
     GuestError,
@@ -21,8 +24,25 @@ from vmfleet.errors import (
     StateError,
     UsageError,
 )
-from vmfleet.spec.load import LoadedFleet, load
-from vmfleet.spec.models import FleetSpec
+
+if TYPE_CHECKING:
+    from vmfleet.core.expand import Instance, Leases, expand
+    from vmfleet.core.plan import Plan, diff
+    from vmfleet.spec.load import LoadedFleet, load
+    from vmfleet.spec.models import FleetSpec
+
+# Loaded on first use (PEP 562): the spec models (pydantic) cost ~0.3 s to import, which
+# `vmfleet --help` and the errors alone should not pay.
+_LAZY = {
+    "Instance": "vmfleet.core.expand",
+    "Leases": "vmfleet.core.expand",
+    "expand": "vmfleet.core.expand",
+    "Plan": "vmfleet.core.plan",
+    "diff": "vmfleet.core.plan",
+    "LoadedFleet": "vmfleet.spec.load",
+    "load": "vmfleet.spec.load",
+    "FleetSpec": "vmfleet.spec.models",
+}
 
 __version__ = "0.1.0"
 
@@ -50,3 +70,11 @@ __all__ = [
     "expand",
     "load",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vmfleet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

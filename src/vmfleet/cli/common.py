@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vmfleet.cli.output import OutputFormat, err_console
 from vmfleet.engine.context import FleetContext, state_dir_for
-from vmfleet.spec.load import LoadedFleet, load
-from vmfleet.state.store import Store, fleet_lock
+
+if TYPE_CHECKING:
+    from vmfleet.spec.load import LoadedFleet
 
 app = typer.Typer(
     name="vmfleet",
@@ -37,6 +38,8 @@ Output = Annotated[
 
 
 def load_fleet(path: Path) -> LoadedFleet:
+    from vmfleet.spec.load import load  # pydantic loads here, not for `--help`
+
     loaded = load(path)
     for warning in loaded.document.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -55,6 +58,8 @@ WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for anot
 def fleet_context(
     file: Path, state: Path | None, *, lock: bool, what: str, wait: float = 0.0
 ) -> Iterator[FleetContext]:
+    from vmfleet.state.store import Store, fleet_lock
+
     loaded = load_fleet(file)
     state_dir = state_dir_for(loaded, state)
     guard = fleet_lock(state_dir, wait=wait, what=what) if lock else contextlib.nullcontext()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
@@ -27,12 +27,13 @@ from vmfleet.cli.common import (
 )
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.cli.progress import VmProgress
-from vmfleet.core.expand import Instance, expand
-from vmfleet.core.plan import Plan
-from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, UsageError
-from vmfleet.spec.load import load_text
 from vmfleet.spec.units import format_size
+
+if TYPE_CHECKING:
+    from vmfleet.core.expand import Instance
+    from vmfleet.core.plan import Plan
+    from vmfleet.engine.context import FleetContext
 
 
 def instance_row(inst: Instance) -> dict[str, object]:
@@ -63,6 +64,8 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
 
     Exits 2 when the file has problems. Nothing on any host is touched.
     """
+    from vmfleet.core.expand import expand  # the spec models load on use, not for `--help`
+
     loaded = load_fleet(file)
     instances = expand(loaded.spec, fleet=loaded.name)
     rows = []
@@ -115,6 +118,8 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
     """Show every VM the fleet file expands to: names, sizes, MACs, IPs, groups, labels."""
+    from vmfleet.core.expand import expand
+
     loaded = load_fleet(file)
     rows = [instance_row(i) for i in expand(loaded.spec, fleet=loaded.name)]
     emit(
@@ -138,9 +143,10 @@ def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def convert(file: FleetFile) -> None:
     """Print the native fleet-file form of any supported format (validated first)."""
+    from vmfleet.spec.load import load_text, parse
+
     text = _read(file)
     document, fmt = load_text(text, file=str(file))
-    from vmfleet.spec.load import parse
 
     parse(document)
     for warning in document.warnings:

@@ -7,14 +7,18 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmfleet.core.expand import Instance, Leases, expand
-from vmfleet.core.placement import PlacementResult
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.spec.load import LoadedFleet
-from vmfleet.spec.models import HostSpec
-from vmfleet.state.store import Store
+
+if TYPE_CHECKING:
+    # Types only: the CLI imports this module for every command, `--help` included.
+    from vmfleet.core.expand import Instance
+    from vmfleet.core.placement import PlacementResult
+    from vmfleet.drivers.libvirt import LibvirtHost
+    from vmfleet.spec.load import LoadedFleet
+    from vmfleet.spec.models import HostSpec
+    from vmfleet.state.store import Store
 
 LOCAL_HOST = "local"
 
@@ -48,10 +52,14 @@ class FleetContext:
         return self.loaded.name
 
     def host_specs(self) -> dict[str, HostSpec]:
+        from vmfleet.spec.models import HostSpec
+
         return dict(self.loaded.spec.hosts) or {LOCAL_HOST: HostSpec()}
 
     def host(self, name: str) -> LibvirtHost:
         """The connection to a host, opened on first use (HostUnreachableError if it can't)."""
+        from vmfleet.drivers.libvirt import LibvirtHost  # libvirt loads when a host is used
+
         with self._lock:
             if name not in self._hosts:
                 spec = self.host_specs()[name]
@@ -67,6 +75,8 @@ class FleetContext:
 
     def instances(self) -> list[Instance]:
         """The fleet's VMs, with MACs and IPs kept from earlier runs."""
+        from vmfleet.core.expand import Leases, expand
+
         leases = Leases(
             macs={(le.vm, le.slot): le.value for le in self.store.leases("mac")},
             ips={(le.vm, le.slot): le.value for le in self.store.leases("ip")},

@@ -14,42 +14,96 @@ Remove: stop → undefine → delete every volume with the VM's name prefix → 
 
 from __future__ import annotations
 
-from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
-from vmfleet.engine.provision.create import create
-from vmfleet.engine.provision.definition import (
-    domain_config,
-    domain_type,
-    existing_disks,
-    with_overlays,
-)
-from vmfleet.engine.provision.journal import (
-    Progress,
-    recover,
-    remove_volumes,
-    rollback,
-    sweep_volumes,
-    volume_names,
-)
-from vmfleet.engine.provision.networks import (
-    attachment_for,
-    ensure_networks,
-    network_name,
-    owned_network_xml,
-    remove_networks,
-)
-from vmfleet.engine.provision.ports import (
-    CONTROL_GUEST_PORT,
-    FORWARD_SLOT_BASE,
-    PORT_BASE,
-    PORT_SPAN,
-    Access,
-    access,
-    forward_port,
-    record_leases,
-)
-from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
-from vmfleet.engine.provision.remove import remove
-from vmfleet.engine.provision.seed import seed_iso
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
+    from vmfleet.engine.provision.create import create
+    from vmfleet.engine.provision.definition import (
+        domain_config,
+        domain_type,
+        existing_disks,
+        with_overlays,
+    )
+    from vmfleet.engine.provision.journal import (
+        Progress,
+        recover,
+        remove_volumes,
+        rollback,
+        sweep_volumes,
+        volume_names,
+    )
+    from vmfleet.engine.provision.networks import (
+        attachment_for,
+        ensure_networks,
+        network_name,
+        owned_network_xml,
+        remove_networks,
+    )
+    from vmfleet.engine.provision.ports import (
+        CONTROL_GUEST_PORT,
+        FORWARD_SLOT_BASE,
+        PORT_BASE,
+        PORT_SPAN,
+        Access,
+        access,
+        forward_port,
+        record_leases,
+    )
+    from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
+    from vmfleet.engine.provision.remove import remove
+    from vmfleet.engine.provision.seed import seed_iso
+
+# Loaded on first use (PEP 562), so importing the engine does not load libvirt, pycdlib,
+# Jinja2 or asyncssh: submodule -> the names this package re-exports from it.
+_FROM: dict[str, tuple[str, ...]] = {
+    "base_images": (
+        "digest",
+        "ensure_base",
+        "image_path",
+    ),
+    "create": ("create",),
+    "definition": (
+        "domain_config",
+        "domain_type",
+        "existing_disks",
+        "with_overlays",
+    ),
+    "journal": (
+        "Progress",
+        "recover",
+        "remove_volumes",
+        "rollback",
+        "sweep_volumes",
+        "volume_names",
+    ),
+    "networks": (
+        "attachment_for",
+        "ensure_networks",
+        "network_name",
+        "owned_network_xml",
+        "remove_networks",
+    ),
+    "ports": (
+        "CONTROL_GUEST_PORT",
+        "FORWARD_SLOT_BASE",
+        "PORT_BASE",
+        "PORT_SPAN",
+        "Access",
+        "access",
+        "forward_port",
+        "record_leases",
+    ),
+    "readiness": (
+        "ReadinessWatcher",
+        "wait_ready",
+        "watcher",
+    ),
+    "remove": ("remove",),
+    "seed": ("seed_iso",),
+}
+_WHERE = {name: module for module, names in _FROM.items() for name in names}
 
 __all__ = [
     "CONTROL_GUEST_PORT",
@@ -85,3 +139,11 @@ __all__ = [
     "watcher",
     "with_overlays",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'vmfleet.engine.provision' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

@@ -40,6 +40,7 @@ PER_BOOTING_VM = 60.0
 INTERVAL = 0.25
 # A login on a slow guest (key exchange under TCG) may take long after the banner.
 LOGIN_TIMEOUT = 60.0
+LOGIN_RETRY = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,9 @@ async def _ssh_login(check: Check) -> tuple[bool, str]:
             connect_timeout=LOGIN_TIMEOUT,
         )
     except ssh.SshError as error:
+        # sshd greets before cloud-init installs the keys: a refused login costs the guest a
+        # key exchange, so the next try waits a little longer than a refused connection.
+        await asyncio.sleep(LOGIN_RETRY)
         return False, f"banner {banner!r}, login failed: {error.reason}"
     return result.exit_status == 0, f"login ran `true`: exit {result.exit_status}"
 
