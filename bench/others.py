@@ -74,7 +74,7 @@ def _kcli(home: Path, *args: str) -> tuple[float, float]:
         [str(KCLI), *args],
         env={**os.environ, "HOME": str(home)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -82,7 +82,7 @@ def _vmfleet(*args: str) -> tuple[float, float]:
     return timed(
         [sys.executable, "-m", "vmfleet.cli.main", *args],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 

@@ -44,7 +44,7 @@ def up_down() -> list[dict[str, object]]:
                     *extra,
                 ],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             rows += _top(prof, f"{verb} {count}", wall)
     return rows

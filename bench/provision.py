@@ -39,8 +39,11 @@ def timed(argv: list[str], **kwargs: object) -> tuple[float, float]:
     """Run a command to its end: (wall seconds, CPU seconds of it and its children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(argv, check=False, **kwargs)  # type: ignore[call-overload]
     wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace")[-3000:] if done.stderr else ""
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}\n{tail}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
@@ -50,7 +53,7 @@ def _cli(*args: str) -> tuple[float, float]:
     return timed(
         [PY, "-m", "vmfleet.cli.main", *args],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -137,16 +140,20 @@ vms:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         start = time.perf_counter()
-        subprocess.run(
-            [PY, "-m", "vmfleet.cli.main", "up", str(path)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        returned = time.perf_counter()
-        stop.set()
-        watcher.join()
-        _cli("down", str(path), "--yes")
+        try:
+            done = subprocess.run(
+                [PY, "-m", "vmfleet.cli.main", "up", str(path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            returned = time.perf_counter()
+        finally:
+            stop.set()
+            watcher.join()
+            _cli("down", str(path), "--yes")
+    if done.returncode != 0:
+        return [{"measure": f"up {count} Debian guests failed", "error": done.stderr[-2000:]}]
     last = max(first_answer.values()) if len(first_answer) == count else float("nan")
     return [
         {
