@@ -2,8 +2,8 @@
 
 Rooms: `create` and `remove` (the sequences), `definition` (domain config), `seed` (cloud-init
 seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness`
-(`ReadinessWatcher`, `wait_ready`) and `journal`
-(journaled steps, rollback, recover, volume sweeps).
+(`ReadinessWatcher`, `wait_ready`) and `journal` (journaled steps, rollback, recover, volume
+sweeps).
 
 Create: base image (once per host) → root disk (linked clone or copy, grown) → data disks →
 seed ISO → define → start → ready. Every step that creates something on a host writes an
@@ -14,96 +14,42 @@ Remove: stop → undefine → delete every volume with the VM's name prefix → 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
-    from vmfleet.engine.provision.create import create
-    from vmfleet.engine.provision.definition import (
-        domain_config,
-        domain_type,
-        existing_disks,
-        with_overlays,
-    )
-    from vmfleet.engine.provision.journal import (
-        Progress,
-        recover,
-        remove_volumes,
-        rollback,
-        sweep_volumes,
-        volume_names,
-    )
-    from vmfleet.engine.provision.networks import (
-        attachment_for,
-        ensure_networks,
-        network_name,
-        owned_network_xml,
-        remove_networks,
-    )
-    from vmfleet.engine.provision.ports import (
-        CONTROL_GUEST_PORT,
-        FORWARD_SLOT_BASE,
-        PORT_BASE,
-        PORT_SPAN,
-        Access,
-        access,
-        forward_port,
-        record_leases,
-    )
-    from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
-    from vmfleet.engine.provision.remove import remove
-    from vmfleet.engine.provision.seed import seed_iso
-
-# Loaded on first use (PEP 562), so importing the engine does not load libvirt, pycdlib,
-# Jinja2 or asyncssh: submodule -> the names this package re-exports from it.
-_FROM: dict[str, tuple[str, ...]] = {
-    "base_images": (
-        "digest",
-        "ensure_base",
-        "image_path",
-    ),
-    "create": ("create",),
-    "definition": (
-        "domain_config",
-        "domain_type",
-        "existing_disks",
-        "with_overlays",
-    ),
-    "journal": (
-        "Progress",
-        "recover",
-        "remove_volumes",
-        "rollback",
-        "sweep_volumes",
-        "volume_names",
-    ),
-    "networks": (
-        "attachment_for",
-        "ensure_networks",
-        "network_name",
-        "owned_network_xml",
-        "remove_networks",
-    ),
-    "ports": (
-        "CONTROL_GUEST_PORT",
-        "FORWARD_SLOT_BASE",
-        "PORT_BASE",
-        "PORT_SPAN",
-        "Access",
-        "access",
-        "forward_port",
-        "record_leases",
-    ),
-    "readiness": (
-        "ReadinessWatcher",
-        "wait_ready",
-        "watcher",
-    ),
-    "remove": ("remove",),
-    "seed": ("seed_iso",),
-}
-_WHERE = {name: module for module, names in _FROM.items() for name in names}
+from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
+from vmfleet.engine.provision.create import create
+from vmfleet.engine.provision.definition import (
+    domain_config,
+    domain_type,
+    existing_disks,
+    with_overlays,
+)
+from vmfleet.engine.provision.journal import (
+    Progress,
+    recover,
+    remove_volumes,
+    rollback,
+    sweep_volumes,
+    volume_names,
+)
+from vmfleet.engine.provision.networks import (
+    attachment_for,
+    ensure_networks,
+    network_name,
+    owned_network_xml,
+    remove_networks,
+)
+from vmfleet.engine.provision.ports import (
+    CONTROL_GUEST_PORT,
+    FORWARD_SLOT_BASE,
+    PORT_BASE,
+    PORT_SPAN,
+    Access,
+    access,
+    forward_port,
+    record_leases,
+)
+from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
+from vmfleet.engine.provision.remove import remove
+from vmfleet.engine.provision.seed import seed_iso
 
 __all__ = [
     "CONTROL_GUEST_PORT",
@@ -139,11 +85,3 @@ __all__ = [
     "watcher",
     "with_overlays",
 ]
-
-
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'vmfleet.engine.provision' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet.drivers import download, qemuimg
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import base_volume_name
 from vmfleet.drivers.qemuimg import QemuImg
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import ImageError
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
 
 _base_locks: dict[tuple[str, str], threading.Lock] = {}
 _base_locks_guard = threading.Lock()

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.domainxml import VolumeConfig
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import parse_volume_name, volume_name
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import HypervisorError
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
 
 Progress = Callable[[str, str, str], None]  # (vm, phase, detail)
 

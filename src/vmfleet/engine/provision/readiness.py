@@ -19,11 +19,10 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmfleet.core.expand import Instance
 from vmfleet.drivers import guest, ssh, sshkeys
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.hostkeys import known_hosts_path, strict_host_keys
 from vmfleet.engine.provision.ports import (
@@ -33,6 +32,9 @@ from vmfleet.engine.provision.ports import (
     forward_port,
 )
 from vmfleet.errors import GuestError
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
 
 DEFAULT_TIMEOUT = 300.0
 # Added to the default timeout for each other VM booting on the same host at once.
