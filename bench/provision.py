@@ -105,8 +105,10 @@ def up_down(rounds: int = 1) -> list[dict[str, object]]:
     return rows
 
 
-def ssh_ready(count: int = 5) -> list[dict[str, object]]:
-    """Seconds from the last guest's first SSH banner to `vmfleet up` returning."""
+def ssh_ready(count: int | None = None) -> list[dict[str, object]]:
+    """Seconds from the last guest's first SSH banner to `vmfleet up` returning
+    (`count` Debian guests, default `BENCH_SSH_VMS` or 5)."""
+    count = count or int(os.environ.get("BENCH_SSH_VMS", "5"))
     with tempfile.TemporaryDirectory() as tmp:
         fleet = f"benchssh-{uuid.uuid4().hex[:6]}"
         path = Path(tmp) / "fleet.yaml"
