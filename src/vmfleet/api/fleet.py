@@ -245,9 +245,12 @@ class Fleet(Day2):
         *,
         workers: int = 8,
         confirm: ConfirmCallback | None = None,
+        graceful: float | None = None,
     ) -> Outcomes:
         """Stop and remove the fleet's VMs (all, or those `targets` name), their disks and
-        seeds; base images stay. `confirm` is asked first; False cancels (FleetError)."""
+        seeds; base images stay. Running VMs are pulled (destroyed) at once, or with
+        `graceful` asked to shut down and pulled after that many seconds. `confirm` is asked
+        first; False cancels (FleetError)."""
         with self._locked(f"down {self.path}") as ctx:
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
@@ -258,7 +261,12 @@ class Fleet(Day2):
             if chosen and not self._agree(confirm, "remove", chosen):
                 raise FleetError("cancelled: nothing was removed")
             results = engine.down(
-                ctx, names, progress=self._stage(f"down {self.name}", chosen), workers=workers
+                ctx,
+                names,
+                progress=self._stage(f"down {self.name}", chosen),
+                workers=workers,
+                graceful=graceful,
+                observation=seen,
             )
             return Outcomes(self.name, _outcomes(results), recovered)
 

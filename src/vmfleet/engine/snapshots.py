@@ -22,17 +22,19 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from vmfleet.core import groups
 from vmfleet.core.expand import Instance
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import FileSource, SnapshotConfig, SnapshotDisk, VolumeSource
-from vmfleet.drivers.libvirt import DomainState, LibvirtHost, SnapshotInfo
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, GuestError, HypervisorError, UsageError
 from vmfleet.spec.models import FleetSpec
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost, SnapshotInfo
 
 DEFAULT_TIMEOUT = 300.0
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
@@ -507,6 +509,8 @@ def revert(
                     f"vm {member.vm}: cannot revert to internal snapshot {name!r} while its "
                     "disks are external overlays; delete the external snapshots first"
                 )
+            from vmfleet.drivers.libvirt import DomainState  # libvirt loads on use
+
             noted, consistency = note(snap)
             state = DomainState(noted) if noted else snap.state
             host.snapshot_revert(member.vm, name, state=state, timeout=timeout)
