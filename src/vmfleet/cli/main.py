@@ -507,8 +507,10 @@ def _read(file: Path) -> str:
 
 # Command modules for further capabilities register themselves on `app` when imported.
 from vmfleet.cli import access  # noqa: E402,F401
+from vmfleet.cli import events as _events  # noqa: E402,F401
 from vmfleet.cli import groups as group_cli  # noqa: E402
 from vmfleet.cli import hosts as _hosts  # noqa: E402,F401
+from vmfleet.cli import serve as _serve  # noqa: E402,F401
 from vmfleet.cli import snapshots as snapshot_cli  # noqa: E402,F401
 
 

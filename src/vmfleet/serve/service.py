@@ -1,0 +1,206 @@
+"""What `serve` runs besides HTTP: the fleet context, looks at the fleet, the watchers that
+turn what libvirt and the hosts report into events, and the actions.
+
+Actions call the same engine functions as the CLI commands (`vmfleet power`, `start`, `stop`,
+`snapshot create`) and take the fleet lock the same way, so an API action and a CLI run never
+interleave: the later one waits up to `lock_wait` seconds, then fails with LockedError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from vmfleet import engine
+from vmfleet.core import groups as core
+from vmfleet.drivers.libvirt import LibvirtHost, LifecycleEvent
+from vmfleet.engine import groups as engine_groups
+from vmfleet.engine import snapshots
+from vmfleet.engine.context import FleetContext
+from vmfleet.engine.monitor import FleetView, Monitor
+from vmfleet.errors import FleetError, UsageError
+from vmfleet.serve import metrics
+from vmfleet.state import events
+from vmfleet.state.store import fleet_lock
+
+GROUP_VERBS = {
+    "on": core.POWERED_ON,
+    "off": core.POWERED_OFF,
+    "suspend": core.SUSPENDED,
+    "resume": "Resumed",
+}
+VM_VERBS = ("start", "stop", "reboot")
+WATCHED = ("started", "stopped", "crashed", "suspended", "resumed")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """One VM's part in an action."""
+
+    vm: str
+    ok: bool
+    detail: str
+
+
+class Service:
+    """One fleet served: shared by every request thread (the engine's calls are thread-safe;
+    the fleet lock orders actions)."""
+
+    def __init__(self, ctx: FleetContext, *, lock_wait: float = 30.0) -> None:
+        self.ctx = ctx
+        self.lock_wait = lock_wait
+        self.monitor = Monitor(ctx)
+        self.registry: CollectorRegistry
+        self.registry, self._durations = metrics.registry(self.view)
+        self._watches: list[tuple[LibvirtHost, int]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: dict[str, str] = {}
+
+    @property
+    def fleet(self) -> str:
+        return self.ctx.fleet
+
+    def view(self) -> FleetView:
+        return self.monitor.gather()
+
+    # --- watching ---------------------------------------------------------------------------
+
+    def start(self, *, interval: float = 5.0) -> None:
+        """Watch every reachable host's lifecycle events, and every `interval` seconds note
+        hosts that stop or start answering and groups whose Ready condition changes."""
+        for name in self.ctx.host_specs():
+            try:
+                host = self.ctx.host(name)
+                self._watches.append((host, host.watch_lifecycle(self._on_lifecycle)))
+            except FleetError as err:
+                self._note(f"host/{name}", "host-unreachable", str(err))
+        self.check()
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), name="vmfleet-watch", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for host, handle in self._watches:
+            with contextlib.suppress(FleetError):
+                host.unwatch(handle)
+        self._watches.clear()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with contextlib.suppress(FleetError):
+                self.check()
+            events.prune(self.ctx.store)
+
+    def check(self) -> FleetView:
+        """One look: record what changed since the last (host reachability, group Ready)."""
+        view = self.view()
+        for h in view.hosts:
+            state = "host-reachable" if h.reachable else "host-unreachable"
+            self._note(f"host/{h.name}", state, h.error or f"{h.name} answers ({h.uri})")
+        for g in view.groups:
+            ready = g.conditions[0]
+            text = f"Ready={ready.status}" + (f": {ready.message}" if ready.message else "")
+            self._note(f"group/{g.name}", "group-condition", text)
+        return view
+
+    def _note(self, obj: str, reason: str, message: str) -> None:
+        """Record an event when an object's last noted state differs (not on every look);
+        a host's first look is recorded only when it does not answer."""
+        key = f"{reason}:{message}" if reason == "group-condition" else reason
+        previous = self._last.get(obj)
+        self._last[obj] = key
+        if previous == key or (previous is None and reason == "host-reachable"):
+            return
+        events.record(self.ctx.store, reason=reason, obj=obj, message=message)
+
+    def _on_lifecycle(self, event: LifecycleEvent) -> None:
+        if event.owner is None or event.owner.fleet != self.fleet or event.event not in WATCHED:
+            return
+        why = f" ({event.detail})" if event.detail else ""
+        events.record(
+            self.ctx.store,
+            reason=f"domain-{event.event}",
+            obj=event.vm,
+            message=f"libvirt: {event.vm} {event.event}{why} on {event.host}",
+        )
+
+    # --- actions ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, what: str) -> Iterator[None]:
+        with fleet_lock(self.ctx.state_dir, wait=self.lock_wait, what=f"serve: {what}"):
+            yield
+
+    def power_group(self, group: str, verb: str) -> list[ActionResult]:
+        """`vmfleet power VERB FILE GROUP`: the group's boot walk or reverse power-off."""
+        if verb not in GROUP_VERBS:
+            raise UsageError(f"unknown power verb {verb!r} (one of {', '.join(GROUP_VERBS)})")
+        if group not in self.ctx.loaded.spec.groups:
+            raise UsageError(f"no group {group!r} in fleet {self.fleet}")
+        self._asked(f"group/{group}", f"power {verb}")
+        started = time.monotonic()
+        with self._locked(f"power {verb} {group}"):
+            try:
+                outcomes = engine_groups.power(self.ctx, group, GROUP_VERBS[verb])
+            finally:
+                self._observe("group-power", started)
+        for o in outcomes:
+            if o.started_at is not None and o.ready_at is not None:
+                self._durations.labels("ready").observe(o.ready_at - o.started_at)
+        return [ActionResult(o.vm, o.ok, o.detail) for o in outcomes]
+
+    def power_vm(self, vm: str, verb: str) -> list[ActionResult]:
+        """`vmfleet start|stop|reboot FILE VM` (no fleet lock, like the CLI)."""
+        if verb not in VM_VERBS:
+            raise UsageError(f"unknown power verb {verb!r} (one of {', '.join(VM_VERBS)})")
+        self._asked(vm, verb)
+        started = time.monotonic()
+        try:
+            outcomes = engine.power(self.ctx, [vm], verb)
+        finally:
+            self._observe("vm-power", started)
+        return [ActionResult(o.vm, o.ok, o.detail) for o in outcomes]
+
+    def snapshot(
+        self, name: str, *, vms: Sequence[str] = (), group: str | None = None, all_vms: bool = False
+    ) -> tuple[list[ActionResult], float | None]:
+        """`vmfleet snapshot create`: members at one moment; returns the pause window."""
+        snapshots.check_name(name)
+        self._asked(f"group/{group}" if group else None, f"snapshot {name}")
+        started = time.monotonic()
+        with self._locked(f"snapshot {name}"):
+            chosen = snapshots.members(self.ctx, vms=vms, group=group, all_vms=all_vms)
+            report = snapshots.create(self.ctx, chosen, name, group=group)
+        self._observe("snapshot", started)
+        if report.pause_window is not None:
+            self._durations.labels("snapshot-pause-window").observe(report.pause_window)
+        for r in report.results:
+            events.record(
+                self.ctx.store,
+                reason="snapshot",
+                obj=r.vm,
+                message=f"snapshot {name}: {r.detail}" + (f" ({r.consistency})" if r.ok else ""),
+            )
+        return [ActionResult(r.vm, r.ok, r.detail) for r in report.results], report.pause_window
+
+    def snapshot_list(
+        self, *, vms: Sequence[str] = (), group: str | None = None
+    ) -> list[dict[str, object]]:
+        chosen = snapshots.members(
+            self.ctx, vms=vms, group=group, all_vms=not vms and group is None
+        )
+        return snapshots.listing(self.ctx, chosen)
+
+    def _asked(self, obj: str | None, what: str) -> None:
+        events.record(self.ctx.store, reason="action", obj=obj, message=f"API: {what}")
+
+    def _observe(self, operation: str, started: float) -> None:
+        self._durations.labels(operation).observe(time.monotonic() - started)
