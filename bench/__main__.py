@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import groups, placement, provision, snapshots
+from bench import groups, placement, provision, serve, snapshots
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "placement": placement.run,
     "snapshots": snapshots.group_vs_sequential,
     "group-boot": groups.boot_order,
+    "scrape": serve.scrape_100,
 }
 
 

@@ -53,7 +53,13 @@ def test_vm_states_match_what_libvirt_reports(ctx: FleetContext) -> None:
     samples = scrape(client)
     for vm, expected in ((web0, "running"), (db, "shutoff"), (spare, "absent")):
         assert value(samples, "vmfleet_vm_state", vm=vm, state=expected) == 1.0
-        assert value(samples, "vmfleet_vm_state", vm=vm, state="crashed") == 0.0
+        assert value(samples, "vmfleet_vm_running", vm=vm) == float(expected == "running")
+        states = [
+            dict(ls)["state"]
+            for n, ls in samples
+            if n == "vmfleet_vm_state" and dict(ls)["vm"] == vm
+        ]
+        assert states == [expected]  # one state series per VM
     libvirt_state = conn.lookupByName(web0).state()[0]
     assert libvirt_state == libvirt.VIR_DOMAIN_RUNNING
     assert value(samples, "vmfleet_vm_state", vm=web0, host="local", state="running") == 1.0

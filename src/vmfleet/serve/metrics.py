@@ -2,7 +2,8 @@
 
 Each scrape gathers one `FleetView` (one `getAllDomainStats` call per host) and turns it into
 metric families. Labels stay bounded: `fleet`, `host`, `vm` (the spec's VMs and orphans of the
-fleet), `group`, `state` (the eight libvirt states), `operation` (a fixed list). Nothing is
+fleet), `group`, `state` (the eight libvirt states, `absent`, `unknown`; only the current one
+is exported, so a VM has one state series), `operation` (a fixed list). Nothing is
 labelled by snapshot, event or time.
 """
 
@@ -19,7 +20,6 @@ from vmfleet.engine.monitor import FleetView
 
 OPERATIONS = ("up", "ready", "group-power", "snapshot", "snapshot-pause-window", "vm-power")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-VM_STATES = (*(str(s) for s in DomainState), "absent", "unknown")
 
 
 class FleetCollector(Collector):
@@ -74,8 +74,11 @@ def _vm_metrics(view: FleetView) -> Iterator[Metric]:
     labels = ["fleet", "vm", "host"]
     state = GaugeMetricFamily(
         "vmfleet_vm_state",
-        "1 for the VM's current state, 0 for the others.",
+        "1, labelled with the VM's current state (one series per VM).",
         labels=[*labels, "state"],
+    )
+    running = GaugeMetricFamily(
+        "vmfleet_vm_running", "1 when the VM runs, 0 otherwise.", labels=labels
     )
     families = [
         (
@@ -88,8 +91,8 @@ def _vm_metrics(view: FleetView) -> Iterator[Metric]:
     ]
     for vm in view.vms:
         values = [view.fleet, vm.name, vm.host or ""]
-        for name in VM_STATES:
-            state.add_metric([*values, name], 1.0 if vm.state == name else 0.0)
+        state.add_metric([*values, vm.state], 1.0)
+        running.add_metric(values, 1.0 if vm.state == DomainState.RUNNING else 0.0)
         if vm.stats is None:
             continue
         for family, field in families:
@@ -97,6 +100,7 @@ def _vm_metrics(view: FleetView) -> Iterator[Metric]:
             if value is not None:
                 family.add_metric(values, float(value))
     yield state
+    yield running
     for family, _field in families:
         yield family
 
