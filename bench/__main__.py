@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "snapshots": snapshots.group_vs_sequential,
     "group-boot": groups.boot_order,
     "scrape": serve.scrape_100,
+    "scrape-micro": serve.scrape_micro,
 }
 
 

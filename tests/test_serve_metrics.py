@@ -96,7 +96,7 @@ def test_an_unreachable_host_is_down_not_an_error(tmp_path: Path) -> None:
     ctx.close()
 
 
-def test_one_bulk_stats_call_per_host_per_scrape(ctx: FleetContext) -> None:
+def test_one_bulk_stats_call_per_host_per_look_shared_by_close_requests(ctx: FleetContext) -> None:
     host = ctx.host("local")
     calls = []
     conn = host._connection()
@@ -107,12 +107,17 @@ def test_one_bulk_stats_call_per_host_per_scrape(ctx: FleetContext) -> None:
             return getattr(conn, name)
 
     host._conn = Counting()
-    client = TestClient(create_app(Service(ctx), token="t", reads_need_token=False))
+    svc = Service(ctx)
+    client = TestClient(create_app(svc, token="t", reads_need_token=False))
     scrape(client)
     calls.clear()
+    svc.changed()  # as after a libvirt event: the next scrape must look again
     scrape(client)
     assert calls.count("getAllDomainStats") == 1
     assert "lookupByName" not in calls and "listAllDomains" not in calls
+    calls.clear()
+    scrape(client)  # within a second of the last look, with nothing changed: reused
+    assert calls == []
     host._conn = conn
 
 

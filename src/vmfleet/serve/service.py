@@ -35,6 +35,7 @@ GROUP_VERBS = {
     "resume": "Resumed",
 }
 VM_VERBS = ("start", "stop", "reboot")
+VIEW_MAX_AGE = 1.0  # seconds a look at the hosts serves further requests
 WATCHED = ("started", "stopped", "crashed", "suspended", "resumed")
 
 
@@ -61,13 +62,36 @@ class Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: dict[str, str] = {}
+        self._view_lock = threading.Lock()  # one look at a time
+        self._change_lock = threading.Lock()
+        self._view: tuple[float, FleetView] | None = None
+        self._generation = 0  # bumped by every change seen: a look from before is not reused
 
     @property
     def fleet(self) -> str:
         return self.ctx.fleet
 
-    def view(self) -> FleetView:
-        return self.monitor.gather()
+    def view(self, *, max_age: float = VIEW_MAX_AGE) -> FleetView:
+        """A look at the hosts no older than `max_age` seconds and taken after the last
+        change seen. Requests that come while a look runs wait for it instead of asking the
+        hosts again (libvirt's bulk stats query every running QEMU: seconds on a busy host)."""
+        with self._view_lock:
+            with self._change_lock:
+                generation, cached = self._generation, self._view
+            if cached is not None and time.monotonic() - cached[0] <= max_age:
+                return cached[1]
+            view = self.monitor.gather()
+            with self._change_lock:
+                if generation == self._generation:
+                    self._view = (time.monotonic(), view)
+            return view
+
+    def changed(self) -> None:
+        """Something changed (a libvirt event, an action): the next request looks again.
+        Quick: libvirt's event loop thread calls it."""
+        with self._change_lock:
+            self._generation += 1
+            self._view = None
 
     # --- watching ---------------------------------------------------------------------------
 
@@ -101,7 +125,7 @@ class Service:
 
     def check(self) -> FleetView:
         """One look: record what changed since the last (host reachability, group Ready)."""
-        view = self.view()
+        view = self.view(max_age=0.0)
         for h in view.hosts:
             state = "host-reachable" if h.reachable else "host-unreachable"
             self._note(f"host/{h.name}", state, h.error or f"{h.name} answers ({h.uri})")
@@ -124,6 +148,7 @@ class Service:
     def _on_lifecycle(self, event: LifecycleEvent) -> None:
         if event.owner is None or event.owner.fleet != self.fleet or event.event not in WATCHED:
             return
+        self.changed()
         why = f" ({event.detail})" if event.detail else ""
         events.record(
             self.ctx.store,
@@ -203,4 +228,5 @@ class Service:
         events.record(self.ctx.store, reason="action", obj=obj, message=f"API: {what}")
 
     def _observe(self, operation: str, started: float) -> None:
+        self.changed()
         self._durations.labels(operation).observe(time.monotonic() - started)
