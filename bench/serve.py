@@ -45,57 +45,42 @@ def scrape_100() -> list[dict[str, object]]:
         for i in ctx.instances():
             host.define(domain_xml("bscrape", i.name, i.template, i.index))
             host.start(i.name)
-        svc = Service(ctx)
-        client = TestClient(create_app(svc, token="t", reads_need_token=False))
-        try:
-            first = _timed(client, svc)
-            times = [_timed(client, svc) for _ in range(SCRAPES)]
-            series = client.get("/metrics").text.count("\nvmfleet_vm_state{")
-        finally:
-            ctx.close()
-    return [
-        {
-            "measure": f"/metrics of {VMS} running VMs (test driver)",
-            "first_ms": first,
-            "median_ms": statistics.median(times),
-            "p90_ms": statistics.quantiles(times, n=10)[-1],
-            "worst_ms": max(times),
-            "vm_state_series": series,
-        }
-    ]
+        return [_measure(ctx, f"/metrics of {VMS} running VMs (test driver)")]
 
 
 def scrape_micro(count: int = 8) -> list[dict[str, object]]:
     """Milliseconds per scrape of `count` running micro guests on qemu:///system (TCG)."""
+    cli = [sys.executable, "-m", "vmfleet.cli.main"]
     with tempfile.TemporaryDirectory() as tmp:
         fleet = f"bscrape-{uuid.uuid4().hex[:6]}"
         path = Path(tmp) / "fleet.yaml"
         path.write_text(micro_fleet_yaml(fleet, replicas=count, template="bscrape"))
-        subprocess.run([sys.executable, "-m", "vmfleet.cli.main", "up", str(path)], check=True)
+        subprocess.run([*cli, "up", str(path)], check=True, capture_output=True)
         ctx = FleetContext(loaded=load(path), store=Store(Path(tmp) / "s"), state_dir=Path(tmp))
-        svc = Service(ctx)
-        client = TestClient(create_app(svc, token="t", reads_need_token=False))
         try:
-            first = _timed(client, svc)
-            times = [_timed(client, svc) for _ in range(SCRAPES)]
-            samples = client.get("/metrics").text.count("\nvmfleet_vm_")
+            return [_measure(ctx, f"/metrics of {count} running micro guests (qemu:///system)")]
         finally:
-            ctx.close()
-            subprocess.run(
-                [sys.executable, "-m", "vmfleet.cli.main", "down", str(path), "--yes"],
-                check=True,
-                capture_output=True,
-            )
-    return [
-        {
-            "measure": f"/metrics of {count} running micro guests (qemu:///system)",
-            "first_ms": first,
-            "median_ms": statistics.median(times),
-            "p90_ms": statistics.quantiles(times, n=10)[-1],
-            "worst_ms": max(times),
-            "vm_samples": samples,
-        }
-    ]
+            subprocess.run([*cli, "down", str(path), "--yes"], check=True, capture_output=True)
+
+
+def _measure(ctx: FleetContext, measure: str) -> dict[str, object]:
+    """Scrape once, then SCRAPES times, each a fresh look at the hosts; closes `ctx`."""
+    svc = Service(ctx)
+    client = TestClient(create_app(svc, token="t", reads_need_token=False))
+    try:
+        first = _timed(client, svc)
+        times = [_timed(client, svc) for _ in range(SCRAPES)]
+        series = client.get("/metrics").text.count("\nvmfleet_vm_state{")
+    finally:
+        ctx.close()
+    return {
+        "measure": measure,
+        "first_ms": first,
+        "median_ms": statistics.median(times),
+        "p90_ms": statistics.quantiles(times, n=10)[-1],
+        "worst_ms": max(times),
+        "vm_state_series": series,
+    }
 
 
 def _timed(client: TestClient, svc: Service) -> float:
