@@ -8,12 +8,13 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import groups, placement, provision, serve, snapshots
+from bench import expand, groups, placement, provision, serve, snapshots
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
     "ssh-ready": provision.ssh_ready,
     "placement": placement.run,
+    "expand": expand.run,
     "snapshots": snapshots.group_vs_sequential,
     "group-boot": groups.boot_order,
     "scrape": serve.scrape_100,

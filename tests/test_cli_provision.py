@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from tests.e2e_support import vmfleet
 
+from vmfleet.engine.context import FleetContext
+
 
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
@@ -148,7 +150,6 @@ def test_existing_network_must_exist_on_the_host(
 def test_nics_attach_to_bridges_existing_and_owned_networks(
     fleet_file: Callable[[str], Path], image: Path, tmp_path: Path
 ) -> None:
-    from vmfleet.engine.context import FleetContext
     from vmfleet.engine.provision import attachment_for
     from vmfleet.spec.load import load
     from vmfleet.state.store import Store
@@ -182,11 +183,8 @@ def test_pool_without_room_is_refused_before_anything(
 def test_seed_carries_the_users_template_rendered_and_merged(
     fleet_file: Callable[[str], Path], image: Path, tmp_path: Path
 ) -> None:
-    import pycdlib
     import yaml
 
-    from vmfleet.engine.context import FleetContext
-    from vmfleet.engine.provision.seed import seed_iso
     from vmfleet.spec.load import load
     from vmfleet.state.store import Store
 
@@ -204,19 +202,8 @@ def test_seed_carries_the_users_template_rendered_and_merged(
             image,
         )
     )
-    loaded = load(path)
-    ctx = FleetContext(loaded=loaded, store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
-    instance = ctx.instances()[1]
-    iso = pycdlib.PyCdlib()
-    seed = tmp_path / "seed.iso"
-    seed.write_bytes(seed_iso(ctx, instance))
-    iso.open(str(seed))
-    docs = {}
-    for name in ("user-data", "meta-data"):
-        out = tmp_path / name
-        iso.get_file_from_iso(str(out), joliet_path=f"/{name}")
-        docs[name] = out.read_text()
-    iso.close()
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    docs = seed_documents(ctx, 1, tmp_path)
     user = yaml.safe_load(docs["user-data"])
     assert {"path": "/etc/role", "content": "web-1 of web (front)"}.items() <= (
         user["write_files"][-1].items()
@@ -225,3 +212,42 @@ def test_seed_carries_the_users_template_rendered_and_merged(
     assert user["apt"]["http_proxy"] == "http://10.10.0.148:3142"
     assert yaml.safe_load(docs["meta-data"])["local-hostname"] == "web-1"
     assert ctx.ssh_public_key().split()[1] in docs["user-data"]
+
+
+def seed_documents(ctx: FleetContext, index: int, tmp_path: Path) -> dict[str, str]:
+    """user-data and meta-data from the seed ISO `up` would attach to the index-th VM."""
+    import pycdlib
+
+    from vmfleet.engine.provision.seed import seed_iso
+
+    iso = pycdlib.PyCdlib()
+    seed = tmp_path / "seed.iso"
+    seed.write_bytes(seed_iso(ctx, ctx.instances()[index]))
+    iso.open(str(seed))
+    docs = {}
+    for name in ("user-data", "meta-data"):
+        out = tmp_path / name
+        iso.get_file_from_iso(str(out), joliet_path=f"/{name}")
+        docs[name] = out.read_text()
+    iso.close()
+    return docs
+
+
+def test_a_secret_file_is_read_beside_the_fleet_file_not_in_the_working_folder(
+    fleet_file: Callable[[str], Path], image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from vmfleet.drivers.secrets import verify_password
+    from vmfleet.spec.load import load
+    from vmfleet.state.store import Store
+
+    (tmp_path / "pw").write_text("beside-the-fleet\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "pw").write_text("in-the-working-folder\n")
+    path = fleet_file(fleet_on_test_driver("  web: {cloud_init: {password: {file: pw}}}", image))
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    monkeypatch.chdir(elsewhere)
+    (user,) = yaml.safe_load(seed_documents(ctx, 0, tmp_path)["user-data"])["users"]
+    assert verify_password("beside-the-fleet", user["hashed_passwd"])

@@ -72,6 +72,9 @@ def test_convert_prints_native_yaml_that_validates(tmp_path: Path) -> None:
     assert result.returncode == 0
     native = tmp_path / "native.yaml"
     native.write_text(result.stdout)
+    (tmp_path / "images").mkdir()  # validate wants the local images the manifests name
+    for image in ("ubuntu-22.04", "nginx-image", "redis-image"):
+        (tmp_path / "images" / f"{image}.qcow2").touch()
     again = vmfleet("validate", "-o", "json", str(native))
     assert json.loads(again.stdout)["format"] == "native"
     assert json.loads(again.stdout)["vms"] == 6

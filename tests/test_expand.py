@@ -225,3 +225,102 @@ def test_macs_do_not_depend_on_other_templates(fleet_file: Callable[[str], Path]
     one = expand(spec_of({"web": {"replicas": 2}}), fleet="f")
     two = expand(spec_of({"db": {"replicas": 5}, "web": {"replicas": 2}}), fleet="f")
     assert [i.nics[0].mac for i in one] == [i.nics[0].mac for i in two if i.template == "web"]
+
+
+# --- large networks and leases ---------------------------------------------------------------
+
+
+def test_allocation_on_a_huge_network_walks_past_reserved_ranges_without_listing_it() -> None:
+    spec = FleetSpec.model_validate(
+        {
+            "networks": {
+                "big": {
+                    "mode": "nat",
+                    "cidr": "10.0.0.0/8",
+                    "reserved": ["10.0.0.2-10.127.255.255", "10.128.0.0/16", "10.129.0.1"],
+                },
+                "all": {"mode": "isolated", "cidr": "0.0.0.0/0"},
+            },
+            "images": {"d": {"source": "/x"}},
+            "vms": {
+                "a": {"image": "d", "replicas": 3, "network": "big"},
+                "b": {"image": "d", "replicas": 2, "network": "all"},
+            },
+        }
+    )
+    ips = [i.nics[0].ip for i in expand(spec, fleet="f")]
+    # 10.0.0.1 is the gateway, then the ranges; 10.129.0.0 is free, .1 reserved.
+    assert ips == ["10.129.0.0", "10.129.0.2", "10.129.0.3", "0.0.0.2", "0.0.0.3"]
+
+
+def test_an_address_leased_to_a_vm_no_longer_in_the_file_stays_taken() -> None:
+    spec = spec_of({"web": {"replicas": 2}})
+    leases = Leases(
+        ips={("old", 0): "192.168.88.10"}, macs={("old", 0): generated_mac("f", "web-0", 0)}
+    )
+    web0, web1 = expand(spec, fleet="f", leases=leases)
+    assert (web0.nics[0].ip, web1.nics[0].ip) == ("192.168.88.11", "192.168.88.12")
+    assert web0.nics[0].mac != generated_mac("f", "web-0", 0)
+
+
+def test_a_leased_address_now_written_for_another_vm_goes_to_the_written_one() -> None:
+    spec = spec_of({"a": {"ips": ["192.168.88.10"]}, "b": {}})
+    _a, b = expand(spec, fleet="f", leases=Leases(ips={("b", 0): "192.168.88.10"}))
+    assert b.nics[0].ip == "192.168.88.11"
+
+
+def test_a_command_expands_once_until_the_leases_change_under_it(
+    fleet_file: Callable[[str], Path], tmp_path: Path
+) -> None:
+    from vmfleet.engine.context import FleetContext
+    from vmfleet.state.store import Store
+
+    path = fleet_file(
+        """
+        networks: {lab: {mode: nat, cidr: 192.168.88.0/24}}
+        images: {d: {source: /x}}
+        vms: {web: {image: d, network: lab, replicas: 2}}
+        """
+    )
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    first = ctx.instances()
+    # Recording the addresses it handed out (as provisioning does) keeps the expansion.
+    web0 = first[0]
+    ctx.store.lease(kind="ip", scope="lab", value=web0.nics[0].ip or "", vm=web0.name)
+    ctx.store.lease(kind="mac", scope="f", value=web0.nics[0].mac, vm=web0.name)
+    again = ctx.instances()
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    # A lease it did not hand out (another run, another VM) expands again and is honoured.
+    ctx.store.lease(kind="ip", scope="lab", value="192.168.88.50", vm="web-1")
+    changed = ctx.instances()
+    assert changed[1] is not first[1]
+    assert changed[1].nics[0].ip == "192.168.88.50"
+    assert changed[0].nics == first[0].nics
+    ctx.close()
+
+
+def test_install_docker_adds_the_package_and_starts_the_service_in_user_data() -> None:
+    import yaml
+
+    from vmfleet.drivers.cloudinit import SeedRequest, render_user_data
+
+    spec = spec_of(
+        {"box": {"cloud_init": {"packages": ["git"]}}, "plain": {}},
+        defaults={"image": "deb", "network": "lab", "cloud_init": {"install_docker": True}},
+    )
+    box, plain = expand(spec, fleet="f")
+    assert box.fields.cloud_init.packages == ["git", "docker.io"]
+    assert plain.fields.cloud_init.packages == ["docker.io"]
+    ci = box.fields.cloud_init
+    request = SeedRequest(
+        instance_id="i",
+        hostname=box.hostname,
+        user="vmfleet",
+        packages=tuple(ci.packages or ()),
+        runcmd=tuple(c if isinstance(c, str) else tuple(c) for c in ci.runcmd or ()),
+    )
+    data = yaml.safe_load(render_user_data(request))
+    assert data["packages"] == ["git", "docker.io"]
+    assert "systemctl enable --now docker" in data["runcmd"]
+    off = spec_of({"box": {"cloud_init": {"install_docker": False}}})
+    assert expand(off, fleet="f")[0].fields.cloud_init.packages is None

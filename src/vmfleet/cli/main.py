@@ -28,6 +28,7 @@ from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.cli.progress import VmProgress
 from vmfleet.core.expand import Instance, expand
 from vmfleet.core.plan import Plan
+from vmfleet.engine import checks
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.load import load_text
@@ -60,10 +61,13 @@ def instance_row(inst: Instance) -> dict[str, object]:
 def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
     """Check a fleet file and summarise it; every problem is listed with file:line:column.
 
-    Exits 2 when the file has problems. Nothing on any host is touched.
+    Beyond the file itself: referenced files exist (user-data and secret files inside the
+    fleet's folder or `trusted_paths`), `{env:}` secrets are set, and each VM's user-data
+    renders to valid cloud-config. Exits 2 when there are problems. No host is touched.
     """
     loaded = load_fleet(file)
     instances = expand(loaded.spec, fleet=loaded.name)
+    checks.offline(loaded, instances)
     rows = []
     for name, template in loaded.spec.vms.items():
         mine = [i for i in instances if i.template == name]
@@ -238,6 +242,7 @@ def up(
     """Make the hosts match the fleet file: create, change and start VMs, then wait until
     they are ready. Exits 1 if any VM failed."""
     with fleet_context(file, state, lock=True, what=f"up {file}", wait=wait) as ctx:
+        checks.offline(ctx.loaded, ctx.instances(), images=False)
         cleaned = engine.recover(ctx)
         for item in cleaned:
             err_console.print(f"recovered: rolled back {item} left by an interrupted run")

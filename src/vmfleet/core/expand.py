@@ -5,7 +5,8 @@ Pure: the same spec (and the same prior leases) always gives the same instances.
 - MACs: as written, else 52:54:00 plus three bytes from a hash of fleet, VM and NIC index;
   a clash is resolved by hashing again with a counter.
 - IPs: as written, else the lowest free address of the network's CIDR, skipping network,
-  gateway, broadcast, reserved, written and already-leased addresses.
+  gateway, broadcast, reserved, written and already-leased addresses (see
+  `spec.addresses`: the CIDR is walked lazily, never listed out).
 Prior leases (from the state store) are honoured first, so addresses of existing VMs never
 change when a template grows or another template is added.
 """
@@ -16,10 +17,12 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from vmfleet.errors import FleetError
+from vmfleet.spec.addresses import AddressPool, allocates, gateway_of
 from vmfleet.spec.models import FleetSpec, NetworkSpec
 from vmfleet.spec.resolve import Effective, effective, indexes, networks, replica_name
-from vmfleet.spec.validate import gateway_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +63,26 @@ class Leases:
     ips: Mapping[tuple[str, int], str] = field(default_factory=dict)
 
 
-class AddressPoolExhaustedError(ValueError):
-    """A network has no free address left for a VM."""
+class AddressPoolExhaustedError(FleetError):
+    """A network has no free address left for a VM.
+
+    `validate` refuses a file whose own VMs do not fit; this is left for leases held by VMs
+    that are no longer in the file.
+    """
+
+
+def user_data_variables(instance: Instance, *, fleet: str) -> dict[str, Any]:
+    """The variables a VM's user-data template sees."""
+    return {
+        "name": instance.name,
+        "template": instance.template,
+        "index": instance.index,
+        "hostname": instance.hostname,
+        "fleet": fleet,
+        "labels": dict(instance.fields.labels),
+        "ips": [n.ip for n in instance.nics if n.ip],
+        "macs": [n.mac for n in instance.nics],
+    }
 
 
 def generated_mac(fleet: str, vm: str, nic: int, attempt: int = 0) -> str:
@@ -74,33 +95,37 @@ def expand(spec: FleetSpec, *, fleet: str, leases: Leases | None = None) -> list
     """Every VM of the fleet, in template order then index order."""
     leases = leases or Leases()
     nets = networks(spec)
-    planned: list[tuple[str, str, int | None, Effective]] = [
-        (replica_name(name, index), name, index, effective(spec, template, index))
-        for name, template in spec.vms.items()
-        for index in indexes(template)
-    ]
+    planned: list[tuple[str, str, int | None, Effective]] = []
+    for name, tmpl in spec.vms.items():
+        shared = effective(spec, tmpl, None)  # replicas without an override are alike
+        planned += [
+            (
+                replica_name(name, index),
+                name,
+                index,
+                effective(spec, tmpl, index) if index in tmpl.overrides else shared,
+            )
+            for index in indexes(tmpl)
+        ]
     wanted = {vm for vm, *_ in planned}
     macs = _assign_macs(planned, fleet=fleet, leases=leases, wanted=wanted)
-    ips = _assign_ips(planned, nets=nets, leases=leases, wanted=wanted)
+    ips = _assign_ips(planned, nets=nets, leases=leases)
     memberships = _group_memberships(spec)
+    routes = {name: _route(network) for name, network in nets.items()}
     out: list[Instance] = []
     for vm, template, index, fields in planned:
         nics = []
         for n, nic in enumerate(fields.nics):
-            network = nets[nic.network]
-            ip = ips.get((vm, n))
-            cidr = ipaddress.IPv4Network(network.cidr) if network.cidr else None
-            gateway = gateway_of(network)
+            prefix, gateway, dns = routes[nic.network]
             nics.append(
                 InstanceNic(
                     network=nic.network,
-                    mode=network.mode,
+                    mode=nets[nic.network].mode,
                     mac=macs[(vm, n)],
-                    ip=ip,
-                    prefix=cidr.prefixlen if cidr else None,
-                    gateway=str(gateway) if gateway and network.mode != "isolated" else None,
-                    dns=tuple(network.dns)
-                    or ((str(gateway),) if gateway and network.mode == "nat" else ()),
+                    ip=ips.get((vm, n)),
+                    prefix=prefix,
+                    gateway=gateway,
+                    dns=dns,
                     model=nic.model,
                 )
             )
@@ -113,6 +138,17 @@ def expand(spec: FleetSpec, *, fleet: str, leases: Leases | None = None) -> list
         )
         out.append(Instance(vm, template, index, fields, tuple(nics), groups))
     return out
+
+
+def _route(network: NetworkSpec) -> tuple[int | None, str | None, tuple[str, ...]]:
+    """A network's prefix length, default gateway for its VMs and DNS servers."""
+    cidr = ipaddress.IPv4Network(network.cidr) if network.cidr else None
+    gateway = gateway_of(network)
+    return (
+        cidr.prefixlen if cidr else None,
+        str(gateway) if gateway and network.mode != "isolated" else None,
+        tuple(network.dns) or ((str(gateway),) if gateway and network.mode == "nat" else ()),
+    )
 
 
 def _assign_macs(
@@ -133,6 +169,8 @@ def _assign_macs(
         if key[0] in wanted and key not in result and mac not in taken:
             result[key] = mac
             taken.add(mac)
+    # MACs leased to VMs the file no longer has stay theirs until those VMs are removed.
+    taken |= {mac for key, mac in leases.macs.items() if key[0] not in wanted}
     for vm, _t, _i, fields in planned:
         for n in range(len(fields.nics)):
             if (vm, n) in result:
@@ -147,71 +185,54 @@ def _assign_macs(
     return result
 
 
-def _usable(network: NetworkSpec) -> list[ipaddress.IPv4Address]:
-    if network.cidr is None:
-        return []
-    net = ipaddress.IPv4Network(network.cidr)
-    skip = {net.network_address, net.broadcast_address}
-    gateway = gateway_of(network)
-    if gateway:
-        skip.add(gateway)
-    skip |= set(reserved_addresses(network))
-    return [a for a in net.hosts() if a not in skip]
-
-
-def reserved_addresses(network: NetworkSpec) -> list[ipaddress.IPv4Address]:
-    """Every address in `reserved:` (single addresses, CIDRs, or `a-b` ranges)."""
-    out: list[ipaddress.IPv4Address] = []
-    for entry in network.reserved:
-        if "-" in entry:
-            start, end = (ipaddress.IPv4Address(x.strip()) for x in entry.split("-", 1))
-            out += [ipaddress.IPv4Address(a) for a in range(int(start), int(end) + 1)]
-        elif "/" in entry:
-            out += list(ipaddress.IPv4Network(entry, strict=False))
-        else:
-            out.append(ipaddress.IPv4Address(entry))
-    return out
-
-
 def _assign_ips(
     planned: list[tuple[str, str, int | None, Effective]],
     *,
     nets: Mapping[str, NetworkSpec],
     leases: Leases,
-    wanted: set[str],
 ) -> dict[tuple[str, int], str]:
     result: dict[tuple[str, int], str] = {}
-    taken: dict[str, set[str]] = {}
+    pools: dict[str, AddressPool] = {
+        name: AddressPool(network) for name, network in nets.items() if allocates(network)
+    }
+    used: dict[str, set[str]] = {name: set() for name in pools}  # written or leased
     for vm, _t, index, fields in planned:
         for n, nic in enumerate(fields.nics):
             if nic.ips:
                 result[(vm, n)] = nic.ips[index or 0]
-                taken.setdefault(nic.network, set()).add(result[(vm, n)])
-    needs: list[tuple[str, int, str]] = []
-    for vm, _t, _i, fields in planned:
-        for n, nic in enumerate(fields.nics):
-            network = nets[nic.network]
-            if (vm, n) in result or network.mode not in ("nat", "isolated", "bridge", "existing"):
-                continue
-            if network.cidr is None or (network.mode in ("bridge", "existing") and network.dhcp):
-                continue  # addresses come from someone else's DHCP
-            needs.append((vm, n, nic.network))
+                if nic.network in pools:
+                    pools[nic.network].take(result[(vm, n)])
+                    used[nic.network].add(result[(vm, n)])
+    needs = [
+        (vm, n, nic.network)
+        for vm, _t, _i, fields in planned
+        for n, nic in enumerate(fields.nics)
+        if (vm, n) not in result and nic.network in pools
+    ]
     for vm, n, net_name in needs:
         leased = leases.ips.get((vm, n))
-        used = taken.setdefault(net_name, set())
-        if leased and leased not in used and vm in wanted:
+        if leased and leased not in used[net_name]:
             result[(vm, n)] = leased
-            used.add(leased)
+            used[net_name].add(leased)
+            pools[net_name].take(leased)
+    # An address leased to a VM (or NIC) the file no longer has stays taken until that VM
+    # is removed: the state store refuses to give one address to two VMs. The lease's
+    # network is not known here, so it is kept out of every pool (at worst a skipped address).
+    needed = {(vm, n) for vm, n, _net in needs}
+    for key, leased in leases.ips.items():
+        if key not in needed:
+            for pool in pools.values():
+                pool.take(leased)
     for vm, n, net_name in needs:
         if (vm, n) in result:
             continue
-        used = taken.setdefault(net_name, set())
-        free = (str(a) for a in _usable(nets[net_name]) if str(a) not in used)
-        address = next(free, None)
+        address = pools[net_name].next_free()
         if address is None:
-            raise AddressPoolExhaustedError(f"network {net_name!r} has no free address for {vm}")
+            raise AddressPoolExhaustedError(
+                f"network {net_name!r} has no free address left for VM {vm}"
+                " (addresses leased to VMs no longer in the file count as taken)"
+            )
         result[(vm, n)] = address
-        used.add(address)
     return result
 
 

@@ -42,6 +42,13 @@ class FleetContext:
     placement: PlacementResult | None = None
     # local programs (ssh-keygen, gate commands) run through this seam
     runner: CommandRunner = field(default_factory=SubprocessRunner)
+    # (leases seen, addresses handed out, instances) of the last expansion; see `instances`.
+    _expansion: (
+        tuple[
+            dict[tuple[str, str, int], str], dict[tuple[str, str, int], str], tuple[Instance, ...]
+        ]
+        | None
+    ) = None
 
     @property
     def fleet(self) -> str:
@@ -66,12 +73,38 @@ class FleetContext:
         self.store.close()
 
     def instances(self) -> list[Instance]:
-        """The fleet's VMs, with MACs and IPs kept from earlier runs."""
-        leases = Leases(
-            macs={(le.vm, le.slot): le.value for le in self.store.leases("mac")},
-            ips={(le.vm, le.slot): le.value for le in self.store.leases("ip")},
+        """The fleet's VMs, with MACs and IPs kept from earlier runs.
+
+        Expanded once per command: the answer is kept while the leases in the store are the
+        ones it was computed from, or ones recorded from it (provisioning a VM leases the
+        very addresses it was given). Any other lease change expands again.
+        """
+        leases = {
+            (le.kind, le.vm, le.slot): le.value
+            for kind in ("mac", "ip")
+            for le in self.store.leases(kind)
+        }
+        cached = self._expansion
+        if cached is not None:
+            seen, known, kept = cached
+            if all(
+                seen.get(key) == value or known.get(key) == value for key, value in leases.items()
+            ):
+                return list(kept)
+        instances = expand(
+            self.loaded.spec,
+            fleet=self.fleet,
+            leases=Leases(
+                macs={(vm, slot): v for (kind, vm, slot), v in leases.items() if kind == "mac"},
+                ips={(vm, slot): v for (kind, vm, slot), v in leases.items() if kind == "ip"},
+            ),
         )
-        return expand(self.loaded.spec, fleet=self.fleet, leases=leases)
+        known = {("mac", i.name, n): nic.mac for i in instances for n, nic in enumerate(i.nics)}
+        known |= {
+            ("ip", i.name, n): nic.ip for i in instances for n, nic in enumerate(i.nics) if nic.ip
+        }
+        self._expansion = (leases, known, tuple(instances))
+        return instances
 
     def place(self, instance: Instance) -> str:
         """Where a VM no host has yet would go, for listings: its pin, else the host placement

@@ -1,134 +1,51 @@
 """The native fleet spec as typed, frozen pydantic models.
 
 A fleet file has hosts, images, networks, defaults, profiles, vms (templates, each with
-replicas) and groups. Models here check types and shapes of single values; rules that span
-the file (references, duplicates, addresses inside networks) live in `validate`.
+replicas) and groups. Models here check the shapes of sections; single values are checked by
+the types in `values`, and rules that span the file (references, duplicates, addresses
+inside networks, address pools) live in `validate`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from vmfleet.spec.units import GIB, MIB, parse_duration, parse_size
-
-# --- scalar types ---------------------------------------------------------------------------
-
-# A DNS label: lowercase letters, digits and hyphens, not starting or ending with a hyphen.
-# Nothing here can break out of XML, a file path or a shell word.
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-LABEL_KEY_RE = re.compile(r"^([a-z0-9.-]+/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
-LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
-WAIT_RE = re.compile(r"^(none|running|agent|ssh|command|port:\d{1,5})$")
-
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a name, got {type(value).__name__}")
-    if not NAME_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use lowercase letters, digits and '-', "
-            "at most 63 characters, not starting or ending with '-'"
-        )
-    return value
-
-
-def _mac(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a MAC address, got {type(value).__name__}")
-    mac = value.strip().lower().replace("-", ":")
-    if not MAC_RE.match(mac):
-        raise ValueError(f"{value!r} is not a MAC address like 52:54:00:12:34:56")
-    if int(mac[:2], 16) & 1:
-        raise ValueError(f"{value!r} is a multicast MAC address (first octet is odd)")
-    if mac == "00:00:00:00:00:00":
-        raise ValueError("00:00:00:00:00:00 is not a usable MAC address")
-    return mac
-
-
-def _ipv4(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected an IPv4 address, got {type(value).__name__}")
-    try:
-        return str(ipaddress.IPv4Address(value.strip()))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
-
-
-def _cidr(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a CIDR such as 192.168.88.0/24, got {value!r}")
-    try:
-        network = ipaddress.IPv4Network(value.strip(), strict=True)
-    except ValueError as error:
-        raise ValueError(f"{value!r} is not a network in CIDR form: {error}") from None
-    if network.prefixlen > 30:
-        raise ValueError(f"{value!r} is too small for VMs (/30 at most)")
-    return str(network)
-
-
-def _memory(value: Any) -> int:
-    return parse_size(value, bare_unit=MIB)
-
-
-def _disk(value: Any) -> int:
-    return parse_size(value, bare_unit=GIB)
-
-
-def _duration(value: Any) -> float:
-    return parse_duration(value)
-
-
-def _wait(value: Any) -> str:
-    if not isinstance(value, str) or not WAIT_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a readiness check: use none, running, agent, ssh, command or port:N"
-        )
-    if value.startswith("port:") and not 0 < int(value[5:]) < 65536:
-        raise ValueError(f"{value!r}: port must be 1-65535")
-    return value
-
-
-Name = Annotated[str, BeforeValidator(_name)]
-Mac = Annotated[str, BeforeValidator(_mac)]
-IPv4 = Annotated[str, BeforeValidator(_ipv4)]
-Cidr = Annotated[str, BeforeValidator(_cidr)]
-MemorySize = Annotated[int, BeforeValidator(_memory)]
-DiskSize = Annotated[int, BeforeValidator(_disk)]
-Duration = Annotated[float, BeforeValidator(_duration)]
-WaitFor = Annotated[str, BeforeValidator(_wait)]
-Labels = dict[str, str]
+from vmfleet.spec.values import (
+    Cidr,
+    Count,
+    DiskSize,
+    Duration,
+    HttpUrl,
+    IPv4,
+    Labels,
+    Line,
+    LoginUser,
+    Mac,
+    MemorySize,
+    Name,
+    Reserved,
+    SshKey,
+    Text,
+    WaitFor,
+    check_labels,
+)
 
 
 class Model(BaseModel):
     """Base of every spec model: frozen, unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def _check_labels(labels: dict[str, Any] | None) -> dict[str, str] | None:
-    if labels is None:
-        return None
-    out: dict[str, str] = {}
-    for key, value in labels.items():
-        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
-            raise ValueError(f"label key {key!r} is not valid")
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if not LABEL_VALUE_RE.match(text):
-            raise ValueError(f"label value {text!r} for {key!r} is not valid")
-        out[key] = text
-    return out
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 # --- hosts, images, networks ----------------------------------------------------------------
@@ -137,7 +54,7 @@ def _check_labels(labels: dict[str, Any] | None) -> dict[str, str] | None:
 class Capacity(Model):
     """Overrides for what libvirt reports about a host."""
 
-    cpus: int | None = Field(default=None, gt=0)
+    cpus: Count | None = Field(default=None, gt=0)
     memory: MemorySize | None = None
     disk: DiskSize | None = None
 
@@ -151,7 +68,7 @@ class Overcommit(Model):
 class HostSpec(Model):
     """A libvirt host. Without `uri`, the local default (qemu:///system as root)."""
 
-    uri: str | None = None
+    uri: Line | None = None
     labels: Labels = Field(default_factory=dict)
     domain_type: Literal["auto", "kvm", "qemu"] = "auto"
     schedulable: bool = True
@@ -159,16 +76,16 @@ class HostSpec(Model):
     capacity: Capacity = Field(default_factory=Capacity)
     overcommit: Overcommit = Field(default_factory=Overcommit)
 
-    _labels = field_validator("labels", mode="before")(_check_labels)
+    _labels = field_validator("labels", mode="before")(check_labels)
 
 
 class ImageSpec(Model):
     """A base image: a local path, or an http(s) URL with its sha256."""
 
-    source: str
+    source: Line
     sha256: str | None = None
     format: Literal["qcow2", "raw"] | None = None
-    arch: str = "x86_64"
+    arch: Line = "x86_64"
 
     @field_validator("sha256")
     @classmethod
@@ -197,11 +114,11 @@ class NetworkSpec(Model):
     gateway: IPv4 | None = None
     dhcp: bool = True
     dns: list[IPv4] = Field(default_factory=list)
-    reserved: list[str] = Field(default_factory=list)
+    reserved: list[Reserved] = Field(default_factory=list)
     bridge: str | None = None
     name: str | None = Field(default=None, description="libvirt network name for mode existing")
-    mtu: int | None = Field(default=None, ge=576, le=65535)
-    domain: str | None = None
+    mtu: Count | None = Field(default=None, ge=576, le=65535)
+    domain: Line | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> NetworkSpec:
@@ -228,23 +145,23 @@ class DataDisk(Model):
 
 
 class KernelBoot(Model):
-    kernel: str
-    initrd: str | None = None
-    cmdline: str = ""
+    kernel: Line
+    initrd: Line | None = None
+    cmdline: Line = ""
 
 
 class WriteFile(Model):
-    path: str
-    content: str = ""
-    permissions: str = "0644"
-    owner: str = "root:root"
+    path: Line
+    content: Text = ""
+    permissions: Line = "0644"
+    owner: Line = "root:root"
 
 
 class Secret(Model):
     """A secret given by reference, never inline in logs: `{env: NAME}` or `{file: path}`."""
 
-    env: str | None = None
-    file: str | None = None
+    env: Line | None = None
+    file: Line | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Secret:
@@ -254,14 +171,14 @@ class Secret(Model):
 
 
 class CloudInit(Model):
-    user: Name | None = None
-    password: str | Secret | None = None
-    ssh_keys: list[str] | None = None
-    packages: list[str] | None = None
-    apt_proxy: str | None = None
+    user: LoginUser | None = None
+    password: Line | Secret | None = None
+    ssh_keys: list[SshKey] | None = None
+    packages: list[Line] | None = None
+    apt_proxy: HttpUrl | None = None
     write_files: list[WriteFile] | None = None
-    runcmd: list[str | list[str]] | None = None
-    user_data: str | None = Field(default=None, description="path to a Jinja2 user-data file")
+    runcmd: list[Text | list[Text]] | None = None
+    user_data: Line | None = Field(default=None, description="path to a Jinja2 user-data file")
     user_data_mode: Literal["merge", "replace"] | None = None
     install_docker: bool | None = None
 
@@ -269,18 +186,18 @@ class CloudInit(Model):
 class Ready(Model):
     wait_for: WaitFor = "none"
     timeout: Duration = 300.0
-    command: str | None = None
+    command: Text | None = None
 
 
 class LabelSelector(Model):
     match_labels: Labels = Field(default_factory=dict, alias="matchLabels")
 
-    _labels = field_validator("match_labels", mode="before")(_check_labels)
+    _labels = field_validator("match_labels", mode="before")(check_labels)
 
 
 class AffinityTerm(Model):
     label_selector: list[LabelSelector] = Field(alias="labelSelector")
-    topology_key: str = Field(default="kubernetes.io/hostname", alias="topologyKey")
+    topology_key: Line = Field(default="kubernetes.io/hostname", alias="topologyKey")
 
 
 class AffinityRule(Model):
@@ -317,18 +234,18 @@ class VmFields(Model):
     """Everything a template, a profile or `defaults` may set. None means 'not set here'."""
 
     hostname: Name | None = None
-    description: str | None = None
+    description: Text | None = None
     memory: MemorySize | None = None
-    vcpus: int | None = Field(default=None, gt=0, le=1024)
+    vcpus: Count | None = Field(default=None, gt=0, le=1024)
     disk: DiskSize | None = None
     image: Name | None = None
     clone: Literal["linked", "full"] | None = None
     data_disks: list[DataDisk] | None = None
     network: Name | None = None
     nics: list[NicSpec] | None = None
-    arch: str | None = None
-    machine: str | None = None
-    cpu_model: str | None = None
+    arch: Line | None = None
+    machine: Line | None = None
+    cpu_model: Line | None = None
     firmware: Literal["bios", "uefi"] | None = None
     kernel: KernelBoot | None = None
     graphics: Literal["vnc", "none"] | None = None
@@ -337,13 +254,13 @@ class VmFields(Model):
     host: Name | None = None
     node_preference: list[Name] | None = None
     affinity: Affinity | None = None
-    max_per_host: int | None = Field(default=None, gt=0)
+    max_per_host: Count | None = Field(default=None, gt=0)
     cloud_init: CloudInit | None = None
     ready: Ready | None = None
     autostart: bool | None = None
     snapshot_type: Literal["auto", "internal", "external"] | None = None
 
-    _labels = field_validator("labels", mode="before")(_check_labels)
+    _labels = field_validator("labels", mode="before")(check_labels)
 
     @field_validator("node_preference", mode="before")
     @classmethod
@@ -358,7 +275,7 @@ class VmOverride(VmFields):
 class VmTemplate(VmFields):
     """A VM, or `replicas` identical VMs named `{name}-{i}`."""
 
-    replicas: int = Field(default=1, gt=0, le=10000)
+    replicas: Count = Field(default=1, gt=0, le=10000)
     extends: list[Name] = Field(default_factory=list)
     mac_addresses: list[Mac] | None = None
     ips: list[IPv4] | None = None
@@ -378,11 +295,11 @@ class BootTier(Model):
     delay: Duration = 0.0
     wait_for: WaitFor = "running"
     timeout: Duration = 300.0
-    command: str | None = None
+    command: Text | None = None
 
 
 class Retention(Model):
-    keep: int = Field(gt=0)
+    keep: Count = Field(gt=0)
 
 
 class GroupSpec(Model):
@@ -394,7 +311,7 @@ class GroupSpec(Model):
     snapshots: Retention | None = None
     labels: Labels = Field(default_factory=dict)
 
-    _labels = field_validator("labels", mode="before")(_check_labels)
+    _labels = field_validator("labels", mode="before")(check_labels)
 
 
 class SshSettings(Model):
@@ -404,8 +321,8 @@ class SshSettings(Model):
     that; `accept-new` is for images that ignore provided keys (trust on first connection).
     """
 
-    user: Name = "vmfleet"
-    private_key: str | None = None
+    user: LoginUser = "vmfleet"
+    private_key: Line | None = None
     host_keys: Literal["provided", "accept-new"] = "provided"
 
 
@@ -429,3 +346,7 @@ class FleetSpec(Model):
     ssh: SshSettings = Field(default_factory=SshSettings)
     snapshots: Retention | None = None
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    trusted_paths: list[Line] = Field(
+        default_factory=list,
+        description="folders outside the fleet file's that user-data and secret files may be in",
+    )

@@ -29,6 +29,7 @@ BUILTIN_USER_NETWORK = "user"
 DEFAULT_MEMORY = 1024 * MIB
 DEFAULT_VCPUS = 1
 DEFAULT_DISK = 10 * GIB
+DEFAULT_ARCH = "x86_64"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +81,22 @@ def _top(stack: list[VmFields], field: str) -> Any:
     return None
 
 
+DOCKER_PACKAGE = "docker.io"
+DOCKER_ENABLE = "systemctl enable --now docker"
+
+
 def _merged_cloud_init(stack: list[VmFields]) -> CloudInit:
+    """The layers' `cloud_init` merged field by field; `install_docker: true` becomes the
+    `docker.io` package (as the replicas doc's inventory does) and a command starting it."""
     merged: dict[str, Any] = {}
     for layer in stack:
         if layer.cloud_init is not None:
             merged.update(layer.cloud_init.model_dump(exclude_none=True, by_alias=False))
+    if merged.get("install_docker"):
+        packages = list(merged.get("packages") or [])
+        runcmd = list(merged.get("runcmd") or [])
+        merged["packages"] = packages + [DOCKER_PACKAGE] * (DOCKER_PACKAGE not in packages)
+        merged["runcmd"] = runcmd + [DOCKER_ENABLE] * (DOCKER_ENABLE not in runcmd)
     return CloudInit.model_validate(merged)
 
 
@@ -123,7 +135,7 @@ def effective(spec: FleetSpec, template: VmTemplate, index: int | None) -> Effec
         clone=_top(stack, "clone") or "linked",
         data_disks=tuple(_top(stack, "data_disks") or ()),
         nics=template_nics(spec, template, index),
-        arch=_top(stack, "arch") or "x86_64",
+        arch=_top(stack, "arch") or _image_arch(spec, _top(stack, "image")),
         machine=_top(stack, "machine"),
         cpu_model=_top(stack, "cpu_model"),
         firmware=_top(stack, "firmware") or "bios",
@@ -142,6 +154,11 @@ def effective(spec: FleetSpec, template: VmTemplate, index: int | None) -> Effec
         hostname=_top(stack, "hostname"),
         description=_top(stack, "description"),
     )
+
+
+def _image_arch(spec: FleetSpec, image: str | None) -> str:
+    """A VM without `arch` runs its image's architecture (x86_64 without an image)."""
+    return spec.images[image].arch if image in spec.images else DEFAULT_ARCH
 
 
 def networks(spec: FleetSpec) -> dict[str, NetworkSpec]:

@@ -8,6 +8,7 @@ MiB for memory (`vm_memory: 4096`), GiB for disks (`size: 300`).
 
 from __future__ import annotations
 
+import math
 import re
 
 KIB = 1024
@@ -53,6 +54,8 @@ def parse_size(value: object, *, bare_unit: int) -> int:
             raise ValueError(f"a size must be positive, got {value}")
         return value * bare_unit
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"a size must be a finite number, got {value}")
         if value <= 0:
             raise ValueError(f"a size must be positive, got {value}")
         return int(value * bare_unit)
@@ -74,6 +77,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 30s, got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"a duration must be a finite number, got {value}")
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value}")
         return float(value)

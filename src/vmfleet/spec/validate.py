@@ -11,8 +11,10 @@ import ipaddress
 from collections.abc import Iterable
 
 from vmfleet.errors import Problem
-from vmfleet.spec.models import FleetSpec, NetworkSpec, VmTemplate
+from vmfleet.spec.addresses import AddressPool, allocates, gateway_of
+from vmfleet.spec.models import FleetSpec, NetworkSpec, VmFields, VmTemplate
 from vmfleet.spec.resolve import (
+    effective,
     indexes,
     networks,
     replica_name,
@@ -33,6 +35,8 @@ def check(spec: FleetSpec, doc: Document) -> list[Problem]:
         _vm_names,
         _duplicate_addresses,
         _addresses_in_networks,
+        _address_pools,
+        _arch_matches_image,
         _groups,
     ):
         problems.extend(rule(spec, doc))
@@ -98,6 +102,35 @@ def _references(spec: FleetSpec, doc: Document) -> list[Problem]:
                 problems.append(
                     _unknown(doc, (*prefix, "node_preference", i), "host", pref, _host_names(spec))
                 )
+    return problems
+
+
+def _arch_matches_image(spec: FleetSpec, doc: Document) -> list[Problem]:
+    """A VM's `arch`, where a layer sets it, is its image's: an aarch64 disk boots no x86_64."""
+    problems: list[Problem] = []
+    for name, template in spec.vms.items():
+        for index in [None, *template.overrides]:
+            fields = effective(spec, template, index)
+            image = spec.images.get(fields.image or "")
+            if image is None or fields.arch == image.arch:
+                continue
+            candidates: list[tuple[Path, VmFields]] = [(("vms", name), template)]
+            if index is not None:
+                candidates.insert(0, (("vms", name, "overrides", index), template.overrides[index]))
+            candidates += [
+                (("profiles", p), spec.profiles[p])
+                for p in reversed(template.extends)
+                if p in spec.profiles
+            ]
+            candidates.append((("defaults",), spec.defaults))
+            path = next(path for path, layer in candidates if layer.arch is not None)
+            problems.append(
+                doc.problem(
+                    (*path, "arch"),
+                    f"arch {fields.arch} does not match image {fields.image!r} ({image.arch}); "
+                    "leave arch out to run the image's",
+                )
+            )
     return problems
 
 
@@ -217,6 +250,45 @@ def _addresses_in_networks(spec: FleetSpec, doc: Document) -> list[Problem]:
     return problems
 
 
+def _address_pools(spec: FleetSpec, doc: Document) -> list[Problem]:
+    """Every VM without a written address gets one: no network runs out (as `expand` hands
+    them out, lowest first, with no leases yet)."""
+    nets = networks(spec)
+    pools = {name: AddressPool(net) for name, net in nets.items() if allocates(net)}
+    automatic: list[tuple[str, str]] = []  # (template, network) once per NIC needing one
+    for name, template in spec.vms.items():
+        shared = template_nics(spec, template, None)
+        for index in indexes(template):
+            nics = template_nics(spec, template, index) if index in template.overrides else shared
+            for nic in nics:
+                if nic.network not in pools:
+                    continue
+                if nic.ips and (index or 0) < len(nic.ips):
+                    pools[nic.network].take(nic.ips[index or 0])
+                else:
+                    automatic.append((name, nic.network))
+    problems: list[Problem] = []
+    short: set[str] = set()
+    for name, net_name in automatic:
+        if net_name in short or pools[net_name].next_free() is not None:
+            continue
+        short.add(net_name)
+        needing = sum(1 for _t, n in automatic if n == net_name)
+        where = doc.position(("networks", net_name, "cidr"))
+        path: Path = ("vms", name, "replicas") if spec.vms[name].replicas > 1 else ("vms", name)
+        problems.append(
+            doc.problem(
+                path,
+                f"network {net_name!r} ({nets[net_name].cidr}"
+                + (f", cidr at {where}" if where else "")
+                + f") runs out of addresses: {needing} NICs need one and fewer are free "
+                "(the network and broadcast addresses, the gateway, `reserved:` and "
+                "written addresses are not handed out); use a larger cidr or fewer replicas",
+            )
+        )
+    return problems
+
+
 def address_problem(ip: str, network: NetworkSpec, network_name: str) -> str | None:
     """Why `ip` cannot be a static address on `network`, or None when it can."""
     if network.mode == "user":
@@ -236,15 +308,6 @@ def address_problem(ip: str, network: NetworkSpec, network_name: str) -> str | N
         return f"{ip} is the broadcast address of {net}"
     if addr == gateway_of(network):
         return f"{ip} is the gateway of network {network_name!r}"
-    return None
-
-
-def gateway_of(network: NetworkSpec) -> ipaddress.IPv4Address | None:
-    """The network's gateway: as given, else the first host for nat/isolated networks."""
-    if network.gateway:
-        return ipaddress.IPv4Address(network.gateway)
-    if network.cidr and network.mode in ("nat", "isolated"):
-        return ipaddress.IPv4Network(network.cidr).network_address + 1
     return None
 
 

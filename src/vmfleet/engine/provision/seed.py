@@ -1,25 +1,28 @@
 """The cloud-init seed ISO of a VM: rendered user/meta/network data, user-data template,
-password hash.
+password hash. User-data and secret files are read only inside the fleet's folder or a
+trusted path (`spec.files`), relative to the fleet file.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from vmfleet.core.expand import Instance
+from vmfleet.core.expand import Instance, user_data_variables
 from vmfleet.core.plan import spec_hash
 from vmfleet.drivers import cloudinit, secrets
 from vmfleet.drivers.seed import build_seed_iso
 from vmfleet.engine import hostkeys
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError
+from vmfleet.spec import files
+from vmfleet.spec.load import LoadedFleet
 from vmfleet.spec.models import Secret
 
 
 def seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
     ci = instance.fields.cloud_init
-    user = ci.user or ctx.loaded.spec.ssh.user
     keys = (ctx.ssh_public_key(), *(ci.ssh_keys or ()))
     gateway_given = False
     nics = []
@@ -34,42 +37,18 @@ def seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
                 dns=tuple(nic.dns) if nic.ip else (),
             )
         )
-    template_text, template_source = _user_template(ctx, ci.user_data)
     host_key = hostkeys.record_host_key(ctx, instance.name)
-    request = cloudinit.SeedRequest(
+    request = replace(
+        seed_request(ctx.loaded, instance),
         instance_id=f"{ctx.fleet}-{instance.name}-{spec_hash(instance)}",
-        hostname=instance.hostname,
-        user=user,
         ssh_authorized_keys=keys,
         password_hash=_password_hash(ctx, ci.password),
-        packages=tuple(ci.packages or ()),
-        apt_proxy=ci.apt_proxy,
-        write_files=tuple(
-            cloudinit.WriteFile(
-                path=f.path, content=f.content, permissions=f.permissions, owner=f.owner
-            )
-            for f in ci.write_files or ()
-        ),
-        runcmd=tuple(c if isinstance(c, str) else tuple(c) for c in ci.runcmd or ()),
         nics=tuple(nics),
         host_keys=(
             (cloudinit.HostKey(type="ed25519", private=host_key.private, public=host_key.public),)
             if host_key
             else ()
         ),
-        user_template=template_text,
-        user_template_source=template_source,
-        template_mode=ci.user_data_mode or "merge",
-        template_vars={
-            "name": instance.name,
-            "template": instance.template,
-            "index": instance.index,
-            "hostname": instance.hostname,
-            "fleet": ctx.fleet,
-            "labels": dict(instance.fields.labels),
-            "ips": [n.ip for n in instance.nics if n.ip],
-            "macs": [n.mac for n in instance.nics],
-        },
     )
     iso: bytes = build_seed_iso(
         user_data=cloudinit.render_user_data(request),
@@ -79,12 +58,45 @@ def seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
     return iso
 
 
-def _user_template(ctx: FleetContext, source: str | None) -> tuple[str | None, str | None]:
+def seed_request(loaded: LoadedFleet, instance: Instance) -> cloudinit.SeedRequest:
+    """What the spec alone says of a VM's seed (its template read, nothing made by a run:
+    no keys, password hash or NICs; the instance id is the VM's name). `validate` renders it."""
+    ci = instance.fields.cloud_init
+    template_text, template_source = _user_template(loaded, ci.user_data)
+    return cloudinit.SeedRequest(
+        instance_id=instance.name,
+        hostname=instance.hostname,
+        user=ci.user or loaded.spec.ssh.user,
+        packages=tuple(ci.packages or ()),
+        apt_proxy=ci.apt_proxy,
+        write_files=tuple(
+            cloudinit.WriteFile(
+                path=f.path, content=f.content, permissions=f.permissions, owner=f.owner
+            )
+            for f in ci.write_files or ()
+        ),
+        runcmd=tuple(c if isinstance(c, str) else tuple(c) for c in ci.runcmd or ()),
+        user_template=template_text,
+        user_template_source=template_source,
+        template_mode=ci.user_data_mode or "merge",
+        template_vars=user_data_variables(instance, fleet=loaded.name),
+    )
+
+
+def _confined(loaded: LoadedFleet, reference: str) -> Path:
+    """A user-data or secret file, inside the fleet's folder or a trusted path (see
+    `spec.files`; `validate` and `up` refuse others before this runs)."""
+    base = loaded.path.parent
+    try:
+        return files.confined(reference, base=base, allowed=files.trusted(loaded.spec, base))
+    except files.OutsideError as error:
+        raise FleetError(str(error)) from None
+
+
+def _user_template(loaded: LoadedFleet, source: str | None) -> tuple[str | None, str | None]:
     if source is None:
         return None, None
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = ctx.loaded.path.parent / path
+    path = _confined(loaded, source)
     try:
         return path.read_text(encoding="utf-8"), str(path)
     except OSError as error:
@@ -102,7 +114,7 @@ def _password_hash(ctx: FleetContext, password: str | Secret | None) -> str | No
             plain = os.environ[password.env]
         else:
             assert password.file is not None
-            plain = Path(password.file).expanduser().read_text().rstrip("\n")
+            plain = _confined(ctx.loaded, password.file).read_text().rstrip("\n")
     else:
         plain = password
     return plain if secrets.looks_hashed(plain) else secrets.hash_password(plain)
