@@ -85,6 +85,9 @@ def test_actions_need_the_token_and_a_bad_one_runs_nothing(
     response = client.post(f"/api/v1/vms/{web0}/stop", headers=AUTH)
     assert response.status_code == 200, response.text
     assert response.json()["ok"] and state_of(web0) == libvirt.VIR_DOMAIN_SHUTOFF
+    found = client.get("/api/v1/events", params={"object": web0}).json()
+    assert [e["reason"] for e in found] == ["action", "power"]
+    assert found[1]["message"].endswith("(vmfleet stop)")
 
 
 def test_reads_need_the_token_beyond_loopback(ctx: FleetContext) -> None:
@@ -127,6 +130,8 @@ def test_snapshot_action_and_listing(client: TestClient, ctx: FleetContext) -> N
     assert response.json()["ok"]
     listed = client.get("/api/v1/snapshots", params={"vm": db}).json()
     assert [(s["vm"], s["name"]) for s in listed] == [(db, "s1")]
+    (event,) = [e for e in client.get("/api/v1/events").json() if e["reason"] == "snapshot"]
+    assert (event["object"], event["message"]) == (db, "snapshot s1 create: created (crash)")
     libvirt.open("test:///default").lookupByName(db).snapshotLookupByName("s1").delete()
 
 
@@ -156,3 +161,31 @@ def test_the_dashboard_renders_its_parts(client: TestClient, ctx: FleetContext) 
     assert "Ready=True" in client.get("/ui/groups").text
     assert client.get("/static/htmx.min.js").status_code == 200
     assert client.post(f"/ui/vms/{web0}/stop").status_code == 401
+
+
+def test_the_event_stream_sends_each_new_event_once(ctx: FleetContext) -> None:
+    import asyncio
+    import json
+
+    from vmfleet.serve.api import sse
+
+    svc = Service(ctx)
+    events.record(ctx.store, reason="created", obj="old", message="before the stream")
+    response = sse(svc, after=None, render=lambda e: json.dumps(e.to_json()))
+    stream = response.body_iterator
+
+    async def next_chunks(count: int) -> list[str]:
+        return [str(await anext(stream)) for _ in range(count)]  # type: ignore[call-overload]
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(next_chunks(1)) == [": connected\n\n"]
+        events.record(ctx.store, reason="domain-crashed", obj="vm-a", message="crashed")
+        (chunk,) = loop.run_until_complete(next_chunks(1))
+    finally:
+        loop.run_until_complete(stream.aclose())  # type: ignore[attr-defined]
+        loop.close()
+    head, data = chunk.split("data: ", 1)
+    assert head.startswith("id: ") and "event: event\n" in head
+    assert json.loads(data)["reason"] == "domain-crashed"  # the earlier event is not resent
+    assert response.media_type == "text/event-stream"

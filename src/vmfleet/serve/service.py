@@ -207,13 +207,6 @@ class Service:
         self._observe("snapshot", started)
         if report.pause_window is not None:
             self._durations.labels("snapshot-pause-window").observe(report.pause_window)
-        for r in report.results:
-            events.record(
-                self.ctx.store,
-                reason="snapshot",
-                obj=r.vm,
-                message=f"snapshot {name}: {r.detail}" + (f" ({r.consistency})" if r.ok else ""),
-            )
         return [ActionResult(r.vm, r.ok, r.detail) for r in report.results], report.pause_window
 
     def snapshot_list(

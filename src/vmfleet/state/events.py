@@ -22,7 +22,7 @@ from vmfleet.state.store import EVENTS_KEEP, EVENTS_MAX_AGE, Store
 REASONS = {
     "created": "a VM was created on a host",
     "removed": "a VM was removed from its host",
-    "power": "vmfleet changed a VM's power state (group power)",
+    "power": "vmfleet changed a VM's power state (group power, start, stop, reboot)",
     "group-power": "vmfleet set a group's power state (pending, done, failed)",
     "group-condition": "a group's Ready condition changed",
     "domain-started": "libvirt reports the domain started",
@@ -32,7 +32,7 @@ REASONS = {
     "domain-resumed": "libvirt reports the domain running again",
     "host-unreachable": "a host stopped answering",
     "host-reachable": "a host answers again",
-    "snapshot": "a snapshot was taken through the API",
+    "snapshot": "a VM's snapshot was created, reverted to or deleted",
     "action": "an action was asked for through the API",
 }
 
