@@ -58,7 +58,7 @@ class Service:
         self.monitor = Monitor(ctx)
         self.registry: CollectorRegistry
         self.registry, self._durations = metrics.registry(self.view)
-        self._watches: list[tuple[LibvirtHost, int]] = []
+        self._watches: dict[str, tuple[LibvirtHost, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: dict[str, str] = {}
@@ -97,13 +97,8 @@ class Service:
 
     def start(self, *, interval: float = 5.0) -> None:
         """Watch every reachable host's lifecycle events, and every `interval` seconds note
-        hosts that stop or start answering and groups whose Ready condition changes."""
-        for name in self.ctx.host_specs():
-            try:
-                host = self.ctx.host(name)
-                self._watches.append((host, host.watch_lifecycle(self._on_lifecycle)))
-            except FleetError as err:
-                self._note(f"host/{name}", "host-unreachable", str(err))
+        hosts that stop or start answering and groups whose Ready condition changes. A host
+        that answers again is watched again (its old watch died with its connection)."""
         self.check()
         self._thread = threading.Thread(
             target=self._loop, args=(interval,), name="vmfleet-watch", daemon=True
@@ -112,10 +107,22 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
-        for host, handle in self._watches:
+        for name in list(self._watches):
+            self._unwatch(name)
+
+    def _watch(self, name: str) -> None:
+        self._unwatch(name)
+        try:
+            host = self.ctx.host(name)
+            self._watches[name] = (host, host.watch_lifecycle(self._on_lifecycle))
+        except FleetError as err:
+            self._note(f"host/{name}", "host-unreachable", str(err))
+
+    def _unwatch(self, name: str) -> None:
+        host, handle = self._watches.pop(name, (None, 0))
+        if host is not None:
             with contextlib.suppress(FleetError):
                 host.unwatch(handle)
-        self._watches.clear()
 
     def _loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -127,6 +134,9 @@ class Service:
         """One look: record what changed since the last (host reachability, group Ready)."""
         view = self.view(max_age=0.0)
         for h in view.hosts:
+            again = self._last.get(f"host/{h.name}") == "host-unreachable"
+            if h.reachable and (again or h.name not in self._watches):
+                self._watch(h.name)
             state = "host-reachable" if h.reachable else "host-unreachable"
             self._note(f"host/{h.name}", state, h.error or f"{h.name} answers ({h.uri})")
         for g in view.groups:
