@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import libvirt
+import pytest
 from tests.e2e_support import vmfleet
 from tests.support.testfleet import running_fleet
 
@@ -120,3 +121,35 @@ def test_lifecycle_events_behind_our_back_are_recorded(tmp_path: Path) -> None:
             assert "destroyed" in message and "local" in message
         finally:
             svc.stop()
+
+
+@pytest.mark.parametrize(
+    ("transitions", "expected"),
+    [
+        pytest.param(
+            [(1.0, "a", "started (g tier 0)"), (4.5, "a", "ready (ssh)")],
+            {"a": 3.5},
+            id="start-then-ready",
+        ),
+        pytest.param([(1.0, "a", "ready (ssh)")], {}, id="ready-without-start"),
+        pytest.param(
+            [(1.0, "a", "started"), (2.0, "a", "stopped (forced)")], {}, id="started-never-ready"
+        ),
+        pytest.param(
+            [
+                (1.0, "a", "started"),
+                (2.0, "a", "ready (running)"),
+                (10.0, "a", "started"),
+                (16.0, "a", "ready (ssh)"),
+                (1.0, "b", "started"),
+                (1.5, "b", "ready (port:22)"),
+            ],
+            {"a": 6.0, "b": 0.5},
+            id="the-last-power-on-counts",
+        ),
+    ],
+)
+def test_readiness_latency_is_start_to_ready_of_the_last_power_on(
+    transitions: list[tuple[float, str, str]], expected: dict[str, float]
+) -> None:
+    assert events.latencies(transitions) == expected

@@ -129,3 +129,14 @@ def test_stats_carry_owner_and_state_from_one_call(ctx: FleetContext) -> None:
         assert s.owner is not None and s.owner.fleet == ctx.fleet
         assert str(s.state) == "running"
         assert conn.lookupByName(s.name).UUIDString() == s.uuid
+
+
+def test_readiness_latency_comes_from_the_recorded_power_on(ctx: FleetContext) -> None:
+    web0 = ctx.instances()[0].name
+    ctx.store.event(kind="power", vm=web0, message="started (app tier 0)")
+    ctx.store.event(kind="power", vm=web0, message="ready (running)")
+    (start, ready) = [at for _i, at, _vm, _k, _m in ctx.store.event_rows(objects=[web0])]
+    client = TestClient(create_app(Service(ctx), token="t", reads_need_token=False))
+    samples = scrape(client)
+    assert value(samples, "vmfleet_vm_ready_seconds", vm=web0) == pytest.approx(ready - start)
+    assert client.get(f"/api/v1/vms/{web0}").json()["ready_seconds"] == pytest.approx(ready - start)

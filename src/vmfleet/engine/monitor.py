@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vmfleet.core import groups as core
 from vmfleet.core.expand import Instance
@@ -20,6 +20,7 @@ from vmfleet.drivers.libvirt import DomainState, DomainStats, HostCapabilities
 from vmfleet.engine.context import FleetContext, default_uri
 from vmfleet.engine.groups import records
 from vmfleet.errors import FleetError
+from vmfleet.state import events
 
 ABSENT = "absent"  # a VM of the spec that no host has (not created yet)
 UNKNOWN = "unknown"  # a VM no reachable host has while some host does not answer
@@ -54,6 +55,7 @@ class VmView:
     groups: tuple[str, ...]
     ips: tuple[str, ...]
     stats: DomainStats | None
+    ready_seconds: float | None = None  # start to ready in its last group power-on
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,11 @@ class Monitor:
                     seen.setdefault(s.name, (view.name, s))
         instances = self.ctx.instances()
         missing = UNKNOWN if any(not h.reachable for h in hosts) else ABSENT
-        vms = tuple(_vm(i, seen.get(i.name), missing) for i in instances)
+        ready = events.ready_seconds(self.ctx.store)
+        vms = tuple(
+            replace(_vm(i, seen.get(i.name), missing), ready_seconds=ready.get(i.name))
+            for i in instances
+        )
         known = {i.name for i in instances}
         orphans = tuple(
             VmView(name, "", host, str(s.state), (), (), s)

@@ -80,6 +80,11 @@ def _vm_metrics(view: FleetView) -> Iterator[Metric]:
     running = GaugeMetricFamily(
         "vmfleet_vm_running", "1 when the VM runs, 0 otherwise.", labels=labels
     )
+    ready = GaugeMetricFamily(
+        "vmfleet_vm_ready_seconds",
+        "Seconds from start to ready in the VM's last group power-on.",
+        labels=labels,
+    )
     families = [
         (
             CounterMetricFamily(name, doc, labels=labels)
@@ -93,6 +98,8 @@ def _vm_metrics(view: FleetView) -> Iterator[Metric]:
         values = [view.fleet, vm.name, vm.host or ""]
         state.add_metric([*values, vm.state], 1.0)
         running.add_metric(values, 1.0 if vm.state == DomainState.RUNNING else 0.0)
+        if vm.ready_seconds is not None:
+            ready.add_metric(values, vm.ready_seconds)
         if vm.stats is None:
             continue
         for family, field in families:
@@ -101,6 +108,7 @@ def _vm_metrics(view: FleetView) -> Iterator[Metric]:
                 family.add_metric(values, float(value))
     yield state
     yield running
+    yield ready
     for family, _field in families:
         yield family
 

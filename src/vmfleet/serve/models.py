@@ -60,6 +60,7 @@ class VmModel(_Model):
     net_rx_bytes: int | None = None
     net_tx_bytes: int | None = None
     uptime_seconds: float | None = None
+    ready_seconds: float | None = None
 
 
 class FleetModel(_Model):
@@ -171,6 +172,7 @@ def vm(v: VmView) -> VmModel:
         state=v.state,
         groups=list(v.groups),
         ips=list(v.ips),
+        ready_seconds=v.ready_seconds,
         **counters,
     )
 

@@ -87,6 +87,26 @@ def query(
     return [Event(i, at, fleet, obj, kind, message_of(kind, msg)) for i, at, obj, kind, msg in rows]
 
 
+def ready_seconds(store: Store, *, limit: int = 5000) -> dict[str, float]:
+    """Each VM's readiness latency: seconds from `started` to `ready` in the last group
+    power-on that brought it up (from the `power` events the group walk writes)."""
+    rows = store.event_rows(kinds=["power"], limit=limit)
+    return latencies([(at, vm, message) for _id, at, vm, _kind, message in rows if vm])
+
+
+def latencies(transitions: list[tuple[float, str, str]]) -> dict[str, float]:
+    """Pure: (time, vm, message) oldest first → vm → seconds from its last `started…` to
+    the `ready…` that followed it."""
+    started: dict[str, float] = {}
+    found: dict[str, float] = {}
+    for at, vm, message in transitions:
+        if message.startswith("started"):
+            started[vm] = at
+        elif message.startswith("ready") and vm in started:
+            found[vm] = at - started.pop(vm)
+    return found
+
+
 def record(store: Store, *, reason: str, obj: str | None, message: str) -> None:
     """Write one event (the store prunes as it goes)."""
     store.event(kind=reason, vm=obj, message=message)

@@ -233,10 +233,11 @@ class Store:
         after: int = 0,
         since: float | None = None,
         objects: list[str] | None = None,
+        kinds: list[str] | None = None,
         limit: int = 1000,
     ) -> list[EventRow]:
         """Events oldest first as (id, at, object, kind, message): those after id `after`, at
-        or after `since`, about one of `objects`; the newest `limit` of them."""
+        or after `since`, about one of `objects`, of one of `kinds`; the newest `limit`."""
         where: list[str] = ["id > ?"]
         args: list[object] = [after]
         if since is not None:
@@ -245,6 +246,9 @@ class Store:
         if objects:
             where.append(f"vm IN ({', '.join('?' * len(objects))})")
             args += objects
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
         query = (
             f"SELECT id, at, vm, kind, message FROM events WHERE {' AND '.join(where)} "
             "ORDER BY id DESC LIMIT ?"
