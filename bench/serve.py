@@ -21,11 +21,9 @@ from fastapi.testclient import TestClient
 from tests.e2e_support import micro_fleet_yaml
 from tests.support.testfleet import domain_xml
 
-from vmfleet.engine.context import FleetContext
 from vmfleet.serve.app import create_app
-from vmfleet.serve.service import Service
+from vmfleet.serve.service import ServedFleet, Service
 from vmfleet.spec.load import load
-from vmfleet.state.store import Store
 
 VMS = 100
 SCRAPES = 30
@@ -40,12 +38,12 @@ def scrape_100() -> list[dict[str, object]]:
             "images: {d: {source: /x}}\ndefaults: {image: d, memory: 64MiB}\n"
             f"groups: {{all: {{members: [bvm]}}}}\nvms: {{bvm: {{replicas: {VMS}}}}}\n"
         )
-        ctx = FleetContext(loaded=load(path), store=Store(Path(tmp) / "s"), state_dir=Path(tmp))
-        host = ctx.host("local")
-        for i in ctx.instances():
+        fleet = ServedFleet(load(path), state=Path(tmp) / "s")
+        host = fleet.context().host("local")
+        for i in fleet.context().instances():
             host.define(domain_xml("bscrape", i.name, i.template, i.index))
             host.start(i.name)
-        return [_measure(ctx, f"/metrics of {VMS} running VMs (test driver)")]
+        return [_measure(fleet, f"/metrics of {VMS} running VMs (test driver)")]
 
 
 def scrape_micro(count: int = 4) -> list[dict[str, object]]:
@@ -56,24 +54,24 @@ def scrape_micro(count: int = 4) -> list[dict[str, object]]:
         path = Path(tmp) / "fleet.yaml"
         path.write_text(micro_fleet_yaml(fleet, replicas=count, template="bscrape"))
         subprocess.run([*cli, "up", str(path)], check=True, capture_output=True)
-        ctx = FleetContext(loaded=load(path), store=Store(Path(tmp) / "s"), state_dir=Path(tmp))
+        served = ServedFleet(load(path), state=Path(tmp) / "s")
         try:
             measure = f"/metrics of {count} running micro guests (qemu:///system)"
-            return [_measure(ctx, measure, scrapes=10)]
+            return [_measure(served, measure, scrapes=10)]
         finally:
             subprocess.run([*cli, "down", str(path), "--yes"], check=True, capture_output=True)
 
 
-def _measure(ctx: FleetContext, measure: str, *, scrapes: int = SCRAPES) -> dict[str, object]:
-    """Scrape once, then `scrapes` times, each a fresh look at the hosts; closes `ctx`."""
-    svc = Service(ctx)
+def _measure(fleet: ServedFleet, measure: str, *, scrapes: int = SCRAPES) -> dict[str, object]:
+    """Scrape once, then `scrapes` times, each a fresh look at the hosts; closes `fleet`."""
+    svc = Service(fleet)
     client = TestClient(create_app(svc, token="t", reads_need_token=False))
     try:
         first = _timed(client, svc)
         times = [_timed(client, svc) for _ in range(scrapes)]
         series = client.get("/metrics").text.count("\nvmfleet_vm_state{")
     finally:
-        ctx.close()
+        fleet.close()
     return {
         "measure": measure,
         "first_ms": first,

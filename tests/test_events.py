@@ -103,8 +103,9 @@ def test_events_follow_prints_new_events_as_they_come(tmp_path: Path) -> None:
 
 
 def test_lifecycle_events_behind_our_back_are_recorded(tmp_path: Path) -> None:
-    with running_fleet(tmp_path) as ctx:
-        svc = Service(ctx)
+    with running_fleet(tmp_path) as fleet:
+        ctx = fleet.context()
+        svc = Service(fleet)
         svc.start(interval=60)
         try:
             db = ctx.instances()[2].name

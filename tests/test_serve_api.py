@@ -14,7 +14,7 @@ from tests.support.testfleet import running_fleet
 
 from vmfleet.engine.context import FleetContext
 from vmfleet.serve.app import create_app
-from vmfleet.serve.service import Service
+from vmfleet.serve.service import ServedFleet, Service
 from vmfleet.state import events
 from vmfleet.state.store import fleet_lock
 
@@ -23,14 +23,19 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[FleetContext]:
-    with running_fleet(tmp_path) as context:
-        yield context
+def served(tmp_path: Path) -> Iterator[ServedFleet]:
+    with running_fleet(tmp_path, lock_wait=0.2) as fleet:
+        yield fleet
 
 
 @pytest.fixture
-def client(ctx: FleetContext) -> TestClient:
-    return TestClient(create_app(Service(ctx, lock_wait=0.2), token=TOKEN, reads_need_token=False))
+def ctx(served: ServedFleet) -> FleetContext:
+    return served.context()
+
+
+@pytest.fixture
+def client(served: ServedFleet) -> TestClient:
+    return TestClient(create_app(Service(served), token=TOKEN, reads_need_token=False))
 
 
 def names(ctx: FleetContext) -> tuple[str, str, str, str]:
@@ -90,8 +95,8 @@ def test_actions_need_the_token_and_a_bad_one_runs_nothing(
     assert found[1]["message"].endswith("(vmfleet stop)")
 
 
-def test_reads_need_the_token_beyond_loopback(ctx: FleetContext) -> None:
-    client = TestClient(create_app(Service(ctx), token=TOKEN, reads_need_token=True))
+def test_reads_need_the_token_beyond_loopback(served: ServedFleet) -> None:
+    client = TestClient(create_app(Service(served), token=TOKEN, reads_need_token=True))
     assert client.get("/api/v1/vms").status_code == 401
     assert client.get("/metrics").status_code == 401
     assert client.get("/").status_code == 401
@@ -163,13 +168,13 @@ def test_the_dashboard_renders_its_parts(client: TestClient, ctx: FleetContext) 
     assert client.post(f"/ui/vms/{web0}/stop").status_code == 401
 
 
-def test_the_event_stream_sends_each_new_event_once(ctx: FleetContext) -> None:
+def test_the_event_stream_sends_each_new_event_once(served: ServedFleet, ctx: FleetContext) -> None:
     import asyncio
     import json
 
     from vmfleet.serve.api import sse
 
-    svc = Service(ctx)
+    svc = Service(served)
     events.record(ctx.store, reason="created", obj="old", message="before the stream")
     response = sse(svc, after=None, render=lambda e: json.dumps(e.to_json()))
     stream = response.body_iterator

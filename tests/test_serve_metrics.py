@@ -14,13 +14,18 @@ from tests.support.testfleet import running_fleet
 
 from vmfleet.engine.context import FleetContext
 from vmfleet.serve.app import create_app
-from vmfleet.serve.service import Service
+from vmfleet.serve.service import ServedFleet, Service
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[FleetContext]:
-    with running_fleet(tmp_path) as context:
-        yield context
+def served(tmp_path: Path) -> Iterator[ServedFleet]:
+    with running_fleet(tmp_path) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def ctx(served: ServedFleet) -> FleetContext:
+    return served.context()
 
 
 def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -44,8 +49,8 @@ def value(
     return matches[0]
 
 
-def test_vm_states_match_what_libvirt_reports(ctx: FleetContext) -> None:
-    client = TestClient(create_app(Service(ctx), token="t", reads_need_token=False))
+def test_vm_states_match_what_libvirt_reports(served: ServedFleet, ctx: FleetContext) -> None:
+    client = TestClient(create_app(Service(served), token="t", reads_need_token=False))
     names = [i.name for i in ctx.instances()]
     web0, db, spare = names[0], names[2], names[3]
     conn = libvirt.open("test:///default")
@@ -65,8 +70,8 @@ def test_vm_states_match_what_libvirt_reports(ctx: FleetContext) -> None:
     assert value(samples, "vmfleet_vm_state", vm=web0, host="local", state="running") == 1.0
 
 
-def test_hosts_and_groups_are_measured(ctx: FleetContext) -> None:
-    client = TestClient(create_app(Service(ctx), token="t", reads_need_token=False))
+def test_hosts_and_groups_are_measured(served: ServedFleet, ctx: FleetContext) -> None:
+    client = TestClient(create_app(Service(served), token="t", reads_need_token=False))
     samples = scrape(client)
     info = libvirt.open("test:///default").getInfo()
     assert value(samples, "vmfleet_host_up", host="local") == 1.0
@@ -86,17 +91,18 @@ def test_an_unreachable_host_is_down_not_an_error(tmp_path: Path) -> None:
         "images: {d: {source: /x}}\nvms: {a: {image: d}}\n"
     )
     from vmfleet.spec.load import load
-    from vmfleet.state.store import Store
 
-    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
-    client = TestClient(create_app(Service(ctx), token="t", reads_need_token=False))
+    fleet = ServedFleet(load(path), state=tmp_path / "s")
+    client = TestClient(create_app(Service(fleet), token="t", reads_need_token=False))
     samples = scrape(client)
     assert value(samples, "vmfleet_host_up", host="gone") == 0.0
     assert value(samples, "vmfleet_vm_state", vm="a", state="unknown") == 1.0
-    ctx.close()
+    fleet.close()
 
 
-def test_one_bulk_stats_call_per_host_per_look_shared_by_close_requests(ctx: FleetContext) -> None:
+def test_one_bulk_stats_call_per_host_per_look_shared_by_close_requests(
+    served: ServedFleet, ctx: FleetContext
+) -> None:
     host = ctx.host("local")
     calls = []
     conn = host._connection()
@@ -107,7 +113,7 @@ def test_one_bulk_stats_call_per_host_per_look_shared_by_close_requests(ctx: Fle
             return getattr(conn, name)
 
     host._conn = Counting()
-    svc = Service(ctx)
+    svc = Service(served)
     client = TestClient(create_app(svc, token="t", reads_need_token=False))
     scrape(client)
     calls.clear()
@@ -131,12 +137,14 @@ def test_stats_carry_owner_and_state_from_one_call(ctx: FleetContext) -> None:
         assert conn.lookupByName(s.name).UUIDString() == s.uuid
 
 
-def test_readiness_latency_comes_from_the_recorded_power_on(ctx: FleetContext) -> None:
+def test_readiness_latency_comes_from_the_recorded_power_on(
+    served: ServedFleet, ctx: FleetContext
+) -> None:
     web0 = ctx.instances()[0].name
     ctx.store.event(kind="power", vm=web0, message="started (app tier 0)")
     ctx.store.event(kind="power", vm=web0, message="ready (running)")
     (start, ready) = [at for _i, at, _vm, _k, _m in ctx.store.event_rows(objects=[web0])]
-    client = TestClient(create_app(Service(ctx), token="t", reads_need_token=False))
+    client = TestClient(create_app(Service(served), token="t", reads_need_token=False))
     samples = scrape(client)
     assert value(samples, "vmfleet_vm_ready_seconds", vm=web0) == pytest.approx(ready - start)
     assert client.get(f"/api/v1/vms/{web0}").json()["ready_seconds"] == pytest.approx(ready - start)

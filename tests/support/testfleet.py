@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vmfleet.drivers.metadata import OwnerMetadata
-from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError
+from vmfleet.serve.service import ServedFleet
 from vmfleet.spec.load import load
-from vmfleet.state.store import Store
 
 FLEET = """
 fleet: {fleet}
@@ -39,23 +38,26 @@ def domain_xml(fleet: str, vm: str, template: str, index: int | None) -> str:
 
 
 @contextlib.contextmanager
-def running_fleet(directory: Path, *, replicas: int = 2) -> Iterator[FleetContext]:
+def running_fleet(
+    directory: Path, *, replicas: int = 2, lock_wait: float = 0.0
+) -> Iterator[ServedFleet]:
     """web-0.., db running, spare not created (prefixed with a unique `p`)."""
     p = f"t{uuid.uuid4().hex[:5]}-"
     fleet = f"serve{uuid.uuid4().hex[:6]}"
     path = directory / "fleet.yaml"
     path.write_text(FLEET.format(fleet=fleet, p=p, replicas=replicas))
-    ctx = FleetContext(loaded=load(path), store=Store(directory / "s"), state_dir=directory / "s")
+    served = ServedFleet(load(path), state=directory / "s", lock_wait=lock_wait)
+    ctx = served.context()
     host = ctx.host("local")
     made = [i for i in ctx.instances() if not i.name.endswith("spare")]
     for instance in made:
         host.define(domain_xml(fleet, instance.name, instance.template, instance.index))
         host.start(instance.name)
     try:
-        yield ctx
+        yield served
     finally:
         for instance in made:
             with contextlib.suppress(FleetError):
                 host.destroy(instance.name)
                 host.undefine(instance.name)
-        ctx.close()
+        served.close()

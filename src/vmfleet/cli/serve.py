@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from vmfleet.cli.common import FleetFile, StateOpt, app, fleet_context
+from vmfleet.cli.common import FleetFile, StateOpt, app, load_fleet
 from vmfleet.cli.output import err_console
 from vmfleet.errors import UsageError
 
 DEFAULT_LISTEN = "127.0.0.1:9177"
+LOCK_WAIT = 30.0  # seconds an action waits for a CLI run's fleet lock
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -45,18 +46,19 @@ def serve(
     and the dashboard at /. Reads need the token only beyond 127.0.0.1; actions always."""
     from vmfleet.serve import app as web  # the web stack loads only for this command
     from vmfleet.serve import auth
-    from vmfleet.serve.service import Service
+    from vmfleet.serve.service import ServedFleet, Service
 
     host, port = parse_listen(listen)
-    with fleet_context(file, state, lock=False, what="serve") as ctx:
-        token, source = auth.load_token(token_file=token_file, state_dir=ctx.state_dir)
-        svc = Service(ctx)
+    fleet = ServedFleet(load_fleet(file), state=state, lock_wait=LOCK_WAIT)
+    with fleet:
+        token, source = auth.load_token(token_file=token_file, state_dir=fleet.state_dir)
+        svc = Service(fleet)
         svc.start(interval=interval)
         local = auth.is_loopback(host)
         application = web.create_app(svc, token=token, reads_need_token=not local)
         shown = f"[{host}]" if ":" in host else host
         err_console.print(
-            f"serving fleet {ctx.fleet} on http://{shown}:{port}/ (token: {source}; "
+            f"serving fleet {fleet.name} on http://{shown}:{port}/ (token: {source}; "
             + (
                 "reads are open on loopback, actions need the token)"
                 if local

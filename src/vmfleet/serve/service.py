@@ -1,9 +1,9 @@
 """What `serve` runs besides HTTP: the fleet context, looks at the fleet, the watchers that
 turn what libvirt and the hosts report into events, and the actions.
 
-Actions call the same engine functions as the CLI commands (`vmfleet power`, `start`, `stop`,
-`snapshot create`) and take the fleet lock the same way, so an API action and a CLI run never
-interleave: the later one waits up to `lock_wait` seconds, then fails with LockedError.
+Actions call the same `Fleet` methods as the CLI commands (`vmfleet power`, `start`, `stop`,
+`snapshot create`), which take the fleet lock the same way, so an API action and a CLI run
+never interleave: the later one waits up to `lock_wait` seconds, then fails with LockedError.
 """
 
 from __future__ import annotations
@@ -11,29 +11,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 from prometheus_client import CollectorRegistry
 
-from vmfleet import engine
-from vmfleet.core import groups as core
+from vmfleet.api import Fleet
 from vmfleet.drivers.libvirt import LibvirtHost, LifecycleEvent
-from vmfleet.engine import groups as engine_groups
-from vmfleet.engine import snapshots
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.monitor import FleetView, Monitor
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.serve import metrics
 from vmfleet.state import events
-from vmfleet.state.store import fleet_lock
 
-GROUP_VERBS = {
-    "on": core.POWERED_ON,
-    "off": core.POWERED_OFF,
-    "suspend": core.SUSPENDED,
-    "resume": "Resumed",
-}
+GROUP_VERBS = ("on", "off", "suspend", "resume")
 VM_VERBS = ("start", "stop", "reboot")
 VIEW_MAX_AGE = 1.0  # seconds a look at the hosts serves further requests
 WATCHED = ("started", "stopped", "crashed", "suspended", "resumed")
@@ -48,14 +39,21 @@ class ActionResult:
     detail: str
 
 
+class ServedFleet(Fleet):
+    """A `Fleet` whose engine context (host connections, state store) `serve` also reads."""
+
+    def context(self) -> FleetContext:
+        return self._context()
+
+
 class Service:
     """One fleet served: shared by every request thread (the engine's calls are thread-safe;
-    the fleet lock orders actions)."""
+    the fleet lock orders actions). Open the fleet with the `lock_wait` actions should have."""
 
-    def __init__(self, ctx: FleetContext, *, lock_wait: float = 30.0) -> None:
-        self.ctx = ctx
-        self.lock_wait = lock_wait
-        self.monitor = Monitor(ctx)
+    def __init__(self, fleet: ServedFleet) -> None:
+        self.api = fleet
+        self.ctx = fleet.context()
+        self.monitor = Monitor(self.ctx)
         self.registry: CollectorRegistry
         self.registry, self._durations = metrics.registry(self.view)
         self._watches: dict[str, tuple[LibvirtHost, int]] = {}
@@ -169,11 +167,6 @@ class Service:
 
     # --- actions ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self, what: str) -> Iterator[None]:
-        with fleet_lock(self.ctx.state_dir, wait=self.lock_wait, what=f"serve: {what}"):
-            yield
-
     def power_group(self, group: str, verb: str) -> list[ActionResult]:
         """`vmfleet power VERB FILE GROUP`: the group's boot walk or reverse power-off."""
         if verb not in GROUP_VERBS:
@@ -182,38 +175,34 @@ class Service:
             raise UsageError(f"no group {group!r} in fleet {self.fleet}")
         self._asked(f"group/{group}", f"power {verb}")
         started = time.monotonic()
-        with self._locked(f"power {verb} {group}"):
-            try:
-                outcomes = engine_groups.power(self.ctx, group, GROUP_VERBS[verb])
-            finally:
-                self._observe("group-power", started)
+        try:
+            outcomes = self.api.power(group, verb)
+        finally:
+            self._observe("group-power", started)
         for o in outcomes:
             if o.started_at is not None and o.ready_at is not None:
                 self._durations.labels("ready").observe(o.ready_at - o.started_at)
         return [ActionResult(o.vm, o.ok, o.detail) for o in outcomes]
 
     def power_vm(self, vm: str, verb: str) -> list[ActionResult]:
-        """`vmfleet start|stop|reboot FILE VM` (no fleet lock, like the CLI)."""
+        """`vmfleet start|stop|reboot FILE VM`."""
         if verb not in VM_VERBS:
             raise UsageError(f"unknown power verb {verb!r} (one of {', '.join(VM_VERBS)})")
         self._asked(vm, verb)
         started = time.monotonic()
         try:
-            outcomes = engine.power(self.ctx, [vm], verb)
+            done = getattr(self.api, verb)([vm])
         finally:
             self._observe("vm-power", started)
-        return [ActionResult(o.vm, o.ok, o.detail) for o in outcomes]
+        return [ActionResult(o.vm, o.ok, o.detail) for o in done.outcomes]
 
     def snapshot(
         self, name: str, *, vms: Sequence[str] = (), group: str | None = None, all_vms: bool = False
     ) -> tuple[list[ActionResult], float | None]:
         """`vmfleet snapshot create`: members at one moment; returns the pause window."""
-        snapshots.check_name(name)
         self._asked(f"group/{group}" if group else None, f"snapshot {name}")
         started = time.monotonic()
-        with self._locked(f"snapshot {name}"):
-            chosen = snapshots.members(self.ctx, vms=vms, group=group, all_vms=all_vms)
-            report = snapshots.create(self.ctx, chosen, name, group=group)
+        report = self.api.snapshot_create(name, vms, group=group, all_vms=all_vms)
         self._observe("snapshot", started)
         if report.pause_window is not None:
             self._durations.labels("snapshot-pause-window").observe(report.pause_window)
@@ -222,10 +211,7 @@ class Service:
     def snapshot_list(
         self, *, vms: Sequence[str] = (), group: str | None = None
     ) -> list[dict[str, object]]:
-        chosen = snapshots.members(
-            self.ctx, vms=vms, group=group, all_vms=not vms and group is None
-        )
-        return snapshots.listing(self.ctx, chosen)
+        return [asdict(row) for row in self.api.snapshot_list(vms, group=group)]
 
     def _asked(self, obj: str | None, what: str) -> None:
         events.record(self.ctx.store, reason="action", obj=obj, message=f"API: {what}")

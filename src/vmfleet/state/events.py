@@ -48,6 +48,10 @@ class Event:
     reason: str
     message: str
 
+    @property
+    def iso_time(self) -> str:
+        return iso_time(self.time)
+
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["time"] = iso_time(self.time)
