@@ -147,6 +147,14 @@ def test_bad_input_is_a_400_with_a_message(client: TestClient) -> None:
     assert response.status_code == 404
 
 
+def test_the_vm_route_acts_on_one_vm_not_a_template(client: TestClient, ctx: FleetContext) -> None:
+    web0, web1, *_ = names(ctx)
+    template = web0.rsplit("-", 1)[0]
+    response = client.post(f"/api/v1/vms/{template}/stop", headers=AUTH)
+    assert response.status_code == 404
+    assert state_of(web0) == state_of(web1) == libvirt.VIR_DOMAIN_RUNNING
+
+
 def test_events_filter_by_object_and_time(client: TestClient, ctx: FleetContext) -> None:
     events.record(ctx.store, reason="domain-crashed", obj="vm-a", message="libvirt: crashed")
     events.record(ctx.store, reason="created", obj="vm-b", message="created on local")

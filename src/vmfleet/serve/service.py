@@ -188,6 +188,9 @@ class Service:
         """`vmfleet start|stop|reboot FILE VM`."""
         if verb not in VM_VERBS:
             raise UsageError(f"unknown power verb {verb!r} (one of {', '.join(VM_VERBS)})")
+        if vm not in {i.name for i in self.ctx.instances()}:
+            # Fleet targets also name templates and groups: this route acts on one VM only
+            raise UsageError(f"no VM {vm!r} in fleet {self.fleet}")
         self._asked(vm, verb)
         started = time.monotonic()
         try:
