@@ -70,18 +70,21 @@ class Service:
         return self.ctx.fleet
 
     def view(self, *, max_age: float = VIEW_MAX_AGE) -> FleetView:
-        """A look at the hosts no older than `max_age` seconds and taken after the last
-        change seen. Requests that come while a look runs wait for it instead of asking the
-        hosts again (libvirt's bulk stats query every running QEMU: seconds on a busy host)."""
+        """A look at the hosts that began at most `max_age` seconds before this call (or
+        after it), and after the last change seen. Requests that come while a look runs
+        wait for it instead of asking the hosts again (libvirt's bulk stats query every
+        running QEMU: seconds on a busy host)."""
+        asked = time.monotonic()
         with self._view_lock:
             with self._change_lock:
                 generation, cached = self._generation, self._view
-            if cached is not None and time.monotonic() - cached[0] <= max_age:
+            if cached is not None and cached[0] >= asked - max_age:
                 return cached[1]
+            began = time.monotonic()
             view = self.monitor.gather()
             with self._change_lock:
                 if generation == self._generation:
-                    self._view = (time.monotonic(), view)
+                    self._view = (began, view)
             return view
 
     def changed(self) -> None:
