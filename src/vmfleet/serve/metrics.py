@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from vmfleet.drivers.libvirt import DomainState
 from vmfleet.engine.monitor import FleetView
 
-OPERATIONS = ("up", "ready", "group-power", "snapshot", "snapshot-pause-window", "vm-power")
+OPERATIONS = ("group-power", "ready", "vm-power", "snapshot", "snapshot-pause-window")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -182,4 +182,6 @@ def registry(gather: Callable[[], FleetView]) -> tuple[CollectorRegistry, Histog
         buckets=DURATION_BUCKETS,
         registry=reg,
     )
+    for operation in OPERATIONS:
+        durations.labels(operation)  # every operation's series exists from the start, at 0
     return reg, durations
