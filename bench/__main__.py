@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import expand, groups, others, placement, profile, provision, snapshots
+from bench import expand, groups, others, placement, profile, provision, serve, snapshots
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
@@ -19,6 +19,8 @@ BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "expand": expand.run,
     "snapshots": snapshots.group_vs_sequential,
     "group-boot": groups.boot_order,
+    "scrape": serve.scrape_100,
+    "scrape-micro": serve.scrape_micro,
 }
 
 

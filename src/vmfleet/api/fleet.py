@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vmfleet import engine
 from vmfleet.api.day2 import Day2
+from vmfleet.api.eventlog import EventLog
 from vmfleet.api.events import EventCallback, Notice, Planned, Recovered
 from vmfleet.api.results import (
     Confirm,
@@ -49,7 +50,7 @@ from vmfleet.spec.units import format_size
 ConfirmCallback = Callable[[Confirm], bool]
 
 
-class Fleet(Day2):
+class Fleet(Day2, EventLog):
     """One fleet file and the hosts it runs on. Use as a context manager (or call `close`)."""
 
     @classmethod

@@ -23,6 +23,8 @@ from vmfleet.cli import access  # noqa: F401
 from vmfleet.cli import groups  # noqa: F401
 from vmfleet.cli import hosts  # noqa: F401
 from vmfleet.cli import snapshots  # noqa: F401
+from vmfleet.cli import events  # noqa: F401
+from vmfleet.cli import serve  # noqa: F401
 
 # isort: on
 

@@ -314,7 +314,19 @@ def create(
         elif result.ok:
             result = _retain(ctx, member, result, name=name, group=group, timeout=timeout)
         final.append(result)
+    _record(ctx, name, "create", final)
     return CreateReport(name, final, pause_window, time.monotonic() - started)
+
+
+def _record(ctx: FleetContext, name: str, verb: str, results: Sequence[MemberResult]) -> None:
+    """One `snapshot` event per member in the state store (`vmfleet events`)."""
+    for r in results:
+        how = f" ({r.consistency})" if r.ok and r.consistency else ""
+        ctx.store.event(
+            kind="snapshot",
+            vm=r.vm,
+            message=f"snapshot {name} {verb}: {r.detail if r.ok else 'failed: ' + r.detail}{how}",
+        )
 
 
 def _agent_answers(host: LibvirtHost, vm: str) -> bool:
@@ -523,7 +535,9 @@ def revert(
         return MemberResult(member.vm, True, detail, snap.kind, seconds=time.monotonic() - t0)
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(chosen)))) as pool:
-        return list(pool.map(one, chosen))
+        results = list(pool.map(one, chosen))
+    _record(ctx, name, "revert", results)
+    return results
 
 
 def delete(
@@ -546,4 +560,6 @@ def delete(
         return MemberResult(member.vm, True, detail, seconds=time.monotonic() - t0)
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(chosen)))) as pool:
-        return list(pool.map(one, chosen))
+        results = list(pool.map(one, chosen))
+    _record(ctx, name, "delete", results)
+    return results
