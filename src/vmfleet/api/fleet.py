@@ -21,6 +21,7 @@ from pathlib import Path
 from vmfleet import engine
 from vmfleet.api.day2 import Day2
 from vmfleet.api.events import EventCallback, Planned, Recovered
+from vmfleet.api.farm import FarmMethods
 from vmfleet.api.results import (
     Confirm,
     ExpandedVm,
@@ -49,7 +50,7 @@ from vmfleet.spec.units import format_size
 ConfirmCallback = Callable[[Confirm], bool]
 
 
-class Fleet(Day2):
+class Fleet(Day2, FarmMethods):
     """One fleet file and the hosts it runs on. Use as a context manager (or call `close`)."""
 
     @classmethod
