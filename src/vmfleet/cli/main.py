@@ -22,6 +22,7 @@ from vmfleet.cli import access  # noqa: F401
 from vmfleet.cli import groups  # noqa: F401
 from vmfleet.cli import hosts  # noqa: F401
 from vmfleet.cli import snapshots  # noqa: F401
+from vmfleet.cli import farm  # noqa: F401
 
 # isort: on
 
