@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from vmfleet.core import guestarch
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import spec_hash
 from vmfleet.drivers.domainxml import (
@@ -63,12 +64,16 @@ def with_overlays(
     )
 
 
-def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
-    """`kvm` or `qemu` for a host: as configured, or `auto` = kvm only where it really works."""
+def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str, arch: str = "x86_64") -> str:
+    """`kvm` or `qemu` for a guest of `arch` on a host: `kvm` only for the host's own arch,
+    as configured, or with `auto` where KVM really works (see `core.guestarch.uses_kvm`)."""
     wanted = ctx.host_specs()[host_name].domain_type
-    if wanted != "auto":
-        return wanted
-    return "kvm" if host.probe_kvm() else "qemu"
+    if wanted == "qemu":
+        return "qemu"
+    host_arch = host.capabilities(probe_kvm=False).arch
+    works = wanted == "auto" and arch == host_arch and host.probe_kvm()
+    kvm = guestarch.uses_kvm(arch=arch, host_arch=host_arch, wanted=wanted, kvm_works=works)
+    return "kvm" if kvm else "qemu"
 
 
 def domain_config(
@@ -107,14 +112,18 @@ def domain_config(
             attachment = attachment_for(ctx, nic.network)
         nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model))  # type: ignore[arg-type]
     kernel = fields.kernel
+    kvm = domain_type(ctx, host, host_name, fields.arch) == "kvm"
+    runs_as = guestarch.guest_platform(
+        fields.arch, kvm=kvm, machine=fields.machine, cpu_model=fields.cpu_model
+    )
     return DomainConfig(
         name=instance.name,
-        domain_type=domain_type(ctx, host, host_name),  # type: ignore[arg-type]
+        domain_type=runs_as.domain_type,  # type: ignore[arg-type]
         memory_mib=fields.memory // (1024 * 1024),
         vcpus=fields.vcpus,
         arch=fields.arch,
-        machine=fields.machine or "q35",
-        cpu_model=fields.cpu_model,
+        machine=runs_as.machine,
+        cpu_model=runs_as.cpu_model,
         disks=disks,
         nics=tuple(nics),
         serial_log_path=f"/var/log/libvirt/qemu/{instance.name}-serial.log",
