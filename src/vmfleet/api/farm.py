@@ -99,15 +99,20 @@ class FarmMethods(FleetBase):
         on_cell: CellCallback | None = None,
         timeout: float = 3600.0,
     ) -> FarmRun:
-        """Create the cells' VMs (those `only` names, `platform/target`), run their phases,
-        write the JUnit file; a failed cell is in the result, never raised."""
+        """Create the cells' VMs that do not exist yet (of the cells `only` names, as
+        `platform/target`), run their phases, write the JUnit file; a failed cell is in the
+        result, never raised."""
         started = time.monotonic()
         farm = self.farm()
         chosen = core_farm.cells(farm, only)
         fleet = self.farm_fleet()
         with fleet:
-            up = fleet.up([c.vm for c in chosen])
-            broken = {o.vm: o.detail for o in up.outcomes if not o.ok}
+            # Only missing VMs: one that exists is started by `startup` or reverted by a
+            # restore, so a cached run does not boot it first.
+            have = {v.name for v in fleet.list() if v.state not in ("absent", "unreachable")}
+            missing = [c.vm for c in chosen if c.vm not in have]
+            up = fleet.up(missing) if missing else None
+            broken = {o.vm: o.detail for o in (up.outcomes if up else ()) if not o.ok}
             logs = self.state_dir / "farm" / fleet.name / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             with fleet._locked(f"farm run {self.path}") as ctx:
