@@ -29,7 +29,7 @@ def test_arm64_micro_guest_boots_under_tcg_and_answers_ssh(tmp_path: Path) -> No
     path.write_text(f"""
 fleet: {fleet}
 hosts: {{local: {{domain_type: auto}}}}
-images: {{micro: {{source: {images.micro_disk()}}}}}
+images: {{micro: {{source: {images.micro_disk()}, arch: aarch64}}}}
 networks: {{fwd: {{mode: user}}}}
 vms:
   arm:

@@ -97,6 +97,7 @@ def test_phases_run_from_the_lookup_and_a_failure_fails_only_its_cell(farm_file:
     assert good["dependencies"] == good["main"] == good["create init"] == "passed"
     bad = statuses(run, ALP)
     assert bad["main"] == "failed" and bad["terminate"] == "skipped"
+    assert bad["shutdown"] == "passed"  # the failed cell's VM is stopped, not removed
     assert not run.ok
     log = (run.logs / vm(run, ALP) / "main.log").read_text()
     assert "status: failed" in log and "boom" in log
@@ -114,6 +115,7 @@ def test_junit_has_a_suite_per_cell_and_a_case_per_phase(farm_file: Path) -> Non
     assert isinstance(cases["main"].result[0], junitparser.Failure)
     assert cases["main"].system_err.strip() == "boom"
     assert isinstance(cases["init"].result[0], junitparser.Skipped)
+    assert isinstance(cases["terminate"].result[0], junitparser.Skipped)
     ok = {c.name: c for c in suites["deb/amd64"]}
     assert ok["main"].is_passed and ok["main"].system_out.strip() == "aarch64"
     assert suites["alp/amd64"].failures == 1
@@ -154,3 +156,11 @@ def test_a_new_revision_does_not_restore_and_clean_stale_removes_old_snapshots(
         assert all(r.endswith("-r1") for r in removed)
         assert fleet.farm_clean() == (vm(run, DEB),)
         assert fleet.farm_status()[0].state == "absent"
+
+
+def test_keep_failed_leaves_the_failed_cells_vm_running(farm_file: Path) -> None:
+    with open_fleet(farm_file, GuestShell()) as fleet:
+        run = fleet.farm_run([ALP], keep_failed=True)
+        assert statuses(run, ALP)["shutdown"] == "skipped"
+        (status,) = [s for s in fleet.farm_status() if s.cell.label == ALP]
+    assert status.state == "running"

@@ -129,9 +129,20 @@ def run_cell(
             progress(cell, step.phase, result.status)
         results.append(result)
     if failed and not job.keep_failed:
-        with job.lock:
-            ctx.host(host).shutdown(cell.vm, timeout=60.0)
+        results[-1] = _logged(_stop_after_failure(ctx, cell, host, job), logs)
     return CellResult(cell, host, tuple(results), time.monotonic() - started)
+
+
+def _stop_after_failure(ctx: FleetContext, cell: Cell, host: str, job: Job) -> PhaseResult:
+    """The `shutdown` phase of a failed cell: the VM is stopped, its snapshots kept."""
+    t0 = time.monotonic()
+    try:
+        with job.lock:
+            outcome = ctx.host(host).shutdown(cell.vm, timeout=60.0)
+    except FleetError as error:
+        return PhaseResult("shutdown", "failed", time.monotonic() - t0, f"after failure: {error}")
+    detail = f"stopped after the failure ({outcome}); --keep-failed leaves it running"
+    return PhaseResult("shutdown", "passed", time.monotonic() - t0, detail)
 
 
 def _phase(ctx: FleetContext, cell: Cell, host: str, step: Step, job: Job) -> PhaseResult:
