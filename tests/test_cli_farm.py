@@ -12,10 +12,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FARM = """\
 fleet: clifarm
 hosts: {local: {uri: "test:///default", domain_type: qemu, pool: default-pool}}
-images: {base: {source: /nonexistent/base.qcow2}}
+images:
+  base: {source: /nonexistent/base.qcow2}
+  base-arm: {source: /nonexistent/base-arm.qcow2, arch: aarch64}
 farm:
   project: {id: cli, revision: 7}
-  platforms: {deb: {image: base}}
+  platforms: {deb: {image: base, images: {arm64: base-arm}}}
   matrix: {targets: [amd64, arm64], platforms: [deb]}
 """
 
@@ -61,3 +63,9 @@ def test_convert_prints_seed_003_as_a_native_farm() -> None:
     native = result.stdout
     assert "farm:" in native and "permutations" not in native
     assert "qemu+ssh://pi@192.168.1.200/session" in native
+
+
+def test_an_imported_farm_without_images_says_what_to_set(tmp_path: Path) -> None:
+    result = vmfleet("farm", "status", "--state", str(tmp_path), str(FIXTURES / "ansible-farm.yml"))
+    assert result.returncode == 2
+    assert "Arch-Linux, debian_12 have no image" in result.stderr

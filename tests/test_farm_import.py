@@ -89,3 +89,24 @@ def test_matrix_names_must_be_known(matrix: str, message: str) -> None:
         parse(document)
     assert message in str(info.value)
     assert "f.yml:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("platform", "message"),
+    [
+        ("{image: nope}", "unknown image 'nope'; known: x86"),
+        ("{image: x86}", "image 'x86' is x86_64, target 'arm64' runs aarch64"),
+        ("{image: x86, images: {arm64: nope}}", "unknown image 'nope'"),
+    ],
+)
+def test_a_cells_image_must_exist_and_match_its_arch(platform: str, message: str) -> None:
+    text = (
+        "images: {x86: {source: /srv/x86.qcow2}}\n"
+        f"farm:\n  project: {{id: p}}\n  platforms: {{deb: {platform}}}\n"
+        "  matrix: {targets: [amd64, arm64], platforms: [deb]}\n"
+    )
+    document, _ = load_text(text, file="f.yml")
+    with pytest.raises(SpecError) as info:
+        parse(document)
+    assert message in str(info.value)
+    assert "f.yml:4:" in str(info.value)

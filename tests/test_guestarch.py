@@ -60,7 +60,7 @@ def test_a_farm_arm64_cell_is_defined_as_an_emulated_virt_machine(tmp_path: Path
     path.write_text(
         f"fleet: {unique_fleet('arch')}\n"
         'hosts: {local: {uri: "test:///default", domain_type: kvm, pool: default-pool}}\n'
-        f"images: {{base: {{source: {image}}}}}\n"
+        f"images: {{base: {{source: {image}, arch: aarch64}}}}\n"
         "defaults: {memory: 64MiB, disk: 16MiB}\n"
         f"farm:\n  project: {{id: {unique_fleet('a')}}}\n"
         "  platforms: {deb: {image: base}}\n  matrix: {targets: [arm64], platforms: [deb]}\n"

@@ -69,6 +69,18 @@ class FarmMethods(FleetBase):
     def farm_fleet(self) -> Fleet:
         """The fleet of the farm's cell VMs (see the module docstring)."""
         farm = self.farm()
+        imageless = sorted(
+            {
+                c.platform
+                for c in core_farm.cells(farm)
+                if "image" not in core_farm.vm_fields(farm, c)
+            }
+        )
+        if imageless:
+            raise UsageError(
+                f"platform(s) {', '.join(imageless)} have no image: set "
+                "farm.platforms.NAME.image (or images per target) to an image of `images:`"
+            )
         vms = {
             cell.vm: VmTemplate.model_validate(core_farm.vm_fields(farm, cell))
             for cell in core_farm.cells(farm)

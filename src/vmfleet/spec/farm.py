@@ -9,10 +9,13 @@ with the settings of the ansible_farm example (seed 003); a target given here re
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from vmfleet.errors import Problem
+from vmfleet.spec.source import Document
 from vmfleet.spec.values import Count, Line, LoginUser, MemorySize, Name
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
@@ -181,3 +184,31 @@ class FarmSpec(Model):
                 f"matrix names platform(s) {', '.join(unknown_p)} not defined under farm.platforms"
             )
         return self
+
+
+def problems(farm: FarmSpec, images: Mapping[str, Any], doc: Document) -> list[Problem]:
+    """Each cell's image, when given, must be defined in `images:` and be of the cell
+    target's arch (`farm run` refuses a cell without an image)."""
+    found: list[Problem] = []
+    cells = [(p, t) for t in farm.matrix.targets for p in farm.matrix.platforms]
+    cells += [(c.platform, c.target) for c in farm.matrix.cells]
+    for platform, target in dict.fromkeys(cells):
+        spec = farm.platforms[platform]
+        image = spec.images.get(target, spec.image)
+        key: tuple[str, ...] = ("images", target) if target in spec.images else ("image",)
+        where = ("farm", "platforms", platform, *key)
+        arch = farm.target(target).arch  # type: ignore[union-attr]  # checked by FarmSpec
+        if image is None:
+            continue  # allowed until the farm runs (an imported inventory names none)
+        if image not in images:
+            known = ", ".join(sorted(images)) or "none are defined"
+            found.append(doc.problem(where, f"unknown image {image!r}; known: {known}"))
+        elif images[image].arch != arch:
+            found.append(
+                doc.problem(
+                    where,
+                    f"image {image!r} is {images[image].arch}, target "
+                    f"{target!r} runs {arch}; give it per target in images",
+                )
+            )
+    return list(dict.fromkeys(found))
