@@ -71,7 +71,7 @@ class Job:
     locate: Callable[[str], Endpoint]
     keep_failed: bool = False
     timeout: float = 3600.0
-    ready_timeout: float = 300.0
+    ready_timeout: float = 600.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
