@@ -6,6 +6,8 @@ revision restores the `init` snapshot and skips `dependencies`."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,3 +166,42 @@ def test_keep_failed_leaves_the_failed_cells_vm_running(farm_file: Path) -> None
         assert statuses(run, ALP)["shutdown"] == "skipped"
         (status,) = [s for s in fleet.farm_status() if s.cell.label == ALP]
     assert status.state == "running"
+
+
+@dataclass
+class CountingShell(GuestShell):
+    """A guest shell that notes how many phase scripts run at the same moment."""
+
+    active: int = 0
+    most: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        if argv[0] != "ssh":
+            return super().run(argv, input=input, timeout=timeout, check=check, env=env)
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.05)
+        try:
+            return super().run(argv, input=input, timeout=timeout, check=check, env=env)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+@pytest.mark.parametrize("per_host", [1, 2])
+def test_cells_on_one_host_run_at_most_per_host_at_once(farm_file: Path, per_host: int) -> None:
+    farm_file.write_text(farm_file.read_text() + f"  per_host: {per_host}\n")
+    shell = CountingShell()
+    with open_fleet(farm_file, shell) as fleet:
+        fleet.farm_run(jobs=4)
+    assert 1 <= shell.most <= per_host
