@@ -14,6 +14,7 @@ from pathlib import Path
 
 import junitparser
 import pytest
+import yaml
 from tests.e2e_support import unique_fleet
 from tests.support.testhost import TestDriverHost
 
@@ -25,9 +26,11 @@ from vmfleet.drivers.commands import CommandResult, SubprocessRunner
 @dataclass
 class GuestShell:
     """The runner seam: `ssh … sh -s` answers as a guest of the VM's arch would (a script
-    containing `exit N` exits N); everything else (qemu-img) runs for real."""
+    containing `exit N` exits N), `ansible-playbook` is recorded and succeeds; everything
+    else (qemu-img) runs for real."""
 
     scripts: list[tuple[str, bytes]] = field(default_factory=list)
+    playbooks: list[tuple[str, ...]] = field(default_factory=list)
 
     def run(
         self,
@@ -38,6 +41,9 @@ class GuestShell:
         check: bool = True,
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
+        if argv[0] == "ansible-playbook":
+            self.playbooks.append(tuple(argv))
+            return CommandResult(tuple(argv), 0, b"PLAY RECAP ok=1\n", b"")
         if argv[0] != "ssh":
             return SubprocessRunner().run(argv, input=input, timeout=timeout, check=check, env=env)
         script = input or b""
@@ -205,3 +211,18 @@ def test_cells_on_one_host_run_at_most_per_host_at_once(farm_file: Path, per_hos
     with open_fleet(farm_file, shell) as fleet:
         fleet.farm_run(jobs=4)
     assert 1 <= shell.most <= per_host
+
+
+def test_a_playbook_phase_runs_ansible_playbook_against_the_farm_inventory(
+    farm_file: Path,
+) -> None:
+    playbook = farm_file.parent / "phases" / "deb" / "init.yaml"
+    playbook.write_text("- hosts: all\n  tasks: [{ping: {}}]\n")
+    shell = GuestShell()
+    with open_fleet(farm_file, shell) as fleet:
+        run = fleet.farm_run([DEB])
+    assert statuses(run, DEB)["init"] == "passed"
+    ((_, _, inventory, _, limit, path),) = shell.playbooks
+    assert (limit, path) == (vm(run, DEB), str(playbook))
+    hosts = yaml.safe_load(Path(inventory).read_text())["all"]["hosts"]
+    assert hosts[vm(run, DEB)]["ansible_host"] == "127.0.0.1"
