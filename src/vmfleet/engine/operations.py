@@ -116,6 +116,8 @@ def _row(
         "ip": address or None,
         "uptime": format_duration(uptime) if uptime is not None else None,
         "uptime_seconds": uptime,
+        # a definition staged for the next boot that the running VM does not run yet
+        "pending": bool(seen and seen.running and seen.spec_hash != seen.defined_hash),
     }
 
 
@@ -144,4 +146,5 @@ def power(ctx: FleetContext, vms: list[str], verb: str) -> list[Outcome]:
             results.append(Outcome(vm, verb, True, "rebooting"))
         else:
             raise UsageError(f"unknown power verb {verb!r}")
+        ctx.store.event(kind="power", vm=vm, message=f"{results[-1].detail} (vmfleet {verb})")
     return results

@@ -1,8 +1,9 @@
 """Making one VM exist, and making it go away, step by step and journaled.
 
 Rooms: `create` and `remove` (the sequences), `definition` (domain config), `seed` (cloud-init
-seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness` (`wait_ready`)
-and `journal` (journaled steps, rollback, recover, volume sweeps).
+seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness`
+(`ReadinessWatcher`, `wait_ready`) and `journal` (journaled steps, rollback, recover, volume
+sweeps).
 
 Create: base image (once per host) → root disk (linked clone or copy, grown) → data disks →
 seed ISO → define → start → ready. Every step that creates something on a host writes an
@@ -16,7 +17,7 @@ made for it) and its serial log → release leases.
 from __future__ import annotations
 
 from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
-from vmfleet.engine.provision.create import create
+from vmfleet.engine.provision.create import add_data_disk, create
 from vmfleet.engine.provision.definition import (
     domain_config,
     domain_type,
@@ -33,6 +34,7 @@ from vmfleet.engine.provision.journal import (
 )
 from vmfleet.engine.provision.networks import (
     attachment_for,
+    ensure_network,
     ensure_networks,
     network_name,
     owned_network_xml,
@@ -49,7 +51,7 @@ from vmfleet.engine.provision.ports import (
     forward_port,
     record_leases,
 )
-from vmfleet.engine.provision.readiness import wait_ready
+from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
 from vmfleet.engine.provision.remove import remove
 from vmfleet.engine.provision.seed import seed_iso
 
@@ -60,13 +62,16 @@ __all__ = [
     "PORT_SPAN",
     "Access",
     "Progress",
+    "ReadinessWatcher",
     "access",
+    "add_data_disk",
     "attachment_for",
     "create",
     "digest",
     "domain_config",
     "domain_type",
     "ensure_base",
+    "ensure_network",
     "ensure_networks",
     "existing_disks",
     "existing_forward",
@@ -84,5 +89,6 @@ __all__ = [
     "sweep_volumes",
     "volume_names",
     "wait_ready",
+    "watcher",
     "with_overlays",
 ]

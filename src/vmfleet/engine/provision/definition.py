@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from vmfleet.core import guestarch
 from vmfleet.core.expand import Instance
-from vmfleet.core.plan import spec_hash
+from vmfleet.core.plan import runtime_hash, spec_hash
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import (
     BridgeAttachment,
@@ -21,12 +23,14 @@ from vmfleet.drivers.domainxml import (
     VolumeSource,
     parse_domain,
 )
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import OwnerMetadata
-from vmfleet.engine import hostkeys
+from vmfleet.engine import hostkeys, hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 
 def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tuple[DiskConfig, ...]:
@@ -71,12 +75,33 @@ def with_overlays(
     return tuple(replace(d, source=current[d.target]) if d.target in current else d for d in disks)
 
 
-def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
-    """`kvm` or `qemu` for a host: as configured, or `auto` = kvm only where it really works."""
+def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str, arch: str = "x86_64") -> str:
+    """`kvm` or `qemu` for a guest of `arch` on a host: `kvm` only for the host's own arch,
+    as configured, or with `auto` where KVM really works (see `core.guestarch.uses_kvm`)."""
     wanted = ctx.host_specs()[host_name].domain_type
-    if wanted != "auto":
-        return wanted
-    return "kvm" if host.probe_kvm() else "qemu"
+    if wanted == "qemu":
+        return "qemu"
+    host_arch = host.capabilities(probe_kvm=False).arch
+    works = (
+        wanted == "auto"
+        and arch == host_arch
+        and bool(hosts.kvm_answer(ctx, host_name, probe=True))
+    )
+    kvm = guestarch.uses_kvm(arch=arch, host_arch=host_arch, wanted=wanted, kvm_works=works)
+    return "kvm" if kvm else "qemu"
+
+
+def owner(ctx: FleetContext, instance: Instance, host: LibvirtHost) -> OwnerMetadata:
+    """The owner mark of a VM as the spec has it now (with its SSH host public key)."""
+    return OwnerMetadata(
+        fleet=ctx.fleet,
+        vm=instance.name,
+        template=instance.template,
+        index=instance.index,
+        spec_hash=spec_hash(instance),
+        host_key=hostkeys.public_key(ctx, host, instance.name),
+        runtime_hash=runtime_hash(instance),
+    )
 
 
 def domain_config(
@@ -115,14 +140,18 @@ def domain_config(
             attachment = attachment_for(ctx, nic.network)
         nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model))  # type: ignore[arg-type]
     kernel = fields.kernel
+    kvm = domain_type(ctx, host, host_name, fields.arch) == "kvm"
+    runs_as = guestarch.guest_platform(
+        fields.arch, kvm=kvm, machine=fields.machine, cpu_model=fields.cpu_model
+    )
     return DomainConfig(
         name=instance.name,
-        domain_type=domain_type(ctx, host, host_name),  # type: ignore[arg-type]
+        domain_type=runs_as.domain_type,  # type: ignore[arg-type]
         memory_mib=fields.memory // (1024 * 1024),
         vcpus=fields.vcpus,
         arch=fields.arch,
-        machine=fields.machine or "q35",
-        cpu_model=fields.cpu_model,
+        machine=runs_as.machine,
+        cpu_model=runs_as.cpu_model,
         disks=disks,
         nics=tuple(nics),
         serial_log_path=names.serial_log(instance.name),
@@ -134,13 +163,6 @@ def domain_config(
         )
         if kernel
         else None,
-        owner=OwnerMetadata(
-            fleet=ctx.fleet,
-            vm=instance.name,
-            template=instance.template,
-            index=instance.index,
-            spec_hash=spec_hash(instance),
-            host_key=hostkeys.public_key(ctx, host, instance.name),
-        ),
+        owner=owner(ctx, instance, host),
         description=fields.description,
     )
