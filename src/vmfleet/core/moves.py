@@ -1,0 +1,274 @@
+"""Moves: which running VMs go where when a host is drained or the fleet rebalanced. Pure.
+
+Input: the hosts as placement sees them (`HostFacts`, whose `used` counts every VM on
+them), every VM where it runs now (`Current`) and, for a drain, the host to empty. Output:
+a `MovePlan`: the moves in the order they were decided, the VMs that cannot move with the
+reasons host by host, and the load of every host before and after.
+
+Both use placement's own checks (`core.placement`): a move never breaks a required rule
+(anti-affinity both ways, affinity, pin, architecture, capacity, `max_per_host`, an
+unreachable or unschedulable target), because each VM is taken out of the state, its
+target chosen exactly as `place` would choose a host for it, and put back there.
+
+- `drain`: every VM on the host leaves it, biggest first; the host is unschedulable while
+  deciding. A VM pinned to it (`host:` in the spec) stays, as does one that fits nowhere.
+- `rebalance`: first VMs whose node preference or preferred affinity scores better on
+  another host move where placement would put them now (placement ranks those above load).
+  Then, while the most loaded host has a VM whose move lowers the higher of the two hosts'
+  loads, the biggest such VM moves to the least loaded host that takes it and suits its
+  preferences no worse (fewest moves first: each move takes the most it can off the top).
+  Pinned VMs never move; at most `max_moves` moves in all.
+
+Load is placement's: the highest of vCPU, memory and (when limited) disk use over capacity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from vmfleet.core.placement import (
+    HostFacts,
+    Strategy,
+    Term,
+    VmRequest,
+    _check,
+    _Rules,
+    _rules,
+    _score,
+    _State,
+    _summary,
+    domain,
+    terms_of,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """A VM where it runs now."""
+
+    request: VmRequest
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    vm: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class MovePlan:
+    """Moves in decision order; VMs that stay, with why; load per host before and after."""
+
+    moves: tuple[Move, ...]
+    stuck: Mapping[str, tuple[str, ...]]
+    before: Mapping[str, float]
+    after: Mapping[str, float]
+
+
+class _Board:
+    """Placement's state over every current VM, with VMs taken out and put back."""
+
+    def __init__(self, hosts: Sequence[HostFacts], vms: Sequence[Current]) -> None:
+        self.terms = {v.request.name: terms_of(v.request.affinity) for v in vms}
+        keys = {t.key for ts in self.terms.values() for t in ts}
+        # `used` already counts every VM: the state starts from it and adds no sizes.
+        self.state = _State(hosts, keys)
+        self.where: dict[str, str] = {}
+        self.vms = {v.request.name: v.request for v in vms}
+        for v in vms:
+            self._add(v.request, v.host, size=False)
+
+    def _add(self, req: VmRequest, host: str, *, size: bool) -> None:
+        self.state.add(
+            name=req.name,
+            host=host,
+            template=req.template,
+            labels=req.labels,
+            terms=self.terms[req.name],
+            size=(req.vcpus, req.memory, req.disk) if size else None,
+            max_per_host=req.max_per_host,
+        )
+        self.where[req.name] = host
+
+    def take(self, name: str) -> _Rules:
+        """Take the VM out of the state; its rules against everything else."""
+        req = self.vms[name]
+        host = self.where.pop(name)
+        _remove(self.state, req, host, self.terms[name])
+        return _rules(self.state, req, self.terms[name])
+
+    def put(self, name: str, host: str) -> None:
+        self._add(self.vms[name], host, size=True)
+
+    def best(self, rules: _Rules, strategy: Strategy, *, avoid: str) -> str | None:
+        """Where placement would put the VM (never `avoid`), scoring every host."""
+        best: tuple[tuple[float, ...], str] | None = None
+        for name in self.state.hosts:
+            if name == avoid or _check(self.state, rules, name, every=False):
+                continue
+            score = _score(self.state, rules, name, strategy)
+            if best is None or score < best[0]:
+                best = (score, name)
+        return None if best is None else best[1]
+
+    def lightest(self, rules: _Rules, *, source: str) -> str | None:
+        """The least loaded host that can take the VM and suits its preferences no worse
+        than `source` does (never `source` itself); ties go to the host listed first."""
+        state = self.state
+        here = _score(state, rules, source, "spread")[:2]
+        ranked = sorted(state.hosts, key=lambda h: (state.utilisation(h), state.order[h]))
+        for name in ranked:
+            if name == source or _check(state, rules, name, every=False):
+                continue
+            if _score(state, rules, name, "spread")[:2] <= here:
+                return name
+        return None
+
+    def loads(self) -> dict[str, float]:
+        return {h: self.state.utilisation(h) for h in self.state.hosts}
+
+
+def _remove(state: _State, req: VmRequest, host: str, terms: Sequence[Term]) -> None:
+    """Undo `_State.add` for one VM (its size included)."""
+    used = state.used.get(host)
+    if used is not None:
+        used[0] -= req.vcpus
+        used[1] -= req.memory
+        used[2] -= req.disk
+    state.per_template[(req.template, host)] -= 1
+    facts = state.hosts.get(host)
+    if facts is None:
+        return
+    for pair in req.labels.items():
+        by_key = state.pair_counts.get(pair, {})
+        for key, counts in by_key.items():
+            d = domain(facts, key)
+            if d is not None and d in counts:
+                counts[d] -= 1
+                if counts[d] <= 0:
+                    del counts[d]  # placement asks `d in counts`
+        entries = state.pair_vms.get(pair, [])
+        for n, (labels, where) in enumerate(entries):
+            if where == host and labels == req.labels:
+                del entries[n]
+                break
+    for term in terms:
+        if term.anti and term.required:
+            for sel in term.selectors:
+                first = sel[0] if sel else None
+                held = state.holders.get(first, [])
+                state.holders[first] = [h for h in held if h[2] != req.name]
+
+
+def _biggest_first(req: VmRequest) -> tuple[int, int, int, str]:
+    return (-req.memory, -req.vcpus, -req.disk, req.name)
+
+
+def drain(
+    hosts: Sequence[HostFacts],
+    vms: Sequence[Current],
+    host: str,
+    *,
+    strategy: Strategy = "spread",
+) -> MovePlan:
+    """Move every VM off `host` (see the module docstring)."""
+    cordoned = [replace(h, schedulable=False) if h.name == host else h for h in hosts]
+    board = _Board(cordoned, vms)
+    before = board.loads()
+    leaving = sorted((v.request for v in vms if v.host == host), key=_biggest_first)
+    moves: list[Move] = []
+    stuck: dict[str, tuple[str, ...]] = {}
+    for req in leaving:
+        if req.pin == host:
+            stuck[req.name] = (f"pinned to {host} (host: in the spec)",)
+            continue
+        rules = board.take(req.name)
+        target = board.best(rules, strategy, avoid=host)
+        if target is None:
+            stuck[req.name] = _summary(board.state, rules)
+            board.put(req.name, host)
+            continue
+        board.put(req.name, target)
+        moves.append(Move(req.name, host, target))
+    return MovePlan(tuple(moves), stuck, before, board.loads())
+
+
+def rebalance(
+    hosts: Sequence[HostFacts],
+    vms: Sequence[Current],
+    *,
+    max_moves: int = 10,
+    strategy: Strategy = "spread",
+) -> MovePlan:
+    """Lower the highest host load, then repair preferred affinity (module docstring)."""
+    board = _Board(hosts, vms)
+    before = board.loads()
+    moves: list[Move] = []
+    on_host: dict[str, list[str]] = {}
+    for v in vms:
+        on_host.setdefault(v.host, []).append(v.request.name)
+    for name in sorted(board.vms):
+        if len(moves) >= max_moves:
+            break
+        move = _prefer(board, name, strategy)
+        if move is not None:
+            moves.append(move)
+            on_host[move.source].remove(move.vm)
+            on_host.setdefault(move.target, []).append(move.vm)
+    usable = [h.name for h in hosts if h.reachable and h.schedulable and not h.problem]
+    while len(moves) < max_moves:
+        top = max(
+            (h for h in usable if on_host.get(h)),
+            key=lambda h: (board.state.utilisation(h), -board.state.order[h]),
+            default=None,
+        )
+        if top is None:
+            break
+        move = _relieve(board, top, on_host[top])
+        if move is None:
+            break
+        on_host[top].remove(move.vm)
+        on_host.setdefault(move.target, []).append(move.vm)
+        moves.append(move)
+    return MovePlan(tuple(moves), {}, before, board.loads())
+
+
+def _relieve(board: _Board, top: str, names: Sequence[str]) -> Move | None:
+    """The biggest VM on `top` whose move lowers max(load of top, load of its target)."""
+    peak = board.state.utilisation(top)
+    for name in sorted(names, key=lambda n: _biggest_first(board.vms[n])):
+        if board.vms[name].pin is not None:
+            continue
+        rules = board.take(name)
+        target = board.lightest(rules, source=top)
+        if target is not None:
+            board.put(name, target)
+            if max(board.state.utilisation(top), board.state.utilisation(target)) < peak:
+                return Move(name, top, target)
+            board.take(name)
+        board.put(name, top)
+    return None
+
+
+def _prefer(board: _Board, name: str, strategy: Strategy) -> Move | None:
+    """Move a VM to where placement would put it now, when its node preference or preferred
+    affinity scores better there than where it runs."""
+    req = board.vms[name]
+    if req.pin is not None:
+        return None
+    if not req.preference and all(t.required for t in board.terms[name]):
+        return None
+    source = board.where[name]
+    rules = board.take(name)
+    target = board.best(rules, strategy, avoid=source)
+    if target is not None:
+        here = _score(board.state, rules, source, strategy)
+        there = _score(board.state, rules, target, strategy)
+        if there[:2] < here[:2]:
+            board.put(name, target)
+            return Move(name, source, target)
+    board.put(name, source)
+    return None
