@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmfleet.core.moves import Current, MovePlan, drain, rebalance
+from vmfleet.core.moves import Current, MovePlan, drain, rebalance, where_to
 from vmfleet.core.placement import HostFacts, Resources, VmRequest, domain, place, terms_of
 from vmfleet.spec.models import Affinity
 
@@ -262,3 +262,16 @@ def test_rebalance_never_breaks_a_rule_nor_raises_the_highest_load(
     if not soft:  # preferences outrank load, as in placement
         assert max(plan.after.values()) <= max(plan.before.values()) + 1e-9
     assert rebalance(hosts, vms, max_moves=max_moves) == plan  # same input, same plan
+
+
+def test_one_vm_goes_where_placement_says_or_names_what_the_chosen_host_breaks() -> None:
+    hosts = [host("a1", "a"), host("a2", "a"), host("b1", "b")]
+    vms = [
+        Current(vm("web-0", labels={"tier": "web"}, affinity=zone_anti("web")), "a1"),
+        Current(vm("web-1", labels={"tier": "web"}, affinity=zone_anti("web")), "b1"),
+    ]
+    facts = with_use(hosts, vms)
+    assert where_to(facts, vms, "web-0") == ("a2", ())
+    target, reasons = where_to(facts, vms, "web-0", target="b1")
+    assert target is None and any("anti-affinity" in r for r in reasons)
+    assert where_to(facts, vms, "web-0", target="a1")[1] == ("web-0 already runs on a1",)

@@ -98,8 +98,8 @@ def explain(ctx: FleetContext, vm: str, output: OutputFormat) -> None:
     else:
         if result.current_host:
             console.print(
-                f"{vm} runs on {result.current_host} and stays there (running VMs are never "
-                "moved); were it new, placement would decide:",
+                f"{vm} runs on {result.current_host} and stays there (running VMs move only "
+                "on request: vmfleet migrate, drain); were it new, placement would decide:",
                 highlight=False,
             )
         strategy = ctx.loaded.spec.placement.strategy

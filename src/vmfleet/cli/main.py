@@ -245,7 +245,7 @@ def up(
         checks.offline(ctx.loaded, ctx.instances(), images=False)
         cleaned = engine.recover(ctx)
         for item in cleaned:
-            err_console.print(f"recovered: rolled back {item} left by an interrupted run")
+            err_console.print(f"recovered: {item} (left by an interrupted run)")
         if engine.images.missing(ctx):
             _pull_with_bar(ctx, None)
         the_plan = engine.make_plan(ctx)
@@ -514,6 +514,7 @@ def _read(file: Path) -> str:
 from vmfleet.cli import access  # noqa: E402,F401
 from vmfleet.cli import groups as group_cli  # noqa: E402
 from vmfleet.cli import hosts as _hosts  # noqa: E402,F401
+from vmfleet.cli import moves as _moves  # noqa: E402,F401
 from vmfleet.cli import snapshots as snapshot_cli  # noqa: E402,F401
 
 

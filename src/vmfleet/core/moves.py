@@ -272,3 +272,29 @@ def _prefer(board: _Board, name: str, strategy: Strategy) -> Move | None:
             return Move(name, source, target)
     board.put(name, source)
     return None
+
+
+def where_to(
+    hosts: Sequence[HostFacts],
+    vms: Sequence[Current],
+    vm: str,
+    *,
+    target: str | None = None,
+    strategy: Strategy = "spread",
+) -> tuple[str | None, tuple[str, ...]]:
+    """Where one VM may move: `target` if every required rule holds there, else the host
+    placement picks (never its current one); with the reasons when there is none."""
+    board = _Board(hosts, vms)
+    source = board.where[vm]
+    rules = board.take(vm)
+    if target is not None:
+        if target == source:
+            return None, (f"{vm} already runs on {target}",)
+        if target not in board.state.hosts:
+            return None, (f"no host {target} in the fleet",)
+        reasons = _check(board.state, rules, target, every=True)
+        return (None, tuple(reasons)) if reasons else (target, ())
+    chosen = board.best(rules, strategy, avoid=source)
+    if chosen is None:
+        return None, _summary(board.state, rules)
+    return chosen, ()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vmfleet.core import placement as core
 from vmfleet.core.expand import Instance
@@ -43,14 +43,22 @@ class HostReport:
     emulators: dict[str, str] = field(default_factory=dict)
     domain_types: dict[str, list[str]] = field(default_factory=dict)
     kvm: bool | None = None
+    cordoned: bool = False
 
 
 def gather(ctx: FleetContext, *, probe: bool = True) -> list[HostReport]:
     """Every host of the fleet, in spec order; unreachable ones with their error."""
     specs = ctx.host_specs()
+    cordoned = ctx.store.cordoned()  # `drain`/`evacuate` made them unschedulable
     with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
         futures = [pool.submit(_one, ctx, name, spec, probe) for name, spec in specs.items()]
-        return [f.result() for f in futures]
+        reports = [f.result() for f in futures]
+    return [
+        replace(r, facts=replace(r.facts, schedulable=False), cordoned=True)
+        if r.facts.name in cordoned
+        else r
+        for r in reports
+    ]
 
 
 def _one(ctx: FleetContext, name: str, spec: HostSpec, probe: bool) -> HostReport:
@@ -272,6 +280,7 @@ def rows(reports: list[HostReport]) -> list[dict[str, object]]:
             "uri": r.uri,
             "reachable": f.reachable,
             "schedulable": f.schedulable,
+            "cordoned": r.cordoned,
             "labels": dict(f.labels),
             "domain_type": r.domain_type,
         }
@@ -280,7 +289,7 @@ def rows(reports: list[HostReport]) -> list[dict[str, object]]:
             out.append(row)
             continue
         row |= {
-            "status": "ready" if f.schedulable else "not schedulable",
+            "status": "cordoned" if r.cordoned else "ready" if f.schedulable else "not schedulable",
             "hostname": r.hostname,
             "libvirt": r.libvirt_version,
             "kvm": r.kvm,

@@ -13,6 +13,7 @@ from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import parse_volume_name, volume_name
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import HypervisorError
+from vmfleet.state.store import JournalEntry
 
 Progress = Callable[[str, str, str], None]  # (vm, phase, detail)
 
@@ -113,6 +114,9 @@ def recover(ctx: FleetContext) -> list[str]:
     """Roll back steps a killed run left open; returns what was cleaned, for the user."""
     cleaned: list[str] = []
     for entry in ctx.store.open_entries():
+        if entry.kind in ("migration", "evacuation"):
+            cleaned += _settle_move(ctx, entry)
+            continue
         try:
             host = ctx.host(entry.host)
         except HypervisorError:
@@ -122,7 +126,7 @@ def recover(ctx: FleetContext) -> list[str]:
             with contextlib.suppress(HypervisorError):
                 if host.get_volume(pool, entry.target) is not None:
                     host.delete_volume(pool, entry.target)
-                    cleaned.append(f"volume {entry.target} on {entry.host}")
+                    cleaned.append(f"rolled back volume {entry.target} on {entry.host}")
         elif entry.kind == "domain":
             info = host.get_domain(entry.target)
             if info is not None and info.owner is not None and info.owner.fleet == ctx.fleet:
@@ -130,6 +134,15 @@ def recover(ctx: FleetContext) -> list[str]:
                     host.destroy(entry.target)
                 host.undefine(entry.target)
                 remove_volumes(ctx, host, entry.host, entry.target)
-                cleaned.append(f"domain {entry.target} on {entry.host}")
+                cleaned.append(f"rolled back domain {entry.target} on {entry.host}")
         ctx.store.finish(entry.id, status="undone")
     return cleaned
+
+
+def _settle_move(ctx: FleetContext, entry: JournalEntry) -> list[str]:
+    """A move finishes or rolls back in its own module (kept open while a host is down)."""
+    from vmfleet.engine import evacuate, migrate  # they build on provision
+
+    settle = migrate.recover if entry.kind == "migration" else evacuate.recover
+    done = settle(ctx, entry)
+    return [] if done is None else [done]
