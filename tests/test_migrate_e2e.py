@@ -60,7 +60,8 @@ vms:
 
 
 def copies(daemons: list[multihost.Daemon], fleet: str, vm: str) -> dict[str, tuple[bool, int]]:
-    """Host -> (running, volumes of the VM) wherever anything of the VM exists."""
+    """Host -> (running, volumes of the VM) wherever anything of the VM exists. A paused
+    domain (a migration's incoming side) is not running."""
     out: dict[str, tuple[bool, int]] = {}
     for d in daemons:
         conn = libvirt.open(d.uri)
@@ -69,7 +70,7 @@ def copies(daemons: list[multihost.Daemon], fleet: str, vm: str) -> dict[str, tu
             volumes = sum(1 for n in names if n.startswith(f"vmf-{fleet}--{vm}--"))
             try:
                 dom = conn.lookupByName(vm)
-                running = dom.isActive() == 1
+                running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING  # not paused
                 exists = True
             except libvirt.libvirtError:
                 running, exists = False, False
