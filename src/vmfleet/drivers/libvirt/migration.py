@@ -19,6 +19,7 @@ reference included) from this host's pool into a new volume on another host.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -158,8 +159,12 @@ class _Migration(_Capabilities):
         params: dict[str, Any] = {}
         local_uri = migration_uri(dest.uri)
         if local_uri is not None:
-            params[libvirt.VIR_MIGRATE_PARAM_URI] = local_uri
+            # Daemons on one machine each hand out ports from the same range without knowing
+            # of each other: ports the kernel picked as free avoid their clashes.
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = f"{local_uri}:{_free_port()}"
             params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = "127.0.0.1"
+            if options.copy_disks:
+                params[libvirt.VIR_MIGRATE_PARAM_DISKS_PORT] = _free_port()
         if options.bandwidth is not None:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = options.bandwidth
         if options.copy_disks:
@@ -299,6 +304,23 @@ class _Migration(_Capabilities):
                 with contextlib.suppress(libvirt.libvirtError):
                     stream.abort()
             raise
+
+
+def _free_port() -> int:
+    """A 127.0.0.1 TCP port free now, never the same twice in a row in this process."""
+    with _ports_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _recent_ports:
+                _recent_ports.append(port)
+                del _recent_ports[:-64]
+                return port
+
+
+_ports_lock = threading.Lock()
+_recent_ports: list[int] = []
 
 
 def _cannot_reach(err: libvirt.libvirtError) -> bool:
