@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST_STAMP := .cache/host-ready
 JOBS ?= 2
 
-.PHONY: all setup host demo demo-multihost test test-fast test-e2e bench lint fmt clean
+.PHONY: all setup host demo demo-multihost test test-fast test-e2e fuzz bench lint fmt clean
 
 all: test
 
@@ -41,6 +41,11 @@ test-fast: $(STAMP)
 
 test-e2e: setup
 	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup -m e2e tests
+
+# Many more fuzz examples of the four input formats than `make test` runs (FUZZ_EXAMPLES each).
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	VMFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -n $(JOBS) tests/test_fuzz_input.py
 
 bench: setup
 	$(PY) -m bench

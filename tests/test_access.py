@@ -58,7 +58,7 @@ def test_targets_resolve(ctx: FleetContext, target: str, names: list[str]) -> No
         ("web@3", "index 3 is out of range for web (0..2)"),
         ("db@0", "only the bare name"),
         ("nosuch@0", "unknown VM template 'nosuch'"),
-        ("nosuch", "unknown VM 'nosuch'"),
+        ("nosuch", "unknown VM, template or group 'nosuch'"),
     ],
 )
 def test_bad_targets_are_usage_errors(ctx: FleetContext, target: str, words: str) -> None:

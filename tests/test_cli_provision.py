@@ -117,7 +117,7 @@ def test_down_of_an_unknown_vm_is_a_usage_error(
     path = fleet_file(fleet_on_test_driver("  web: {}", image))
     result = vmfleet("down", str(path), "nosuch", "--yes")
     assert result.returncode == 2
-    assert "unknown VM nosuch" in result.stderr
+    assert "unknown VM, template or group 'nosuch'" in result.stderr
 
 
 def test_second_run_refuses_while_one_holds_the_lock(
@@ -212,6 +212,22 @@ def test_seed_carries_the_users_template_rendered_and_merged(
     assert user["apt"]["http_proxy"] == "http://10.10.0.148:3142"
     assert yaml.safe_load(docs["meta-data"])["local-hostname"] == "web-1"
     assert ctx.ssh_public_key().split()[1] in docs["user-data"]
+
+
+def test_plan_and_up_take_targets(fleet_file: Callable[[str], Path], image: Path) -> None:
+    path = fleet_file(
+        fleet_on_test_driver("  web: {replicas: 2}\n  db: {}", image)
+        + "groups:\n  back: {members: [db]}\n"
+    )
+    web = vmfleet("plan", str(path), "web", "-o", "json")
+    assert [r["vm"] for r in json.loads(web.stdout)] == ["web-0", "web-1"], web.stderr
+    back = vmfleet("plan", str(path), "back", "web@1", "-o", "json")
+    assert [r["vm"] for r in json.loads(back.stdout)] == ["web-1", "db"], back.stderr
+    for command in ("up", "down", "start", "stop", "reboot"):
+        yes = ["--yes"] if command in ("up", "down") else []
+        result = vmfleet(command, str(path), "nosuch", *yes)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "unknown VM, template or group 'nosuch'" in result.stderr, command
 
 
 def seed_documents(ctx: FleetContext, index: int, tmp_path: Path) -> dict[str, str]:

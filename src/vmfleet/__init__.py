@@ -4,6 +4,8 @@ The command line is a thin layer over this library; what is importable from `vmf
 itself is the stable API, pinned by tests/test_public_api.py.
 """
 
+from typing import TYPE_CHECKING
+
 from vmfleet.core.expand import Instance, Leases, expand
 from vmfleet.core.plan import Plan, diff
 from vmfleet.errors import (
@@ -24,27 +26,96 @@ from vmfleet.errors import (
 from vmfleet.spec.load import LoadedFleet, load
 from vmfleet.spec.models import FleetSpec
 
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from vmfleet.api import (
+        Confirm,
+        Event,
+        ExpandedVm,
+        Fleet,
+        ImageProgress,
+        ImageRow,
+        Outcomes,
+        Planned,
+        Recovered,
+        SnapshotRow,
+        Stage,
+        TemplateSummary,
+        UpResult,
+        Validation,
+        VmInfo,
+        VmOutcome,
+        VmProgress,
+    )
+
 __version__ = "0.1.0"
 
+# The Python API (`Fleet` and what it returns) imports the engine and libvirt: loaded on
+# first use, so `import vmfleet` and `vmfleet --help` stay fast.
+_API = {
+    "Confirm",
+    "Event",
+    "ExpandedVm",
+    "Fleet",
+    "ImageProgress",
+    "ImageRow",
+    "Outcomes",
+    "Planned",
+    "Recovered",
+    "SnapshotRow",
+    "Stage",
+    "TemplateSummary",
+    "UpResult",
+    "Validation",
+    "VmInfo",
+    "VmOutcome",
+    "VmProgress",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        from vmfleet import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vmfleet' has no attribute {name!r}")
+
+
 __all__ = [
+    "Confirm",
+    "Event",
+    "ExpandedVm",
+    "Fleet",
     "FleetError",
     "FleetSpec",
     "GuestError",
     "HostUnreachableError",
     "HypervisorError",
     "ImageError",
+    "ImageProgress",
+    "ImageRow",
     "Instance",
     "Leases",
     "LoadedFleet",
     "LockedError",
     "NotOwnedError",
+    "Outcomes",
     "PlacementError",
     "Plan",
+    "Planned",
     "Position",
     "Problem",
+    "Recovered",
+    "SnapshotRow",
     "SpecError",
+    "Stage",
     "StateError",
+    "TemplateSummary",
+    "UpResult",
     "UsageError",
+    "Validation",
+    "VmInfo",
+    "VmOutcome",
+    "VmProgress",
     "__version__",
     "diff",
     "expand",

@@ -14,11 +14,9 @@ import yaml
 from typer import _click as click
 from typer.core import TyperCommand
 
-from vmfleet.cli.common import FleetFile, Output, StateOpt, app, fleet_context
+from vmfleet.api import types as access
+from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
-from vmfleet.cli.progress import VmProgress
-from vmfleet.engine import access, execute
-from vmfleet.engine.context import default_uri
 from vmfleet.errors import FleetError, GuestError, UsageError
 
 Target = Annotated[
@@ -42,9 +40,9 @@ def ssh(
 
     On a replicated template without an index, lists its replicas and exits 2.
     """
-    with fleet_context(file, state, lock=False, what="ssh") as ctx:
-        instances = access.resolve(ctx, target)
-        endpoints = access.endpoints(ctx, instances)
+    with open_fleet(file, state) as fleet:
+        instances = fleet.resolve([target])
+        endpoints = fleet.endpoints([target])
     if len(endpoints) > 1 or (
         instances and instances[0].index is not None and target == instances[0].template
     ):
@@ -75,9 +73,9 @@ def _address(ep: access.Endpoint) -> str | None:
 @app.command("ssh-config")
 def ssh_config(file: FleetFile, state: StateOpt = None) -> None:
     """Print a Host block per VM; `Include` it in ~/.ssh/config and `ssh NAME` just works."""
-    with fleet_context(file, state, lock=False, what="ssh-config") as ctx:
-        text = access.ssh_config(access.endpoints(ctx, ctx.instances()))
-    sys.stdout.write(f"# vmfleet ssh-config for fleet {ctx.fleet} ({file})\n" + text)
+    with open_fleet(file, state) as fleet:
+        text = fleet.ssh_config()
+    sys.stdout.write(f"# vmfleet ssh-config for fleet {fleet.name} ({file})\n" + text)
 
 
 @app.command()
@@ -91,9 +89,9 @@ def inventory(
     state: StateOpt = None,
 ) -> None:
     """An Ansible inventory of the fleet: groups per template, group, host and label."""
-    with fleet_context(file, state, lock=False, what="inventory") as ctx:
-        endpoints = access.endpoints(ctx, ctx.instances())
-        inv = access.inventory(ctx, endpoints)
+    with open_fleet(file, state) as fleet:
+        endpoints = fleet.endpoints()
+        inv = fleet.inventory()
     if host is not None:
         match = [e for e in endpoints if e.vm == host]
         sys.stdout.write(json.dumps(access.hostvars(match[0]) if match else {}, indent=2) + "\n")
@@ -114,9 +112,8 @@ def ips(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = 
 
     User-mode VMs give 127.0.0.1 and NAME_SSH_PORT. VMs without an address yet are left out.
     """
-    with fleet_context(file, state, lock=False, what="ips") as ctx:
-        endpoints = access.endpoints(ctx, ctx.instances())
-    found = {e.vm: e for e in endpoints if e.address}
+    with open_fleet(file, state) as fleet:
+        found = fleet.ips()
     if output is not OutputFormat.table:
         emit(
             [],
@@ -164,12 +161,8 @@ def exec_(
     names = targets[: len(targets) - len(command)]
     if not command or not names:
         raise UsageError("usage: vmfleet exec FILE TARGET... -- COMMAND")
-    with fleet_context(file, state, lock=False, what="exec") as ctx:
-        chosen = {i.name: i for t in names for i in access.resolve(ctx, t)}
-        endpoints = access.endpoints(ctx, list(chosen.values()))
-    line = " ".join(command)
-    with VmProgress(f"exec {line}", [e.vm for e in endpoints]) as progress:
-        results = execute.run(endpoints, line, timeout=timeout, progress=progress)
+    with open_fleet(file, state) as fleet:
+        results = fleet.exec(names, " ".join(command), timeout=timeout)
     if output is not OutputFormat.table:
         emit(
             [],
@@ -205,10 +198,9 @@ def exec_(
 @app.command("console")
 def console_(file: FleetFile, vm: Target, state: StateOpt = None) -> None:
     """Attach to a VM's serial console (virsh console; Ctrl-] leaves)."""
-    with fleet_context(file, state, lock=False, what="console") as ctx:
-        (instance,) = access.resolve(ctx, vm)
-        (endpoint,) = access.endpoints(ctx, [instance])
-        uri = ctx.host_specs()[endpoint.host].uri or default_uri()
+    with open_fleet(file, state) as fleet:
+        (endpoint,) = fleet.endpoints([vm])
+        uri = fleet.host_uri(endpoint.host)
     if endpoint.state != "running":
         raise GuestError(f"is {endpoint.state}, not running", vm=endpoint.vm)
     if shutil.which("virsh") is None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from vmfleet.api import Fleet
 from vmfleet.cli.output import OutputFormat, err_console
-from vmfleet.engine.context import FleetContext, state_dir_for
+from vmfleet.cli.progress import ProgressView
+from vmfleet.core.plan import Plan
 from vmfleet.spec.load import LoadedFleet, load
-from vmfleet.state.store import Store, fleet_lock
 
 app = typer.Typer(
     name="vmfleet",
@@ -39,7 +41,7 @@ Output = Annotated[
 def load_fleet(path: Path) -> LoadedFleet:
     loaded = load(path)
     for warning in loaded.document.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
     return loaded
 
 
@@ -52,15 +54,17 @@ WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for anot
 
 
 @contextlib.contextmanager
-def fleet_context(
-    file: Path, state: Path | None, *, lock: bool, what: str, wait: float = 0.0
-) -> Iterator[FleetContext]:
+def open_fleet(
+    file: Path,
+    state: Path | None,
+    *,
+    wait: float = 0.0,
+    on_plan: Callable[[Plan, bool], None] | None = None,
+) -> Iterator[Fleet]:
+    """The command's `Fleet`, drawing its progress on stderr; closed at the end."""
     loaded = load_fleet(file)
-    state_dir = state_dir_for(loaded, state)
-    guard = fleet_lock(state_dir, wait=wait, what=what) if lock else contextlib.nullcontext()
-    with guard:
-        ctx = FleetContext(loaded=loaded, store=Store(state_dir), state_dir=state_dir)
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+    with (
+        ProgressView(on_plan) as view,
+        Fleet(loaded, state=state, lock_wait=wait, on_event=view) as fleet,
+    ):
+        yield fleet

@@ -1,67 +1,27 @@
 """`vmfleet power` and `vmfleet status`: group power (boot order gated on readiness) and the
-group tree with its conditions. Also the step of `up` that applies groups' `power_state`."""
+group tree with its conditions."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, fleet_context
+from vmfleet.api.day2 import POWER_VERBS
+from vmfleet.api.types import GroupPowerError
+from vmfleet.cli import render
+from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
-from vmfleet.cli.progress import VmProgress
 from vmfleet.core import groups as core
-from vmfleet.engine import groups as engine_groups
-from vmfleet.engine.apply import Outcome
-from vmfleet.engine.context import FleetContext
 from vmfleet.errors import UsageError
-
-VERBS = {
-    "on": core.POWERED_ON,
-    "off": core.POWERED_OFF,
-    "suspend": core.SUSPENDED,
-    "resume": "Resumed",
-}
 
 
 def _time(at: float | None) -> str | None:
     if at is None:
         return None
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _outcome_rows(outcomes: list[engine_groups.MemberOutcome]) -> list[dict[str, object]]:
-    return [
-        {
-            "vm": o.vm,
-            "group": o.group,
-            "action": o.action,
-            "ok": o.ok,
-            "tier": o.tier,
-            "detail": o.detail,
-            "started_at": o.started_at,
-            "ready_at": o.ready_at,
-        }
-        for o in outcomes
-    ]
-
-
-def _emit_outcomes(outcomes: list[engine_groups.MemberOutcome], output: OutputFormat) -> None:
-    emit(
-        _outcome_rows(outcomes),
-        fmt=output,
-        columns=[
-            ("vm", "VM"),
-            ("group", "Group"),
-            ("action", "Action"),
-            ("tier", "Tier"),
-            ("ok", "OK"),
-            ("detail", "Detail"),
-        ],
-    )
 
 
 @app.command()
@@ -87,7 +47,7 @@ def power(
     """Power a group: `on` walks its boot order tier by tier (each tier's readiness gate and
     delay before the next), `off` stops tiers in reverse (graceful, then forced), `suspend`
     and `resume` act on all members at once. Exits 1 if a gate or a member failed."""
-    if len(args) == 3 and args[0] in VERBS:
+    if len(args) == 3 and args[0] in POWER_VERBS:
         verb: str | None = args[0]
         file, group = args[1], args[2]
     elif len(args) == 2 and sync:
@@ -97,45 +57,15 @@ def power(
             "usage: vmfleet power on|off|suspend|resume FILE GROUP, "
             "or vmfleet power FILE GROUP --sync"
         )
-    with fleet_context(Path(file), state, lock=True, what=f"power {group}", wait=wait) as ctx:
-        if group not in ctx.loaded.spec.groups:
-            raise UsageError(f"no group {group!r} in fleet {ctx.fleet}")
-        if verb is None:
-            wanted, _record = core.desired_state(ctx.loaded.spec, group, engine_groups.records(ctx))
-            if wanted is None:
-                raise UsageError(f"group {group} has no power state to sync to; name a verb")
-        else:
-            wanted = VERBS[verb]
-        vms = core.vms_of(ctx.loaded.spec, ctx.instances(), group)
+    failure: GroupPowerError | None = None
+    with open_fleet(Path(file), state, wait=wait) as fleet:
         try:
-            with VmProgress(f"power {group} {wanted}", vms) as progress:
-                outcomes = engine_groups.power(ctx, group, wanted, progress=progress)
-        except engine_groups.GroupPowerError as error:
-            _emit_outcomes(error.outcomes, output)
-            raise
-        _emit_outcomes(outcomes, output)
-
-
-def apply_after_up(ctx: FleetContext, *, created: Collection[str], output: OutputFormat) -> None:
-    """The groups' step of `up`: apply each group's `power_state` (new members of a
-    powered-on group are started tier by tier). Prints what it did."""
-    if not core.governing(ctx.loaded.spec):
-        return
-    vms = sorted(engine_groups.held(ctx))
-    try:
-        with VmProgress(f"groups of {ctx.fleet}", vms) as progress:
-            outcomes = engine_groups.apply_spec(ctx, created=created, progress=progress)
-    except engine_groups.GroupPowerError as error:
-        if output is OutputFormat.table:
-            _emit_outcomes(error.outcomes, output)
-        raise
-    if outcomes and output is OutputFormat.table:
-        _emit_outcomes(outcomes, output)
-
-
-def held(ctx: FleetContext) -> set[str]:
-    """VMs `up` must leave to their group's power state."""
-    return engine_groups.held(ctx)
+            outcomes = fleet.power(group, verb)
+        except GroupPowerError as error:
+            failure, outcomes = error, tuple(error.outcomes)
+    render.member_outcomes(outcomes, output)
+    if failure is not None:
+        raise failure
 
 
 def _condition(c: core.Condition) -> dict[str, object]:
@@ -182,18 +112,9 @@ def status(
 ) -> None:
     """The group tree: each member's GroupLinked, PowerStateSynced and PlacementReady, each
     group's Ready and when its power state last changed."""
-    with fleet_context(file, state, lock=False, what="status") as ctx:
-        spec = ctx.loaded.spec
-        if group is not None and group not in spec.groups:
-            raise UsageError(f"no group {group!r} in fleet {ctx.fleet}")
-        found = engine_groups.group_status(ctx)
+    with open_fleet(file, state) as fleet:
+        found = fleet.status(group)
     by_name = {g.name: g for g in found}
-    if group is not None:
-        keep = {group}
-        for g in found:  # parents come before children
-            if g.parent in keep:
-                keep.add(g.name)
-        found = [g for g in found if g.name in keep]
     data = [_group_json(g) for g in found]
     rows: list[dict[str, object]] = []
     for g in found:
@@ -235,7 +156,7 @@ def status(
                 }
             )
     if not found and output is OutputFormat.table:
-        console.print(f"fleet {ctx.fleet} has no groups")
+        console.print(f"fleet {fleet.name} has no groups")
         return
     emit(
         rows,
@@ -254,8 +175,3 @@ def status(
     )
     if any(g.conditions[0].status != "True" for g in found) and output is OutputFormat.table:
         err_console.print("some groups are not ready (vmfleet power FILE GROUP --sync)")
-
-
-def created_in(results: Sequence[Outcome]) -> set[str]:
-    """Names of VMs an `up` run created."""
-    return {r.vm for r in results if r.action == "create" and r.ok}

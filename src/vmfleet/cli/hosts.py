@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from vmfleet.cli.common import FleetFile, Output, StateOpt, app, fleet_context
+from vmfleet.api import Fleet
+from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
-from vmfleet.engine import hosts as engine_hosts
-from vmfleet.engine.apply import observe
-from vmfleet.engine.context import FleetContext
 from vmfleet.errors import PlacementError
 from vmfleet.spec.units import format_size
 
@@ -30,14 +28,13 @@ def hosts(
     Hosts are asked in parallel; one that does not answer is shown unreachable and does not
     hold up the others. Exits 1 when any host is unreachable.
     """
-    with fleet_context(file, state, lock=False, what="hosts") as ctx:
-        reports = engine_hosts.gather(ctx, probe=probe)
-    rows = engine_hosts.rows(reports)
+    with open_fleet(file, state) as fleet:
+        rows = [dict(r) for r in fleet.hosts(probe=probe)]
     table = [_table_row(r) for r in rows]
     emit(
         table,
         fmt=output,
-        title=f"hosts of fleet {ctx.fleet}",
+        title=f"hosts of fleet {fleet.name}",
         columns=[
             ("host", "Host"),
             ("status", "Status"),
@@ -75,10 +72,9 @@ def _table_row(row: dict[str, object]) -> dict[str, object]:
     }
 
 
-def explain(ctx: FleetContext, vm: str, output: OutputFormat) -> None:
+def show_explanation(fleet: Fleet, vm: str, output: OutputFormat) -> None:
     """Print, host by host, why `vm` goes (or went) where it does."""
-    observed = {o.name: o.host for o in observe(ctx).vms}
-    result = engine_hosts.explain(ctx, vm, observed)
+    result = fleet.explain(vm)
     rows = [
         {
             "host": v.host,
@@ -102,7 +98,7 @@ def explain(ctx: FleetContext, vm: str, output: OutputFormat) -> None:
                 "on request: vmfleet migrate, drain); were it new, placement would decide:",
                 highlight=False,
             )
-        strategy = ctx.loaded.spec.placement.strategy
+        strategy = fleet.spec.placement.strategy
         console.print(
             f"placement of {vm}: among hosts not rejected, the best by node_preference, then "
             f"preferred affinity, then kvm, then {strategy} load, then host order",

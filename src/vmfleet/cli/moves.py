@@ -6,15 +6,9 @@ from typing import Annotated
 
 import typer
 
-from vmfleet import engine
-from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, fleet_context
+from vmfleet.api import MoveReport, MoveResult
+from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
-from vmfleet.cli.progress import VmProgress
-from vmfleet.core.moves import MovePlan
-from vmfleet.engine import evacuate as engine_evacuate
-from vmfleet.engine import migrate as engine_migrate
-from vmfleet.engine import moves as engine_moves
-from vmfleet.engine.context import FleetContext
 
 HostArg = Annotated[str, typer.Argument(help="A host of the fleet.", show_default=False)]
 ParallelOpt = Annotated[int, typer.Option("--parallel", "-j", min=1, help="Moves at a time.")]
@@ -30,12 +24,7 @@ _REPORT_COLUMNS = [
 ]
 
 
-def _recover(ctx: FleetContext) -> None:
-    for item in engine.recover(ctx):
-        err_console.print(f"recovered: {item} (left by an interrupted run)", highlight=False)
-
-
-def _report_row(r: engine_migrate.Report) -> dict[str, object]:
+def _report_row(r: MoveReport) -> dict[str, object]:
     return {
         "vm": r.vm,
         "source": r.source,
@@ -84,24 +73,23 @@ def migrate(
     the overlay recreated over it. The copy on the source is removed once the destination
     runs; an interrupted move is finished or rolled back by the next command.
     """
-    options = engine_migrate.Options(
-        to=to,
-        offline=offline,
-        bandwidth=bandwidth,
-        max_downtime=max_downtime,
-        timeout=timeout,
-        force=force,
-    )
-    with fleet_context(file, state, lock=True, what=f"migrate {vm}", wait=wait) as ctx:
-        _recover(ctx)
-        with VmProgress(f"migrate {vm}", [vm]) as progress:
-            report = engine_migrate.migrate(ctx, vm, options, progress)
+    with open_fleet(file, state, wait=wait) as fleet:
+        report = fleet.migrate(
+            vm,
+            to=to,
+            offline=offline,
+            bandwidth=bandwidth,
+            max_downtime=max_downtime,
+            timeout=timeout,
+            force=force,
+        )
     if report.fallback:
         err_console.print(f"{vm}: {report.fallback}", highlight=False)
     emit([_report_row(report)], fmt=output, columns=_REPORT_COLUMNS, data=_report_row(report))
 
 
-def _plan_rows(plan: MovePlan) -> list[dict[str, object]]:
+def _plan_rows(result: MoveResult) -> list[dict[str, object]]:
+    plan = result.plan
     rows: list[dict[str, object]] = [
         {"vm": m.vm, "source": m.source, "target": m.target, "detail": "move"} for m in plan.moves
     ]
@@ -112,46 +100,45 @@ def _plan_rows(plan: MovePlan) -> list[dict[str, object]]:
     return rows
 
 
-def _plan_data(plan: MovePlan, run: engine_moves.MoveRun | None) -> dict[str, object]:
+def _plan_data(result: MoveResult) -> dict[str, object]:
+    plan = result.plan
     return {
         "moves": [{"vm": m.vm, "from": m.source, "to": m.target} for m in plan.moves],
         "stuck": {vm: list(r) for vm, r in plan.stuck.items()},
         "load_before": {h: round(v, 4) for h, v in plan.before.items()},
         "load_after": {h: round(v, 4) for h, v in plan.after.items()},
-        "done": [] if run is None else [_report_row(r) for r in run.done],
-        "failed": {} if run is None else run.failed,
+        "applied": result.applied,
+        "done": [_report_row(r) for r in result.done],
+        "failed": dict(result.failed),
     }
 
 
-def _show(
-    plan: MovePlan, run: engine_moves.MoveRun | None, *, title: str, fmt: OutputFormat
-) -> None:
+def _show(result: MoveResult, *, title: str, fmt: OutputFormat) -> None:
     if fmt is not OutputFormat.table:
-        emit([], fmt=fmt, columns=[], data=_plan_data(plan, run))
-        return
-    emit(
-        _plan_rows(plan),
-        fmt=fmt,
-        columns=[("vm", "VM"), ("source", "From"), ("target", "To"), ("detail", "Detail")],
-        title=title,
-    )
-    loads = [
-        {"host": h, "before": f"{plan.before[h]:.0%}", "after": f"{plan.after.get(h, 0.0):.0%}"}
-        for h in plan.before
-    ]
-    emit(
-        loads,
-        fmt=fmt,
-        columns=[("host", "Host"), ("before", "Load before"), ("after", "Load after")],
-    )
-    if run is not None:
-        emit([_report_row(r) for r in run.done], fmt=fmt, columns=_REPORT_COLUMNS, title="moved")
-        for vm, error in run.failed.items():
+        emit([], fmt=fmt, columns=[], data=_plan_data(result))
+    else:
+        plan = result.plan
+        columns = [("vm", "VM"), ("source", "From"), ("target", "To"), ("detail", "Detail")]
+        emit(_plan_rows(result), fmt=fmt, columns=columns, title=title)
+        loads = [
+            {"host": h, "before": f"{v:.0%}", "after": f"{plan.after.get(h, 0.0):.0%}"}
+            for h, v in plan.before.items()
+        ]
+        emit(
+            loads,
+            fmt=fmt,
+            columns=[("host", "Host"), ("before", "Load before"), ("after", "Load after")],
+        )
+        if result.applied:
+            emit(
+                [_report_row(r) for r in result.done],
+                fmt=fmt,
+                columns=_REPORT_COLUMNS,
+                title="moved",
+            )
+        for vm, error in result.failed.items():
             err_console.print(f"{vm}: move failed: {error}", highlight=False)
-
-
-def _exit_code(plan: MovePlan, run: engine_moves.MoveRun | None) -> None:
-    if plan.stuck or (run is not None and run.failed):
+    if result.plan.stuck or result.failed:
         raise typer.Exit(1)
 
 
@@ -167,20 +154,16 @@ def drain(
     """Cordon a host (no new VMs go there until `uncordon`) and move every VM of the fleet
     off it live, through the placement rules, N at a time. VMs that cannot move stay and
     are listed with the reasons (exit 1)."""
-    with fleet_context(file, state, lock=True, what=f"drain {host}", wait=wait) as ctx:
-        _recover(ctx)
-        plan = engine_moves.drain_plan(ctx, host)
-        with VmProgress(f"drain {host}", [m.vm for m in plan.moves]) as progress:
-            run = engine_moves.execute(ctx, plan, progress, parallel=parallel)
-    _show(plan, run, title=f"drain {host}", fmt=output)
-    _exit_code(plan, run)
+    with open_fleet(file, state, wait=wait) as fleet:
+        result = fleet.drain(host, parallel=parallel)
+    _show(result, title=f"drain {host}", fmt=output)
 
 
 @app.command()
 def uncordon(file: FleetFile, host: HostArg, state: StateOpt = None) -> None:
     """Let placement use a drained (or evacuated) host again."""
-    with fleet_context(file, state, lock=True, what=f"uncordon {host}") as ctx:
-        changed = engine_moves.uncordon(ctx, host)
+    with open_fleet(file, state) as fleet:
+        changed = fleet.uncordon(host)
     console.print(
         f"{host} is schedulable again" if changed else f"{host} was not cordoned", highlight=False
     )
@@ -202,18 +185,9 @@ def rebalance(
 ) -> None:
     """Propose moves that lower the highest host load and repair broken preferences (fewest
     moves first), with the load of every host before and after; --apply makes them live."""
-    with fleet_context(file, state, lock=apply, what="rebalance", wait=wait) as ctx:
-        if apply:
-            _recover(ctx)
-        plan = engine_moves.rebalance_plan(ctx, max_moves=max_moves)
-        run = None
-        if apply:
-            with VmProgress("rebalance", [m.vm for m in plan.moves]) as progress:
-                run = engine_moves.execute(ctx, plan, progress, parallel=parallel)
-    _show(
-        plan, run, title="rebalance" + ("" if apply else " (proposed; --apply moves)"), fmt=output
-    )
-    _exit_code(plan, run)
+    with open_fleet(file, state, wait=wait) as fleet:
+        result = fleet.rebalance(apply=apply, max_moves=max_moves, parallel=parallel)
+    _show(result, title="rebalance" + ("" if apply else " (proposed; --apply moves)"), fmt=output)
 
 
 @app.command()
@@ -230,13 +204,11 @@ def evacuate(
     Their local disk contents are lost (only shared storage keeps them). The host is
     cordoned; when it answers again, the next `up` removes the stale copies.
     """
-    with fleet_context(file, state, lock=True, what=f"evacuate {host}", wait=wait) as ctx:
-        _recover(ctx)
-        with VmProgress(f"evacuate {host}", []) as progress:
-            result = engine_evacuate.evacuate(ctx, host, progress, workers=parallel)
+    with open_fleet(file, state, wait=wait) as fleet:
+        result = fleet.evacuate(host, parallel=parallel)
     rows: list[dict[str, object]] = [
         {"vm": vm, "target": target, "detail": "recreated; local disk contents lost"}
-        for vm, target in sorted(result.moved.items())
+        for vm, target in sorted(result.recreated.items())
     ]
     rows += [
         {"vm": vm, "target": "", "detail": "stays: " + "; ".join(r)}
@@ -245,9 +217,9 @@ def evacuate(
     rows += [{"vm": vm, "target": "", "detail": f"failed: {e}"} for vm, e in result.failed.items()]
     data = {
         "host": host,
-        "recreated": result.moved,
+        "recreated": dict(result.recreated),
         "stuck": {vm: list(r) for vm, r in result.stuck.items()},
-        "failed": result.failed,
+        "failed": dict(result.failed),
     }
     emit(
         rows,

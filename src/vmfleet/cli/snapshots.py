@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, fleet_context
+from vmfleet.api.types import SNAPSHOT_TIMEOUT, SnapshotResult
+from vmfleet.cli import render
+from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
-from vmfleet.engine import snapshots
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.units import format_size
 
@@ -22,7 +24,10 @@ app.add_typer(snapshot_app, name="snapshot")
 
 Targets = Annotated[
     list[str],
-    typer.Argument(help="VM... NAME (the last word is the snapshot's name).", show_default=False),
+    typer.Argument(
+        help="TARGET... NAME: VMs, templates or groups, then the snapshot's name (last).",
+        show_default=False,
+    ),
 ]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every VM of the fleet, at one moment.")]
 GroupOpt = Annotated[
@@ -55,7 +60,7 @@ def _split(targets: list[str]) -> tuple[list[str], str]:
     return targets[:-1], targets[-1]
 
 
-def _result_rows(results: list[snapshots.MemberResult]) -> list[dict[str, object]]:
+def _result_rows(results: Sequence[SnapshotResult]) -> list[dict[str, object]]:
     return [
         {
             "vm": r.vm,
@@ -70,7 +75,7 @@ def _result_rows(results: list[snapshots.MemberResult]) -> list[dict[str, object
     ]
 
 
-def _fail_if_any(results: list[snapshots.MemberResult]) -> None:
+def _fail_if_any(results: Sequence[SnapshotResult]) -> None:
     failed = [r for r in results if not r.ok]
     if failed:
         raise FleetError(
@@ -85,7 +90,7 @@ def create(
     targets: Targets,
     all_vms: AllOpt = False,
     group: GroupOpt = None,
-    timeout: TimeoutOpt = snapshots.DEFAULT_TIMEOUT,
+    timeout: TimeoutOpt = SNAPSHOT_TIMEOUT,
     kind: Annotated[
         SnapshotType | None,
         typer.Option("--type", help="internal or external (default: each VM's snapshot_type)."),
@@ -99,10 +104,14 @@ def create(
     Old snapshots beyond the group's or fleet's `snapshots: {keep: N}` are then deleted.
     """
     vms, name = _split(targets)
-    with fleet_context(file, state, lock=True, what=f"snapshot {file}", wait=wait) as ctx:
-        chosen = snapshots.members(ctx, vms=vms, group=group, all_vms=all_vms)
-        report = snapshots.create(
-            ctx, chosen, name, group=group, timeout=timeout, kind=kind.value if kind else None
+    with open_fleet(file, state, wait=wait) as fleet:
+        report = fleet.snapshot_create(
+            name,
+            vms,
+            group=group,
+            all_vms=all_vms,
+            timeout=timeout,
+            kind=kind.value if kind else None,
         )
     rows = _result_rows(report.results)
     window = None if report.pause_window is None else round(report.pause_window, 3)
@@ -133,11 +142,8 @@ def list_snapshots(
     output: Output = OutputFormat.table,
 ) -> None:
     """Snapshots per VM, read from libvirt: name, time, type, VM state, parent, size."""
-    with fleet_context(file, state, lock=False, what="snapshot list") as ctx:
-        chosen = snapshots.members(
-            ctx, vms=vms or [], group=group, all_vms=not vms and group is None
-        )
-        rows = snapshots.listing(ctx, chosen)
+    with open_fleet(file, state) as fleet:
+        rows = [render.plain(row) for row in fleet.snapshot_list(vms or (), group=group)]
     for row in rows:
         size = row["size_bytes"]
         row["size"] = format_size(size) if isinstance(size, int) else None
@@ -163,13 +169,13 @@ def revert(
     targets: Targets,
     all_vms: AllOpt = False,
     group: GroupOpt = None,
-    timeout: TimeoutOpt = snapshots.DEFAULT_TIMEOUT,
+    timeout: TimeoutOpt = SNAPSHOT_TIMEOUT,
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
 ) -> None:
     """Revert VMs to a snapshot, each back to the power state it had then."""
-    _each(file, targets, all_vms, group, state, wait, output, snapshots.revert, timeout)
+    _each(file, targets, all_vms, group, state, wait, output, "revert", timeout)
 
 
 @snapshot_app.command("delete")
@@ -178,13 +184,13 @@ def delete(
     targets: Targets,
     all_vms: AllOpt = False,
     group: GroupOpt = None,
-    timeout: TimeoutOpt = snapshots.DEFAULT_TIMEOUT,
+    timeout: TimeoutOpt = SNAPSHOT_TIMEOUT,
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
 ) -> None:
     """Delete a snapshot of VMs and free its space."""
-    _each(file, targets, all_vms, group, state, wait, output, snapshots.delete, timeout)
+    _each(file, targets, all_vms, group, state, wait, output, "delete", timeout)
 
 
 def _each(
@@ -195,12 +201,12 @@ def _each(
     state: Path | None,
     wait: float,
     output: OutputFormat,
-    verb: snapshots.Verb,
+    verb: str,
     timeout: float,
 ) -> None:
     vms, name = _split(targets)
-    with fleet_context(file, state, lock=True, what=f"snapshot {file}", wait=wait) as ctx:
-        chosen = snapshots.members(ctx, vms=vms, group=group, all_vms=all_vms)
-        results = verb(ctx, chosen, name, timeout=timeout)
+    with open_fleet(file, state, wait=wait) as fleet:
+        run = fleet.snapshot_revert if verb == "revert" else fleet.snapshot_delete
+        results = run(name, vms, group=group, all_vms=all_vms, timeout=timeout)
     emit(_result_rows(results), fmt=output, columns=_RESULT_COLUMNS, title=f"snapshot {name}")
     _fail_if_any(results)

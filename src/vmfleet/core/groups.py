@@ -76,13 +76,7 @@ def members(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list[
             return
         own = inst.fields.group
         if listed and own is not None and own != group:
-            out[key] = Member(
-                key[0],
-                inst.name,
-                False,
-                "GroupNameMismatch",
-                f"listed in group {group} but its group is {own}",
-            )
+            out[key] = _mismatch(key[0], inst.name, group, own)
         elif listed and own is None:
             out[key] = Member(key[0], inst.name, True, "MemberListed", "listed by the group")
         else:
@@ -93,13 +87,7 @@ def members(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list[
             own = spec.groups[name].group
             key = ("VirtualMachineGroup", name)
             if own is not None and own != group:
-                out[key] = Member(
-                    key[0],
-                    name,
-                    False,
-                    "GroupNameMismatch",
-                    f"listed in group {group} but its group is {own}",
-                )
+                out[key] = _mismatch(key[0], name, group, own)
             else:
                 out[key] = Member(key[0], name, True, "MemberLinked", "nested in this group")
         elif name in by_template:
@@ -116,6 +104,12 @@ def members(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list[
                 "VirtualMachineGroup", name, True, "MemberLinked", "nested in this group"
             )
     return list(out.values())
+
+
+def _mismatch(kind: str, name: str, group: str, own: str) -> Member:
+    """A member the group lists whose own `group:` names another group: not linked."""
+    message = f"listed in group {group} but its group is {own}"
+    return Member(kind, name, False, "GroupNameMismatch", message)
 
 
 def _listed(g: GroupSpec) -> list[str]:
@@ -150,7 +144,8 @@ def children(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list
 def vms_of(
     spec: FleetSpec, instances: Sequence[Instance], group: str, _seen: frozenset[str] = frozenset()
 ) -> list[str]:
-    """Every linked VM of a group and of its nested groups, each once."""
+    """Every linked VM of a group and of its nested groups, each once: the one answer to
+    "who is in this group" for every command (power walks the same members in tiers)."""
     out: list[str] = []
     for m in members(spec, instances, group):
         if not m.linked:
@@ -160,6 +155,16 @@ def vms_of(
         elif m.name not in _seen:
             out += vms_of(spec, instances, m.name, _seen | {group})
     return list(dict.fromkeys(out))
+
+
+def memberships(spec: FleetSpec, instances: Sequence[Instance]) -> dict[str, tuple[str, ...]]:
+    """VM name → every group it is in (nested ones included), by the same rule as `vms_of`:
+    the one answer `show`, `inventory`, snapshot retention and targets use."""
+    out: dict[str, list[str]] = {i.name: [] for i in instances}
+    for name in spec.groups:
+        for vm in vms_of(spec, instances, name):
+            out.setdefault(vm, []).append(name)
+    return {vm: tuple(sorted(groups)) for vm, groups in out.items()}
 
 
 # --- boot order ---------------------------------------------------------------------------------

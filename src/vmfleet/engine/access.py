@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vmfleet.core import groups, targets
 from vmfleet.core.expand import Instance
 from vmfleet.engine.apply import Observation, observe
 from vmfleet.engine.context import FleetContext, default_uri
 from vmfleet.engine.hostkeys import known_hosts_path, strict_host_keys
 from vmfleet.engine.operations import discover_ips
 from vmfleet.engine.provision import forward_port
-from vmfleet.errors import GuestError, UsageError
-
-_INDEXED = re.compile(r"^(?P<base>[a-z0-9][a-z0-9-]*)@(?P<index>\d+)$")
+from vmfleet.errors import GuestError
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,32 +51,9 @@ class Endpoint:
 
 
 def resolve(ctx: FleetContext, target: str) -> list[Instance]:
-    """The VMs a target names: `NAME@i`, a VM name, a template (all replicas) or a group."""
-    instances = ctx.instances()
-    by_name = {i.name: i for i in instances}
-    match = _INDEXED.match(target)
-    if match:
-        base, index = match["base"], int(match["index"])
-        replicas = [i for i in instances if i.template == base]
-        if not replicas:
-            raise UsageError(f"unknown VM template {base!r} in fleet {ctx.fleet}")
-        if replicas[0].index is None or not any(i.index == index for i in replicas):
-            valid = (
-                "only the bare name (1 replica)"
-                if replicas[0].index is None
-                else (f"0..{len(replicas) - 1}")
-            )
-            raise UsageError(f"{target}: index {index} is out of range for {base} ({valid})")
-        return [i for i in replicas if i.index == index]
-    if target in by_name:
-        return [by_name[target]]
-    members = [i for i in instances if i.template == target or target in i.groups]
-    if target == "all":
-        return instances
-    if not members:
-        known = sorted({i.template for i in instances} | set(by_name))
-        raise UsageError(f"unknown VM {target!r} in fleet {ctx.fleet}; known: {', '.join(known)}")
-    return members
+    """The VMs a target names: `NAME@i`, a VM name, a template (all replicas), a group or
+    `all` (`core.targets.resolve`)."""
+    return targets.resolve(ctx.loaded.spec, ctx.instances(), target, fleet=ctx.fleet)
 
 
 def endpoints(
@@ -202,14 +178,16 @@ def _group_name(prefix: str, value: str) -> str:
 def inventory(ctx: FleetContext, endpoints_: list[Endpoint]) -> dict[str, object]:
     """An Ansible inventory (YAML form): hosts with connection vars, grouped by template,
     vmfleet group, hypervisor host and label."""
-    by_name = {i.name: i for i in ctx.instances()}
+    instances = ctx.instances()
+    by_name = {i.name: i for i in instances}
+    member_of = groups.memberships(ctx.loaded.spec, instances)
     hosts: dict[str, dict[str, object]] = {}
     children: dict[str, set[str]] = {}
     for ep in endpoints_:
         inst = by_name[ep.vm]
         hosts[ep.vm] = hostvars(ep)
         names = [_group_name("template", inst.template), _group_name("host", ep.host)]
-        names += [_group_name("group", g) for g in inst.groups]
+        names += [_group_name("group", g) for g in member_of[inst.name]]
         names += [_group_name("label", f"{k}_{v}") for k, v in inst.fields.labels.items()]
         for name in names:
             children.setdefault(name, set()).add(ep.vm)

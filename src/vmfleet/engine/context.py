@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from vmfleet.spec.models import HostSpec
 from vmfleet.state.store import Store
 
 LOCAL_HOST = "local"
+
+# (uri, host name) → the host's connection; the seam tests replace (see `vmfleet.Fleet.open`)
+HostFactory = Callable[[str, str], LibvirtHost]
+
+
+def connect_host(uri: str, name: str) -> LibvirtHost:
+    """The default host factory: libvirt on the URI, connected on first use."""
+    return LibvirtHost(uri, name=name)
 
 
 def default_uri() -> str:
@@ -42,6 +51,7 @@ class FleetContext:
     placement: PlacementResult | None = None
     # local programs (ssh-keygen, gate commands) run through this seam
     runner: CommandRunner = field(default_factory=SubprocessRunner)
+    host_factory: HostFactory = connect_host
     # (leases seen, addresses handed out, instances) of the last expansion; see `instances`.
     _expansion: (
         tuple[
@@ -62,7 +72,7 @@ class FleetContext:
         with self._lock:
             if name not in self._hosts:
                 spec = self.host_specs()[name]
-                self._hosts[name] = LibvirtHost(spec.uri or default_uri(), name=name)
+                self._hosts[name] = self.host_factory(spec.uri or default_uri(), name)
             host = self._hosts[name]
         host.connect()
         return host

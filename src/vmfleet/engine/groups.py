@@ -178,11 +178,16 @@ def held(ctx: FleetContext) -> set[str]:
 
 
 def apply_spec(
-    ctx: FleetContext, *, created: Collection[str], progress: Progress = _quiet
+    ctx: FleetContext,
+    *,
+    created: Collection[str],
+    progress: Progress = _quiet,
+    only: Collection[str] | None = None,
 ) -> list[MemberOutcome]:
     """After `up`: bring each governing group to its spec `power_state` when that differs
     from the state vmfleet last applied (or the last change did not finish), else power on
-    only the members `up` just created. Drifted members are not corrected here."""
+    only the members `up` just created. Drifted members are not corrected here. With `only`
+    (`up FILE TARGET...`) just the members `up` created among those are powered on."""
     spec = ctx.loaded.spec
     instances = ctx.instances()
     done = records(ctx)
@@ -192,7 +197,7 @@ def apply_spec(
         wanted = spec.groups[name].power_state
         assert wanted is not None
         last = done.get(name)
-        if last is None or last.state != wanted or last.status != "done":
+        if only is None and (last is None or last.state != wanted or last.status != "done"):
             outcomes += power(ctx, name, wanted, progress=progress, observation=observation)
             observation = observe(ctx)
             continue

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from vmfleet.core import groups
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.domainxml import FileSource, SnapshotConfig, SnapshotDisk, VolumeSource
 from vmfleet.drivers.libvirt import DomainState, LibvirtHost, SnapshotInfo
@@ -32,7 +33,6 @@ from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, GuestError, HypervisorError, UsageError
 from vmfleet.spec.models import FleetSpec
-from vmfleet.spec.validate import group_children
 
 DEFAULT_TIMEOUT = 300.0
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
@@ -79,17 +79,10 @@ class CreateReport:
 
 
 def group_vms(spec: FleetSpec, instances: Sequence[Instance], group: str) -> list[str]:
-    """The VMs in `group`: direct members (by VM, template or `group:`) and nested groups."""
+    """The VMs in `group`, nested groups included (`core.groups.vms_of`, the one answer)."""
     if group not in spec.groups:
         raise UsageError(f"no group {group!r} in the fleet (groups: {', '.join(spec.groups)})")
-    inside = {group}
-    pending = [group]
-    while pending:
-        for child in group_children(spec, pending.pop()):
-            if child not in inside:
-                inside.add(child)
-                pending.append(child)
-    return [i.name for i in instances if inside & set(i.groups)]
+    return groups.vms_of(spec, instances, group)
 
 
 def members(
@@ -134,7 +127,7 @@ def keep_for(spec: FleetSpec, instance: Instance | None, group: str | None) -> i
 
 
 def _all_groups(spec: FleetSpec, instance: Instance) -> set[str]:
-    return {g for g in spec.groups if instance.name in group_vms(spec, [instance], g)}
+    return set(groups.memberships(spec, [instance]).get(instance.name, ()))
 
 
 def to_prune(

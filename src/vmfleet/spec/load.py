@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from vmfleet.errors import Problem, SpecError
+from vmfleet.errors import Position, Problem, SpecError
 from vmfleet.spec import validate
 from vmfleet.spec.importers import ansible, cluster, kubernetes
 from vmfleet.spec.models import FleetSpec
@@ -73,6 +73,16 @@ def to_native(documents: list[Document], fmt: Format, *, file: str) -> Document:
         return kubernetes.convert(documents, file=file)
     if not documents:
         return Document(file, {}, {})
+    if len(documents) > 1:
+        raise SpecError(
+            [
+                documents[1].problem(
+                    (),
+                    "a second YAML document (after ---): only Kubernetes manifests may hold "
+                    "several; put everything in one document",
+                )
+            ]
+        )
     if fmt == "ansible-inventory":
         return ansible.convert(documents[0])
     if fmt == "cluster-vars":
@@ -140,15 +150,43 @@ def _cut(data: Any, path: tuple[str | int, ...]) -> bool:
     return False
 
 
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""Largest fleet file read (a 2,000-VM file written out VM by VM is about 200 KB)."""
+
+
+def read_text(path: FsPath) -> str:
+    """A fleet file's text: at most MAX_FILE_BYTES of UTF-8, else a SpecError saying why."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise SpecError([Problem(None, "", f"cannot read {path}: {error.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        limit = MAX_FILE_BYTES // (1024 * 1024)
+        raise SpecError(
+            [Problem(Position(str(path), 1, 1), "", f"file is larger than {limit} MiB, the limit")]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = len(raw[raw.rfind(b"\n", 0, error.start) + 1 : error.start].decode("utf-8")) + 1
+        byte = raw[error.start]
+        raise SpecError(
+            [
+                Problem(
+                    Position(str(path), line, column),
+                    "",
+                    f"byte 0x{byte:02x} is not UTF-8 text; save the file as UTF-8",
+                )
+            ]
+        ) from None
+
+
 def load(path: str | FsPath) -> LoadedFleet:
     """Load, import and validate a fleet file; SpecError lists every problem."""
     file_path = FsPath(path)
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpecError([Problem(None, "", f"cannot read {file_path}: {error.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise SpecError([Problem(None, "", f"{file_path} is not UTF-8 text")]) from None
+    text = read_text(file_path)
     document, fmt = load_text(text, file=str(file_path))
     return LoadedFleet(parse(document), document, fmt, file_path.resolve())
 

@@ -87,11 +87,13 @@ class ImageSpec(Model):
     format: Literal["qcow2", "raw"] | None = None
     arch: Line = "x86_64"
 
-    @field_validator("sha256")
+    @field_validator("sha256", mode="before")
     @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-            raise ValueError("sha256 must be 64 hex digits")
+    def _sha(cls, value: Any) -> str | None:
+        if value is not None and not (
+            isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value)
+        ):
+            raise ValueError(f"sha256 must be a text of 64 hex digits, got {value!r}")
         return value.lower() if value else value
 
     @model_validator(mode="after")

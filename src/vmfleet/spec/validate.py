@@ -23,10 +23,15 @@ from vmfleet.spec.resolve import (
 from vmfleet.spec.source import Document, Path
 
 RESERVED_FLEET_NAMES = frozenset({"base"})
+MAX_VMS = 10_000
+"""Most VMs one fleet may expand to (the other rules, and planning, are per VM)."""
 
 
 def check(spec: FleetSpec, doc: Document) -> list[Problem]:
     """Every cross-field problem in a fleet spec (empty when it is sound)."""
+    total = sum(t.replicas for t in spec.vms.values())
+    if total > MAX_VMS:
+        return [doc.problem(("vms",), f"{total} VMs in one fleet; at most {MAX_VMS} are allowed")]
     problems: list[Problem] = []
     for rule in (
         _fleet_name,

@@ -1,0 +1,151 @@
+"""What every `Fleet` method shares: the loaded file, one engine context opened on first
+use, the fleet lock, target resolution and turning engine callbacks into events."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from vmfleet.api.events import EventCallback, ImageProgress, Stage, VmProgress, ignore
+from vmfleet.core import targets as core_targets
+from vmfleet.core.expand import Instance
+from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
+from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.engine import images
+from vmfleet.engine.apply import Observation, Progress
+from vmfleet.engine.context import FleetContext, HostFactory, default_uri, state_dir_for
+from vmfleet.errors import UsageError
+from vmfleet.spec.load import LoadedFleet
+from vmfleet.spec.models import FleetSpec
+from vmfleet.state.store import Store, fleet_lock
+
+
+class FleetBase:
+    """The plumbing under `Fleet`; see `Fleet.open`."""
+
+    def __init__(
+        self,
+        loaded: LoadedFleet,
+        *,
+        state: Path | None = None,
+        hosts: HostFactory | None = None,
+        runner: CommandRunner | None = None,
+        on_event: EventCallback | None = None,
+        lock_wait: float = 0.0,
+    ) -> None:
+        self.loaded = loaded
+        self.state_dir = state_dir_for(loaded, state)
+        self._runner = runner or SubprocessRunner()
+        self._host_factory = hosts or self._connect
+        self._on_event = on_event or ignore
+        self._lock_wait = lock_wait
+        self._ctx: FleetContext | None = None
+
+    def _connect(self, uri: str, name: str) -> LibvirtHost:
+        return LibvirtHost(uri, name=name, runner=self._runner)
+
+    @property
+    def name(self) -> str:
+        """The fleet's name (its `fleet:` key, else the file's stem)."""
+        return self.loaded.name
+
+    @property
+    def path(self) -> Path:
+        return self.loaded.path
+
+    @property
+    def spec(self) -> FleetSpec:
+        return self.loaded.spec
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What loading noticed but accepted (e.g. an importer's documented renames)."""
+        return tuple(str(w) for w in self.loaded.document.warnings)
+
+    def host_uri(self, host: str) -> str:
+        """The libvirt URI of one of the fleet's hosts."""
+        return self._context().host_specs()[host].uri or default_uri()
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close host connections and the state store (the object is unusable after)."""
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+
+    def __enter__(self) -> FleetBase:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _context(self) -> FleetContext:
+        """The engine context, opened on first use (so `validate` creates no state folder);
+        each operation starts with placement decided afresh."""
+        if self._ctx is None:
+            self._ctx = FleetContext(
+                loaded=self.loaded,
+                store=Store(self.state_dir),
+                state_dir=self.state_dir,
+                runner=self._runner,
+                host_factory=self._host_factory,
+            )
+        self._ctx.placement = None
+        return self._ctx
+
+    @contextlib.contextmanager
+    def _locked(self, what: str) -> Iterator[FleetContext]:
+        """The context with the fleet lock held (LockedError after `lock_wait` seconds)."""
+        ctx = self._context()
+        with fleet_lock(self.state_dir, wait=self._lock_wait, what=what):
+            yield ctx
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _stage(self, title: str, vms: Sequence[str]) -> Progress:
+        """Announce a stage and return the engine callback that reports its VMs' phases."""
+        self._on_event(Stage(title, tuple(vms)))
+
+        def progress(vm: str, phase: str, detail: str) -> None:
+            self._on_event(VmProgress(vm, phase, detail))
+
+        return progress
+
+    def _pull(self, ctx: FleetContext, names: list[str] | None) -> tuple[str, ...]:
+        def report(image: str, done: int, total: int | None) -> None:
+            self._on_event(ImageProgress(image, done, total))
+
+        return tuple(images.pull(ctx, names, progress=report))
+
+    # --- targets ------------------------------------------------------------------------------
+
+    def resolve(self, targets: Sequence[str]) -> list[Instance]:
+        """The spec's VMs that target words name: VM names, `NAME@i`, templates (all
+        replicas), groups (nested ones included) or `all` (`core.targets`)."""
+        ctx = self._context()
+        return core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
+
+    def _existing(self, ctx: FleetContext, targets: Sequence[str], seen: Observation) -> list[str]:
+        """Names of VMs targets name, also those the spec dropped but a host still has
+        (named by their VM name); spec order, then the dropped ones."""
+        have = {o.name for o in seen.vms}
+        wanted = {i.name for i in ctx.instances()}
+        dropped = [t for t in targets if t in have and t not in wanted]
+        named = core_targets.resolve_all(
+            self.spec, ctx.instances(), [t for t in targets if t not in dropped], fleet=self.name
+        )
+        return [i.name for i in named] + dropped
+
+    @staticmethod
+    def _require_present(names: Sequence[str], seen: Observation, *, fleet: str) -> None:
+        missing = [vm for vm in names if vm not in {o.name for o in seen.vms}]
+        if missing:
+            raise UsageError(f"no VM {', '.join(missing)} of fleet {fleet} on any host")

@@ -1,0 +1,304 @@
+"""`Fleet`: everything the `vmfleet` command does, as a Python object.
+
+    from vmfleet import Fleet
+
+    with Fleet.open("fleet.yaml", on_event=print) as fleet:
+        result = fleet.up()
+        result.raise_for_failures()
+        for vm in fleet.list():
+            print(vm.name, vm.state, vm.ip)
+
+Each method runs one command's whole sequence (for `up`: lock, recover, pull images, plan,
+preflight, apply, then the groups' power step) and returns frozen data; progress goes to
+`on_event` as `vmfleet.api.events` objects. Bad input raises a FleetError subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+
+from vmfleet import engine
+from vmfleet.api.day2 import Day2
+from vmfleet.api.events import EventCallback, Planned, Recovered
+from vmfleet.api.moves import Moves
+from vmfleet.api.results import (
+    Confirm,
+    ExpandedVm,
+    Outcomes,
+    TemplateSummary,
+    UpResult,
+    Validation,
+    VmInfo,
+    VmOutcome,
+    from_row,
+)
+from vmfleet.core import groups as core_groups
+from vmfleet.core import targets as core_targets
+from vmfleet.core.expand import expand
+from vmfleet.core.plan import Plan
+from vmfleet.drivers.commands import CommandRunner
+from vmfleet.engine import checks
+from vmfleet.engine import groups as engine_groups
+from vmfleet.engine import hosts as engine_hosts
+from vmfleet.engine.apply import Outcome
+from vmfleet.engine.context import FleetContext, HostFactory
+from vmfleet.errors import FleetError
+from vmfleet.spec.load import load
+from vmfleet.spec.units import format_size
+
+ConfirmCallback = Callable[[Confirm], bool]
+
+
+class Fleet(Moves, Day2):
+    """One fleet file and the hosts it runs on. Use as a context manager (or call `close`)."""
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        state: Path | str | None = None,
+        hosts: HostFactory | None = None,
+        runner: CommandRunner | None = None,
+        on_event: EventCallback | None = None,
+        lock_wait: float = 0.0,
+    ) -> Fleet:
+        """Load and validate a fleet file (SpecError with every problem's file:line).
+
+        `state`: the state folder (default `.vmfleet/` beside the file). `hosts`: the host
+        factory, `(uri, host name) → LibvirtHost`. `runner`: the command runner for local
+        programs (qemu-img, ssh-keygen, gate commands). `on_event`: progress callback.
+        `lock_wait`: seconds to wait for another run's lock. Nothing is touched until a
+        method needs it; no host is contacted here.
+        """
+        return cls(
+            load(Path(path)),
+            state=None if state is None else Path(state),
+            hosts=hosts,
+            runner=runner,
+            on_event=on_event,
+            lock_wait=lock_wait,
+        )
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    # --- the file alone -----------------------------------------------------------------------
+
+    def validate(self) -> Validation:
+        """Check what needs no host (referenced files exist inside the fleet's folder or
+        `trusted_paths`, `{env:}` secrets are set, each VM's user-data renders to valid
+        cloud-config; SpecError with every problem) and summarise the file: templates,
+        their VMs and sizes."""
+        instances = expand(self.spec, fleet=self.name)
+        checks.offline(self.loaded, instances)
+        details = []
+        for name, template in self.spec.vms.items():
+            mine = [i for i in instances if i.template == name]
+            first = mine[0].fields
+            details.append(
+                TemplateSummary(
+                    template=name,
+                    replicas=template.replicas,
+                    vms=tuple(i.name for i in mine),
+                    vcpus=first.vcpus,
+                    memory=format_size(first.memory),
+                    disk=format_size(first.disk),
+                )
+            )
+        return Validation(
+            file=str(self.path),
+            format=self.loaded.format,
+            fleet=self.name,
+            templates=len(details),
+            vms=len(instances),
+            groups=len(self.spec.groups),
+            valid=True,
+            details=tuple(details),
+        )
+
+    def show(self) -> tuple[ExpandedVm, ...]:
+        """Every VM the file expands to, with sizes, MACs, IPs, groups and labels."""
+        instances = expand(self.spec, fleet=self.name)
+        member_of = core_groups.memberships(self.spec, instances)
+        return tuple(
+            ExpandedVm(
+                name=i.name,
+                template=i.template,
+                index=i.index,
+                vcpus=i.fields.vcpus,
+                memory=format_size(i.fields.memory),
+                memory_bytes=i.fields.memory,
+                disk=format_size(i.fields.disk),
+                disk_bytes=i.fields.disk,
+                image=i.fields.image,
+                mac=tuple(n.mac for n in i.nics),
+                ip=tuple(n.ip for n in i.nics if n.ip) or None,
+                networks=tuple(n.network for n in i.nics),
+                groups=member_of[i.name],
+                labels=dict(i.fields.labels),
+                host=i.fields.host,
+            )
+            for i in instances
+        )
+
+    # --- plan, up, down -----------------------------------------------------------------------
+
+    def plan(self, targets: Sequence[str] = ()) -> Plan:
+        """What `up` would do now (for `targets` only, when given). Takes no lock."""
+        ctx = self._context()
+        return self._limit(ctx, engine.make_plan(ctx), targets)
+
+    def explain(self, vm: str) -> engine_hosts.Explanation:
+        """Host by host, why `vm` goes (or went) where it does."""
+        ctx = self._context()
+        observed = {o.name: o.host for o in engine.observe(ctx).vms}
+        return engine_hosts.explain(ctx, vm, observed)
+
+    def up(
+        self,
+        targets: Sequence[str] = (),
+        *,
+        prune: bool = False,
+        restart: bool = False,
+        workers: int = 8,
+        confirm: ConfirmCallback | None = None,
+    ) -> UpResult:
+        """Make the hosts match the file (only `targets`' VMs when given): roll back what an
+        interrupted run left, pull missing images, plan, preflight (every fault before any
+        change), apply with `workers` in parallel, wait for readiness, then apply the
+        groups' `power_state`. `prune` also removes VMs the spec dropped; `restart` restarts
+        running VMs whose change needs a reboot. `confirm` is asked before either.
+
+        A VM that fails is rolled back and reported in the result (see
+        `UpResult.raise_for_failures`); the groups' step then does not run.
+        """
+        with self._locked(f"up {self.path}") as ctx:
+            checks.offline(ctx.loaded, ctx.instances(), images=False)
+            recovered = tuple(engine.recover(ctx))
+            for item in recovered:
+                self._on_event(Recovered(item))
+            pulled = self._pull(ctx, None) if engine.images.missing(ctx) else ()
+            the_plan = self._limit(ctx, engine.make_plan(ctx), targets)
+            engine.preflight(ctx, the_plan)
+            only = {a.vm for a in the_plan.actions} if targets else None
+            if _nothing_to_do(the_plan, prune=prune):
+                groups, error = self._apply_groups(ctx, created=(), only=only)
+                return UpResult(
+                    self.name, the_plan, (), groups, error, recovered, pulled, up_to_date=True
+                )
+            restart = restart and self._agree(
+                confirm, "restart", [a.vm for a in the_plan.of("change") if a.needs_restart]
+            )
+            prune = prune and self._agree(confirm, "prune", [a.vm for a in the_plan.of("orphan")])
+            self._on_event(Planned(the_plan, prune))
+            busy = [
+                a.vm
+                for a in the_plan.actions
+                if a.kind != "unchanged" or (a.observed and a.observed.state == "shutoff")
+            ]
+            results = engine.up(
+                ctx,
+                the_plan,
+                progress=self._stage(f"up {self.name}", busy),
+                workers=workers,
+                prune=prune,
+                restart=restart,
+                hold=engine_groups.held(ctx),
+            )
+            outcomes = _outcomes(results)
+            if not all(o.ok for o in outcomes):
+                return UpResult(self.name, the_plan, outcomes, (), None, recovered, pulled)
+            created = {o.vm for o in outcomes if o.action == "create"}
+            groups, error = self._apply_groups(ctx, created=created, only=only)
+            return UpResult(self.name, the_plan, outcomes, groups, error, recovered, pulled)
+
+    def down(
+        self,
+        targets: Sequence[str] = (),
+        *,
+        workers: int = 8,
+        confirm: ConfirmCallback | None = None,
+    ) -> Outcomes:
+        """Stop and remove the fleet's VMs (all, or those `targets` name), their disks and
+        seeds; base images stay. `confirm` is asked first; False cancels (FleetError)."""
+        with self._locked(f"down {self.path}") as ctx:
+            recovered = tuple(engine.recover(ctx))
+            for item in recovered:
+                self._on_event(Recovered(item))
+            seen = engine.observe(ctx)
+            names = self._existing(ctx, targets, seen) if targets else None
+            chosen = [o.name for o in seen.vms if names is None or o.name in names]
+            if chosen and not self._agree(confirm, "remove", chosen):
+                raise FleetError("cancelled: nothing was removed")
+            results = engine.down(
+                ctx, names, progress=self._stage(f"down {self.name}", chosen), workers=workers
+            )
+            return Outcomes(self.name, _outcomes(results), recovered)
+
+    # --- what runs, and power -----------------------------------------------------------------
+
+    def list(self) -> tuple[VmInfo, ...]:
+        """Every VM of the fleet as the hosts report it (also those the spec dropped)."""
+        return tuple(from_row(VmInfo, row) for row in engine.listing(self._context()))
+
+    def start(self, targets: Sequence[str]) -> Outcomes:
+        """Start the VMs `targets` name (already running ones are left as they are)."""
+        return self._power_verb(targets, "start")
+
+    def stop(self, targets: Sequence[str]) -> Outcomes:
+        """Shut the VMs `targets` name down gracefully (forced after a timeout)."""
+        return self._power_verb(targets, "stop")
+
+    def reboot(self, targets: Sequence[str]) -> Outcomes:
+        """Reboot the VMs `targets` name."""
+        return self._power_verb(targets, "reboot")
+
+    def _power_verb(self, targets: Sequence[str], verb: str) -> Outcomes:
+        ctx = self._context()
+        seen = engine.observe(ctx)
+        names = self._existing(ctx, targets, seen)
+        self._require_present(names, seen, fleet=self.name)
+        return Outcomes(self.name, _outcomes(engine.power(ctx, names, verb)))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _limit(self, ctx: FleetContext, plan: Plan, targets: Sequence[str]) -> Plan:
+        if not targets:
+            return plan
+        chosen = core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
+        names = {i.name for i in chosen}
+        return Plan(tuple(a for a in plan.actions if a.vm in names))
+
+    @staticmethod
+    def _agree(confirm: ConfirmCallback | None, action: str, vms: Sequence[str]) -> bool:
+        if not vms:
+            return True
+        return confirm is None or confirm(Confirm(action, tuple(vms)))  # type: ignore[arg-type]
+
+    def _apply_groups(
+        self, ctx: FleetContext, *, created: Collection[str], only: Collection[str] | None
+    ) -> tuple[tuple[engine_groups.MemberOutcome, ...], str | None]:
+        if not core_groups.governing(self.spec):
+            return (), None
+        progress = self._stage(f"groups of {self.name}", sorted(engine_groups.held(ctx)))
+        try:
+            done = engine_groups.apply_spec(ctx, created=created, progress=progress, only=only)
+        except engine_groups.GroupPowerError as error:
+            return tuple(error.outcomes), str(error)
+        return tuple(done), None
+
+
+def _nothing_to_do(plan: Plan, *, prune: bool) -> bool:
+    return (
+        plan.empty
+        and not any(a.observed and a.observed.state == "shutoff" for a in plan.actions)
+        and not (prune and plan.of("orphan"))
+    )
+
+
+def _outcomes(results: Sequence[Outcome]) -> tuple[VmOutcome, ...]:
+    return tuple(
+        VmOutcome(r.vm, r.action, r.ok, r.detail, r.seconds, r.ready_seconds) for r in results
+    )

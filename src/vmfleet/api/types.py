@@ -1,0 +1,23 @@
+"""The engine's result types and endpoint helpers that `Fleet` methods hand out, under the
+API's name, so callers (the CLI included) need nothing from the engine itself."""
+
+from vmfleet.engine.access import Endpoint, dynamic_inventory, hostvars, require_reachable, ssh_argv
+from vmfleet.engine.execute import ExecResult
+from vmfleet.engine.groups import GroupPowerError, MemberOutcome
+from vmfleet.engine.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
+from vmfleet.engine.snapshots import CreateReport as SnapshotReport
+from vmfleet.engine.snapshots import MemberResult as SnapshotResult
+
+__all__ = [
+    "SNAPSHOT_TIMEOUT",
+    "Endpoint",
+    "ExecResult",
+    "GroupPowerError",
+    "MemberOutcome",
+    "SnapshotReport",
+    "SnapshotResult",
+    "dynamic_inventory",
+    "hostvars",
+    "require_reachable",
+    "ssh_argv",
+]

@@ -1,0 +1,270 @@
+"""The fleet's life: validate, show, convert, plan, up, down, list, start, stop, reboot.
+
+Each command parses its arguments, asks what must be asked, calls `Fleet` and renders.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.markup import escape
+
+from vmfleet.api import Confirm
+from vmfleet.cli import render
+from vmfleet.cli.common import (
+    FleetFile,
+    Output,
+    StateOpt,
+    WaitOpt,
+    WorkersOpt,
+    app,
+    open_fleet,
+)
+from vmfleet.cli.output import OutputFormat, console, emit, err_console
+from vmfleet.core.plan import Plan
+from vmfleet.errors import FleetError
+from vmfleet.spec.load import load_text
+
+Targets = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Only these: VM names, NAME@i, templates (all replicas) or groups (nested too).",
+        show_default=False,
+    ),
+]
+NeededTargets = Annotated[
+    list[str],
+    typer.Argument(
+        help="VM names, NAME@i, templates (all replicas), groups (nested too) or `all`.",
+        show_default=False,
+    ),
+]
+
+
+def _ask(question: Confirm) -> bool:
+    return typer.confirm(question.question)
+
+
+@app.command()
+def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
+    """Check a fleet file and summarise it; every problem is listed with file:line:column.
+
+    Beyond the file itself: referenced files exist (user-data and secret files inside the
+    fleet's folder or `trusted_paths`), `{env:}` secrets are set, and each VM's user-data
+    renders to valid cloud-config. Exits 2 when there are problems. No host is touched.
+    """
+    with open_fleet(file, None) as fleet:
+        summary = fleet.validate()
+    rows = [render.plain(t) for t in summary.details]
+    emit(
+        rows,
+        fmt=output,
+        title=f"{file} ({summary.format}): fleet {summary.fleet}",
+        columns=[
+            ("template", "Template"),
+            ("replicas", "Replicas"),
+            ("vms", "VMs"),
+            ("vcpus", "vCPUs"),
+            ("memory", "Memory"),
+            ("disk", "Disk"),
+        ],
+        data={**render.plain(summary), "file": str(file)},
+    )
+    if output is OutputFormat.table:
+        t, v, g = summary.templates, summary.vms, summary.groups
+        console.print(
+            f"[green]valid:[/] {t} template{'s' if t != 1 else ''} give{'' if t != 1 else 's'} "
+            f"{v} VM{'s' if v != 1 else ''}" + (f", {g} groups" if g else "")
+        )
+
+
+@app.command()
+def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
+    """Show every VM the fleet file expands to: names, sizes, MACs, IPs, groups, labels."""
+    with open_fleet(file, None) as fleet:
+        rows = [render.plain(vm) for vm in fleet.show()]
+    emit(
+        rows,
+        fmt=output,
+        title=f"fleet {fleet.name}: {len(rows)} VMs",
+        columns=[
+            ("name", "Name"),
+            ("template", "Template"),
+            ("vcpus", "vCPUs"),
+            ("memory", "Memory"),
+            ("disk", "Disk"),
+            ("mac", "MAC"),
+            ("ip", "IP"),
+            ("groups", "Groups"),
+            ("labels", "Labels"),
+        ],
+    )
+
+
+@app.command()
+def convert(file: FleetFile) -> None:
+    """Print the native fleet-file form of any supported format (validated first)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise FleetError(f"cannot read {file}: {error.strerror}") from None
+    document, fmt = load_text(text, file=str(file))
+    from vmfleet.spec.load import parse
+
+    parse(document)
+    for warning in document.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
+    header = f"# converted by vmfleet from {file.name} ({fmt})\n"
+    sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
+
+
+@app.command()
+def plan(
+    file: FleetFile,
+    targets: Targets = None,
+    output: Output = OutputFormat.table,
+    prune: Annotated[
+        bool, typer.Option(help="Show VMs no longer in the spec as removals.")
+    ] = False,
+    state: StateOpt = None,
+    explain: Annotated[
+        str | None,
+        typer.Option(help="Show, host by host, why this VM goes where it goes (and no plan)."),
+    ] = None,
+) -> None:
+    """Show what `up` would create, change and delete. Touches nothing."""
+    with open_fleet(file, state) as fleet:
+        if explain:
+            from vmfleet.cli.hosts import show_explanation
+
+            show_explanation(fleet, explain, output)
+            return
+        render.show_plan(fleet.plan(targets or ()), prune=prune, output=output)
+
+
+@app.command()
+def up(
+    file: FleetFile,
+    targets: Targets = None,
+    prune: Annotated[bool, typer.Option(help="Also remove VMs no longer in the spec.")] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            help="Restart running VMs whose change needs a reboot (asks first unless --yes)."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    workers: WorkersOpt = 8,
+    state: StateOpt = None,
+    wait: WaitOpt = 0.0,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Make the hosts match the fleet file (only the named VMs, templates or groups, when
+    given): create, change and start VMs, then wait until they are ready. Exits 1 if any
+    VM failed."""
+
+    def draw(the_plan: Plan, pruning: bool) -> None:
+        if output is OutputFormat.table:
+            render.show_plan(the_plan, prune=pruning, output=output)
+
+    with open_fleet(file, state, wait=wait, on_plan=draw) as fleet:
+        result = fleet.up(
+            targets or (),
+            prune=prune,
+            restart=restart,
+            workers=workers,
+            confirm=None if yes else _ask,
+        )
+    if not result.up_to_date:
+        render.outcomes(result.outcomes, output)
+    elif output is OutputFormat.table:
+        console.print(
+            f"fleet {result.fleet} is up to date: nothing to do "
+            f"({len(result.plan.actions)} VMs unchanged)"
+        )
+    else:
+        emit([], fmt=output, columns=[])
+    if result.groups and output is OutputFormat.table:
+        render.member_outcomes(result.groups, output)
+    result.raise_for_failures()
+
+
+@app.command()
+def down(
+    file: FleetFile,
+    targets: Targets = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    workers: WorkersOpt = 8,
+    state: StateOpt = None,
+    wait: WaitOpt = 0.0,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Stop and remove the fleet's VMs (all, or the named VMs, templates or groups), their
+    disks and seeds. Base images stay."""
+    with open_fleet(file, state, wait=wait) as fleet:
+        result = fleet.down(targets or (), workers=workers, confirm=None if yes else _ask)
+    if not result.outcomes and output is OutputFormat.table:
+        console.print(f"fleet {result.fleet}: no VMs to remove")
+        return
+    render.outcomes(result.outcomes, output)
+    result.raise_for_failures()
+
+
+@app.command("list")
+def list_vms(
+    file: FleetFile,
+    output: Output = OutputFormat.table,
+    state: StateOpt = None,
+) -> None:
+    """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime."""
+    with open_fleet(file, state) as fleet:
+        rows = [render.plain(vm) for vm in fleet.list()]
+    emit(
+        rows,
+        fmt=output,
+        title=f"fleet {fleet.name}",
+        columns=[
+            ("template", "Template"),
+            ("name", "VM"),
+            ("host", "Host"),
+            ("state", "State"),
+            ("vcpus", "vCPUs"),
+            ("memory", "Memory"),
+            ("disk", "Disk"),
+            ("ip", "IP"),
+            ("uptime", "Uptime"),
+        ],
+    )
+
+
+app.command("ls", hidden=True, help="Alias of list.")(list_vms)
+
+
+def _power(file: Path, targets: list[str], state: Path | None, verb: str) -> None:
+    with open_fleet(file, state) as fleet:
+        result = {"start": fleet.start, "stop": fleet.stop, "reboot": fleet.reboot}[verb](targets)
+    for outcome in result.outcomes:
+        console.print(f"{outcome.vm}: {outcome.detail}")
+    result.raise_for_failures()
+
+
+@app.command()
+def start(file: FleetFile, targets: NeededTargets, state: StateOpt = None) -> None:
+    """Start VMs of the fleet."""
+    _power(file, targets, state, "start")
+
+
+@app.command()
+def stop(file: FleetFile, targets: NeededTargets, state: StateOpt = None) -> None:
+    """Shut VMs down gracefully (forced after a timeout)."""
+    _power(file, targets, state, "stop")
+
+
+@app.command()
+def reboot(file: FleetFile, targets: NeededTargets, state: StateOpt = None) -> None:
+    """Reboot VMs of the fleet."""
+    _power(file, targets, state, "reboot")

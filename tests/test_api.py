@@ -1,0 +1,215 @@
+"""The Python API: `Fleet` drives plan, up, list, power verbs and down on libvirt's test
+driver in-process, with the host factory (`TestDriverHost`: the test driver cannot upload
+volumes) and the command runner injected at their seams, and reports progress as typed
+events."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from tests.e2e_support import unique_fleet
+from tests.support.testhost import TestDriverHost
+
+from vmfleet import Fleet, SpecError, UsageError
+from vmfleet.api import Confirm, Event, Planned, Stage, VmProgress
+from vmfleet.drivers.commands import CommandResult, SubprocessRunner
+from vmfleet.drivers.libvirt import LibvirtHost
+
+
+@pytest.fixture
+def fleet_path(tmp_path: Path) -> Callable[..., Path]:
+    """A fleet on test:///default under a fleet name no other test uses (the test driver's
+    state is shared by every test in this process)."""
+    image = tmp_path / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True)
+
+    def write(vms: str = "  web: {replicas: 2}\n  db: {}", extra: str = "") -> Path:
+        path = tmp_path / "fleet.yaml"
+        path.write_text(
+            f"fleet: {unique_fleet('api')}\n"
+            'hosts: {local: {uri: "test:///default", domain_type: qemu, pool: default-pool}}\n'
+            f"images: {{base: {{source: {image}}}}}\n"
+            "defaults: {image: base, memory: 64MiB, disk: 16MiB}\n"
+            f"vms:\n{vms}\n{extra}"
+        )
+        return path
+
+    return write
+
+
+@dataclass
+class Recorder:
+    """The command-runner seam: runs the real program and records what ran."""
+
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        self.calls.append(tuple(argv))
+        return SubprocessRunner().run(argv, input=input, timeout=timeout, check=check, env=env)
+
+
+def test_up_list_and_down_through_the_api(fleet_path: Callable[..., Path]) -> None:
+    events: list[Event] = []
+    runner = Recorder()
+    with Fleet.open(
+        fleet_path(), hosts=TestDriverHost.factory, runner=runner, on_event=events.append
+    ) as fleet:
+        assert [(a.vm, a.kind) for a in fleet.plan().actions] == [
+            ("web-0", "create"),
+            ("web-1", "create"),
+            ("db", "create"),
+        ]
+        result = fleet.up()
+        result.raise_for_failures()
+        assert [(o.vm, o.action, o.ok) for o in result.outcomes] == [
+            ("web-0", "create", True),
+            ("web-1", "create", True),
+            ("db", "create", True),
+        ]
+        assert [(vm.name, vm.state) for vm in fleet.list()] == [
+            ("web-0", "running"),
+            ("web-1", "running"),
+            ("db", "running"),
+        ]
+        assert fleet.up().up_to_date
+        down = fleet.down()
+        assert sorted(o.vm for o in down.outcomes) == ["db", "web-0", "web-1"]
+        assert {vm.state for vm in fleet.list()} == {"absent"}
+    assert any(argv[0] == "ssh-keygen" for argv in runner.calls)  # local programs: the seam
+    assert Stage(f"up {fleet.name}", ("web-0", "web-1", "db")) in events
+    assert VmProgress("db", "done", "created") in events
+    assert sum(isinstance(e, Planned) for e in events) == 1
+
+
+def test_the_host_factory_is_the_seam_to_every_host(fleet_path: Callable[..., Path]) -> None:
+    opened: list[tuple[str, str]] = []
+
+    def hosts(uri: str, name: str) -> LibvirtHost:
+        opened.append((uri, name))
+        return TestDriverHost(uri, name=name)
+
+    with Fleet.open(fleet_path("  solo: {}"), hosts=hosts) as fleet:
+        fleet.up().raise_for_failures()
+        assert [vm.state for vm in fleet.list()] == ["running"]
+        fleet.down()
+    assert opened == [("test:///default", "local")]
+
+
+def test_targets_limit_up_down_and_power_to_a_template(fleet_path: Callable[..., Path]) -> None:
+    with Fleet.open(fleet_path(), hosts=TestDriverHost.factory) as fleet:
+        assert [a.vm for a in fleet.plan(["web"]).actions] == ["web-0", "web-1"]
+        assert [o.vm for o in fleet.up(["web"]).outcomes] == ["web-0", "web-1"]
+        assert [(v.name, v.state) for v in fleet.list()] == [
+            ("web-0", "running"),
+            ("web-1", "running"),
+            ("db", "absent"),
+        ]
+        assert [o.vm for o in fleet.stop(["web"]).outcomes] == ["web-0", "web-1"]
+        assert [v.state for v in fleet.list()][:2] == ["shutoff", "shutoff"]
+        assert [o.vm for o in fleet.start(["web@1"]).outcomes] == ["web-1"]
+        assert [o.vm for o in fleet.up(["db"]).outcomes] == ["db"]  # web-0 stays off
+        assert [v.state for v in fleet.list()] == ["shutoff", "running", "running"]
+        assert sorted(o.vm for o in fleet.down(["web"]).outcomes) == ["web-0", "web-1"]
+        assert [v.state for v in fleet.list()] == ["absent", "absent", "running"]
+        fleet.down()
+
+
+def test_group_targets_act_on_nested_members(fleet_path: Callable[..., Path]) -> None:
+    groups = "groups:\n  outer: {members: [db, inner]}\n  inner: {members: [web]}\n"
+    with Fleet.open(fleet_path(extra=groups), hosts=TestDriverHost.factory) as fleet:
+        assert sorted(o.vm for o in fleet.up(["outer"]).outcomes) == ["db", "web-0", "web-1"]
+        assert sorted(o.vm for o in fleet.reboot(["inner"]).outcomes) == ["web-0", "web-1"]
+        assert sorted(o.vm for o in fleet.down(["outer"]).outcomes) == ["db", "web-0", "web-1"]
+
+
+def test_down_asks_and_a_no_cancels(fleet_path: Callable[..., Path]) -> None:
+    asked: list[Confirm] = []
+
+    def no(question: Confirm) -> bool:
+        asked.append(question)
+        return False
+
+    with Fleet.open(fleet_path("  solo: {}"), hosts=TestDriverHost.factory) as fleet:
+        fleet.up().raise_for_failures()
+        with pytest.raises(Exception, match="cancelled: nothing was removed"):
+            fleet.down(confirm=no)
+        assert asked == [Confirm("remove", ("solo",))]
+        assert asked[0].question == "remove 1 VM: solo?"
+        assert [v.state for v in fleet.list()] == ["running"]
+        fleet.down()
+
+
+def test_an_unknown_target_is_a_usage_error(fleet_path: Callable[..., Path]) -> None:
+    with (
+        Fleet.open(fleet_path(), hosts=TestDriverHost.factory) as fleet,
+        pytest.raises(UsageError, match="'nope'"),
+    ):
+        fleet.up(["nope"])
+
+
+def test_open_rejects_a_bad_file_with_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("vms:\n  web: {replicas: -1}\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml:2"):
+        Fleet.open(path)
+
+
+def test_validate_and_show_touch_no_state(fleet_path: Callable[..., Path]) -> None:
+    path = fleet_path()
+    with Fleet.open(path) as fleet:
+        summary = fleet.validate()
+        assert (summary.templates, summary.vms, summary.valid) == (2, 3, True)
+        assert [vm.name for vm in fleet.show()] == ["web-0", "web-1", "db"]
+    assert not (path.parent / ".vmfleet").exists()
+
+
+def test_the_api_example_runs(
+    fleet_path: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/api.py, the README's Python example, on the test driver."""
+    import runpy
+
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "api.py"))
+    path = fleet_path()
+    example["main"](str(path), down=True, hosts=TestDriverHost.factory)
+    out = capsys.readouterr().out
+    assert "plan: 3 to create" in out
+    assert "  db: done created" in out
+    assert "web-0        running    local      127.0.0.1:" in out
+    with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
+        assert {vm.state for vm in fleet.list()} == {"absent"}
+
+
+def test_day_two_methods_on_the_test_driver(fleet_path: Callable[..., Path]) -> None:
+    groups = "groups:\n  app: {members: [db, web], power_state: PoweredOn}\n"
+    with Fleet.open(fleet_path(extra=groups), hosts=TestDriverHost.factory) as fleet:
+        up = fleet.up()
+        up.raise_for_failures()
+        assert sorted(o.vm for o in up.groups) == ["db", "web-0", "web-1"]  # the group starts them
+        (app,) = fleet.status()
+        assert (app.name, app.conditions[0].status) == ("app", "True")
+        off = fleet.power("app", "off")
+        assert sorted(o.vm for o in off) == ["db", "web-0", "web-1"]
+        assert {v.state for v in fleet.list()} == {"shutoff"}
+        assert fleet.status("app")[0].conditions[0].status == "True"  # wanted off, is off
+        assert "Host web-0\n" in fleet.ssh_config()
+        inventory = fleet.inventory()
+        assert sorted(inventory["all"]["children"]["group_app"]["hosts"]) == [  # type: ignore[index]
+            "db",
+            "web-0",
+            "web-1",
+        ]
+        assert [(i.image, i.hosts) for i in fleet.image_list()] == [("base", ("local",))]
+        fleet.down()
