@@ -254,8 +254,9 @@ class Explanation:
 def explain(ctx: FleetContext, vm: str, observed: dict[str, str]) -> Explanation:
     """Host by host, why `vm` would be placed where it would (UsageError if it is unknown).
 
-    A VM that already has a host stays there (running VMs are never moved); the verdicts are
-    then what placement would decide if it were new, given every other VM where it is.
+    A VM that already has a host stays there (it moves only on request: migrate, drain);
+    the verdicts are then what placement would decide if it were new, given every other VM
+    where it is.
     """
     if vm not in {i.name for i in ctx.instances()}:
         raise UsageError(f"unknown VM {vm} in fleet {ctx.fleet}")
