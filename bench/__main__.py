@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import expand, groups, placement, provision, snapshots
+from bench import expand, groups, moves, placement, provision, snapshots
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
@@ -17,6 +17,9 @@ BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "expand": expand.run,
     "snapshots": snapshots.group_vs_sequential,
     "group-boot": groups.boot_order,
+    "rebalance": lambda: [moves.rebalance_planning()],
+    "migrate": moves.live_migration,
+    "drain": moves.drain,
 }
 
 

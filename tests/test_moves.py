@@ -136,10 +136,11 @@ def test_rebalance_of_1000_hosts_and_10000_vms_is_planned_in_under_2_seconds() -
         for i in range(10000)
     ]
     facts = with_use(hosts, vms)
-    began = time.perf_counter()
-    plan = rebalance(facts, vms, max_moves=100)
-    took = time.perf_counter() - began
-    assert len(plan.moves) == 100
+    began = time.process_time()  # CPU seconds: this machine is shared
+    plan = rebalance(facts, vms, max_moves=5000)  # enough to even the load out
+    took = time.process_time() - began
+    assert len(plan.moves) == 5000
+    assert max(plan.after.values()) == max(plan.before.values()) / 2
     assert took < 2.0, took
 
 

@@ -24,7 +24,9 @@ Load is placement's: the highest of vCPU, memory and (when limited) disk use ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+from collections import Counter
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from vmfleet.core.placement import (
@@ -78,8 +80,49 @@ class _Board:
         self.state = _State(hosts, keys)
         self.where: dict[str, str] = {}
         self.vms = {v.request.name: v.request for v in vms}
+        self.indexed = False
         for v in vms:
             self._add(v.request, v.host, size=False)
+        # Lazy heaps of usable hosts by load (lightest first, heaviest first), for rebalance:
+        # an entry is current while its version is the host's.
+        self.version: Counter[str] = Counter()
+        self.low: list[tuple[float, int, int, str]] = []
+        self.high: list[tuple[float, int, int, str]] = []
+
+    def index(self) -> None:
+        """Start keeping the load heaps (usable hosts only)."""
+        self.indexed = True
+        for h in self.state.hosts.values():
+            if h.reachable and h.schedulable and not h.problem:
+                self._push(h.name)
+        heapq.heapify(self.low)
+        heapq.heapify(self.high)
+
+    def _push(self, host: str) -> None:
+        load, order, v = self.state.utilisation(host), self.state.order[host], self.version[host]
+        heapq.heappush(self.low, (load, order, v, host))
+        heapq.heappush(self.high, (-load, order, v, host))
+
+    def _touch(self, host: str) -> None:
+        if self.indexed and host in self.state.hosts:
+            facts = self.state.hosts[host]
+            if facts.reachable and facts.schedulable and not facts.problem:
+                self.version[host] += 1
+                self._push(host)
+
+    def ranked(self, heap: list[tuple[float, int, int, str]]) -> Generator[str, None, None]:
+        """Hosts in heap order, each current one once; those taken go back when done."""
+        taken: list[tuple[float, int, int, str]] = []
+        try:
+            while heap:
+                entry = heapq.heappop(heap)
+                if entry[2] != self.version[entry[3]]:
+                    continue  # stale: the host changed since
+                taken.append(entry)
+                yield entry[3]
+        finally:
+            for entry in taken:
+                heapq.heappush(heap, entry)
 
     def _add(self, req: VmRequest, host: str, *, size: bool) -> None:
         self.state.add(
@@ -92,12 +135,14 @@ class _Board:
             max_per_host=req.max_per_host,
         )
         self.where[req.name] = host
+        self._touch(host)
 
     def take(self, name: str) -> _Rules:
         """Take the VM out of the state; its rules against everything else."""
         req = self.vms[name]
         host = self.where.pop(name)
         _remove(self.state, req, host, self.terms[name])
+        self._touch(host)
         return _rules(self.state, req, self.terms[name])
 
     def put(self, name: str, host: str) -> None:
@@ -119,12 +164,15 @@ class _Board:
         than `source` does (never `source` itself); ties go to the host listed first."""
         state = self.state
         here = _score(state, rules, source, "spread")[:2]
-        ranked = sorted(state.hosts, key=lambda h: (state.utilisation(h), state.order[h]))
-        for name in ranked:
-            if name == source or _check(state, rules, name, every=False):
-                continue
-            if _score(state, rules, name, "spread")[:2] <= here:
-                return name
+        hosts = self.ranked(self.low)
+        try:
+            for name in hosts:
+                if name == source or _check(state, rules, name, every=False):
+                    continue
+                if _score(state, rules, name, "spread")[:2] <= here:
+                    return name
+        finally:
+            hosts.close()
         return None
 
     def loads(self) -> dict[str, float]:
@@ -218,13 +266,9 @@ def rebalance(
             moves.append(move)
             on_host[move.source].remove(move.vm)
             on_host.setdefault(move.target, []).append(move.vm)
-    usable = [h.name for h in hosts if h.reachable and h.schedulable and not h.problem]
+    board.index()
     while len(moves) < max_moves:
-        top = max(
-            (h for h in usable if on_host.get(h)),
-            key=lambda h: (board.state.utilisation(h), -board.state.order[h]),
-            default=None,
-        )
+        top = _heaviest(board, on_host)
         if top is None:
             break
         move = _relieve(board, top, on_host[top])
@@ -234,6 +278,15 @@ def rebalance(
         on_host.setdefault(move.target, []).append(move.vm)
         moves.append(move)
     return MovePlan(tuple(moves), {}, before, board.loads())
+
+
+def _heaviest(board: _Board, on_host: Mapping[str, list[str]]) -> str | None:
+    """The most loaded usable host holding VMs of the fleet (ties: listed first)."""
+    hosts = board.ranked(board.high)
+    try:
+        return next((h for h in hosts if on_host.get(h)), None)
+    finally:
+        hosts.close()
 
 
 def _relieve(board: _Board, top: str, names: Sequence[str]) -> Move | None:
