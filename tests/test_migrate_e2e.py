@@ -166,6 +166,7 @@ def test_kill_9_mid_migration_leaves_one_running_copy_that_the_next_command_sett
         proc.wait()
         during = copies(daemons, fleet, "k")
         assert sum(running for running, _n in during.values()) <= 1
+        assert "(moving to mv-b)" in str(listed(path)["k"]["state"])  # the open move shows
 
         settled = run("up", str(path))
         assert "recovered:" in settled.stderr
