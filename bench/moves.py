@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -102,11 +103,17 @@ def _vmfleet(*args: str) -> str:
         [sys.executable, "-m", "vmfleet.cli.main", *args],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=3600,
         env={**os.environ, "COLUMNS": "200"},
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"vmfleet {' '.join(args)}: {out.stderr}")
     return out.stdout
+
+
+def _names(path: Path) -> list[str]:
+    return [str(r["name"]) for r in json.loads(_vmfleet("list", str(path), "-o", "json"))]
 
 
 def _virsh(uri: str, *args: str) -> str:
@@ -151,30 +158,46 @@ def _prepare(src: str, dst: str, fleet: str, vm: str) -> None:
 
 
 def _virsh_migrate(src: str, dst: str, vm: str) -> tuple[float, float | None]:
-    began = time.monotonic()
-    _virsh(
-        src,
-        "migrate",
-        "--live",
-        "--p2p",
-        "--persistent",
-        "--copy-storage-inc",
-        "--migrate-disks",
-        "vda",
-        "--migrateuri",
-        f"tcp://127.0.0.1:{_free_port()}",
-        "--listen-address",
-        "127.0.0.1",
-        "--disks-port",
-        str(_free_port()),
-        vm,
-        dst,
+    """`virsh migrate --live` with what vmfleet's destination XML carries: disks as files at
+    their paths (libvirt 9.0 cannot mirror into an existing pool volume otherwise) and the
+    SSH forward on a port free at the destination (both daemons run on this machine)."""
+    xml = _virsh(src, "dumpxml", "--migratable", vm)
+    xml = re.sub(r"hostfwd=tcp:127\.0\.0\.1:[0-9]+-", f"hostfwd=tcp:127.0.0.1:{_free_port()}-", xml)
+    xml = re.sub(
+        r"<disk type='volume'(.*?)<source pool='default' volume='([^']+)'",
+        r"<disk type='file'\1<source file='/var/lib/libvirt/images/\2'",
+        xml,
+        flags=re.DOTALL,
     )
-    took = time.monotonic() - began
+    with tempfile.NamedTemporaryFile("w", suffix=".xml") as spec:
+        spec.write(xml)
+        spec.flush()
+        began = time.monotonic()
+        _virsh(
+            src,
+            "migrate",
+            "--live",
+            "--p2p",
+            "--persistent",
+            "--copy-storage-inc",
+            "--migrate-disks",
+            "vda",
+            "--migrateuri",
+            f"tcp://127.0.0.1:{_free_port()}",
+            "--listen-address",
+            "127.0.0.1",
+            "--disks-port",
+            str(_free_port()),
+            "--xml",
+            spec.name,
+            vm,
+            dst,
+        )
+        took = time.monotonic() - began
     stats = _virsh(dst, "domjobinfo", "--completed", vm)
     downtime = next(
         (
-            float(line.split()[1])
+            float(line.split()[2])
             for line in stats.splitlines()
             if line.startswith("Total downtime")
         ),
@@ -193,8 +216,9 @@ def live_migration() -> list[dict[str, object]]:
         fleet = "bench-mig"
         _fleet(path, fleet, {a.name: a.uri, b.name: b.uri}, 1)
         _vmfleet("up", str(path))
+        (vm,) = _names(path)
         time.sleep(10)  # let the guest finish booting
-        report = json.loads(_vmfleet("migrate", str(path), "g-0", "--to", b.name, "-o", "json"))
+        report = json.loads(_vmfleet("migrate", str(path), vm, "--to", b.name, "-o", "json"))
         rows.append(
             {
                 "case": "vmfleet migrate (live, p2p)",
@@ -202,8 +226,8 @@ def live_migration() -> list[dict[str, object]]:
                 "downtime ms": report["downtime_ms"],
             }
         )
-        _prepare(b.uri, a.uri, fleet, "g-0")
-        took, downtime = _virsh_migrate(b.uri, a.uri, "g-0")
+        _prepare(b.uri, a.uri, fleet, vm)
+        took, downtime = _virsh_migrate(b.uri, a.uri, vm)
         rows.append(
             {"case": "virsh migrate --live (prepared)", "seconds": took, "downtime ms": downtime}
         )
@@ -230,7 +254,7 @@ def drain(vms: int = 10, parallel: int = 4) -> list[dict[str, object]]:
                 "seconds": time.monotonic() - began,
             }
         )
-        names = [f"g-{n}" for n in range(vms)]
+        names = _names(path)
         for vm in names:
             _prepare(b.uri, a.uri, fleet, vm)
         began = time.monotonic()
