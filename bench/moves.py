@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -206,11 +207,20 @@ def _virsh_migrate(src: str, dst: str, vm: str) -> tuple[float, float | None]:
     return took, downtime
 
 
-def live_migration() -> list[dict[str, object]]:
-    """One micro guest: vmfleet a → b, then bare virsh b → a (destination prepared)."""
+def _cleanup(uri: str, fleet: str, vm: str) -> None:
+    """What virsh leaves on its source: the shut-off definition and the volumes."""
+    _virsh(uri, "undefine", vm)
+    for role in ("root", "seed.iso"):
+        _virsh(uri, "vol-delete", "--pool", "default", f"vmf-{fleet}--{vm}--{role}")
+
+
+def live_migration(rounds: int = 3) -> list[dict[str, object]]:
+    """One micro guest, `rounds` times: vmfleet a -> b, then bare virsh b -> a (destination
+    prepared beforehand, untimed). Median of each."""
     from tests.support import multihost
 
-    rows: list[dict[str, object]] = []
+    ours: list[tuple[float, float]] = []
+    theirs: list[tuple[float, float]] = []
     with multihost.daemons("bm-a", "bm-b") as (a, b), tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fleet.yaml"
         fleet = "bench-mig"
@@ -218,20 +228,22 @@ def live_migration() -> list[dict[str, object]]:
         _vmfleet("up", str(path))
         (vm,) = _names(path)
         time.sleep(10)  # let the guest finish booting
-        report = json.loads(_vmfleet("migrate", str(path), vm, "--to", b.name, "-o", "json"))
-        rows.append(
-            {
-                "case": "vmfleet migrate (live, p2p)",
-                "seconds": report["seconds"],
-                "downtime ms": report["downtime_ms"],
-            }
-        )
-        _prepare(b.uri, a.uri, fleet, vm)
-        took, downtime = _virsh_migrate(b.uri, a.uri, vm)
-        rows.append(
-            {"case": "virsh migrate --live (prepared)", "seconds": took, "downtime ms": downtime}
-        )
-    return rows
+        for _ in range(rounds):
+            report = json.loads(_vmfleet("migrate", str(path), vm, "--to", b.name, "-o", "json"))
+            ours.append((report["seconds"], report["downtime_ms"]))
+            _prepare(b.uri, a.uri, fleet, vm)
+            took, downtime = _virsh_migrate(b.uri, a.uri, vm)
+            theirs.append((took, downtime or 0.0))
+            _cleanup(b.uri, fleet, vm)
+    return [
+        {
+            "case": case,
+            "seconds (median)": statistics.median(t for t, _d in runs),
+            "downtime ms (median)": statistics.median(d for _t, d in runs),
+            "runs": ", ".join(f"{t:.1f} s/{d:.0f} ms" for t, d in runs),
+        }
+        for case, runs in (("vmfleet migrate (live, p2p)", ours), ("virsh migrate --live", theirs))
+    ]
 
 
 def drain(vms: int = 10, parallel: int = 4) -> list[dict[str, object]]:

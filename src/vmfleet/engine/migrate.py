@@ -95,7 +95,9 @@ def current(ctx: FleetContext) -> tuple[list[moves.Current], dict[str, str]]:
 
 
 def facts(ctx: FleetContext) -> list[HostFacts]:
-    return [r.facts for r in engine_hosts.gather(ctx)]
+    """The hosts as move planning sees them (cordons included). No KVM probe boots: KVM
+    only orders hosts, and what the capabilities say is enough for that."""
+    return [r.facts for r in engine_hosts.gather(ctx, probe=False)]
 
 
 def target_for(ctx: FleetContext, vm: str, options: Options) -> tuple[str, str]:
