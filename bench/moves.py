@@ -215,8 +215,8 @@ def _cleanup(uri: str, fleet: str, vm: str) -> None:
 
 
 def live_migration(rounds: int = 3) -> list[dict[str, object]]:
-    """One micro guest, `rounds` times: vmfleet a -> b, then bare virsh b -> a (destination
-    prepared beforehand, untimed). Median of each."""
+    """One micro guest moved `rounds` times by vmfleet, then `rounds` times by bare virsh
+    (its destination prepared beforehand, untimed), back and forth. Median of each."""
     from tests.support import multihost
 
     ours: list[tuple[float, float]] = []
@@ -228,13 +228,17 @@ def live_migration(rounds: int = 3) -> list[dict[str, object]]:
         _vmfleet("up", str(path))
         (vm,) = _names(path)
         time.sleep(10)  # let the guest finish booting
-        for _ in range(rounds):
-            report = json.loads(_vmfleet("migrate", str(path), vm, "--to", b.name, "-o", "json"))
+        hosts = [a, b]
+        for n in range(rounds):  # vmfleet a -> b -> a -> b ...
+            to = hosts[(n + 1) % 2]
+            report = json.loads(_vmfleet("migrate", str(path), vm, "--to", to.name, "-o", "json"))
             ours.append((report["seconds"], report["downtime_ms"]))
-            _prepare(b.uri, a.uri, fleet, vm)
-            took, downtime = _virsh_migrate(b.uri, a.uri, vm)
+        for n in range(rounds):  # then virsh back and forth (vmfleet's records go stale)
+            src, dst = hosts[(rounds + n) % 2], hosts[(rounds + n + 1) % 2]
+            _prepare(src.uri, dst.uri, fleet, vm)
+            took, downtime = _virsh_migrate(src.uri, dst.uri, vm)
             theirs.append((took, downtime or 0.0))
-            _cleanup(b.uri, fleet, vm)
+            _cleanup(src.uri, fleet, vm)
     return [
         {
             "case": case,
