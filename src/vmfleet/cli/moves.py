@@ -119,7 +119,10 @@ def _show(result: MoveResult, *, title: str, fmt: OutputFormat) -> None:
     else:
         plan = result.plan
         columns = [("vm", "VM"), ("source", "From"), ("target", "To"), ("detail", "Detail")]
-        emit(_plan_rows(result), fmt=fmt, columns=columns, title=title)
+        if plan.moves or plan.stuck:
+            emit(_plan_rows(result), fmt=fmt, columns=columns, title=title)
+        else:
+            console.print(f"{title}: nothing to move", highlight=False)
         loads = [
             {"host": h, "before": f"{v:.0%}", "after": f"{plan.after.get(h, 0.0):.0%}"}
             for h, v in plan.before.items()
@@ -129,7 +132,7 @@ def _show(result: MoveResult, *, title: str, fmt: OutputFormat) -> None:
             fmt=fmt,
             columns=[("host", "Host"), ("before", "Load before"), ("after", "Load after")],
         )
-        if result.applied:
+        if result.done:
             emit(
                 [_report_row(r) for r in result.done],
                 fmt=fmt,
