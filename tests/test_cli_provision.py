@@ -164,7 +164,7 @@ def test_nics_attach_to_bridges_existing_and_owned_networks(
     ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
     assert repr(attachment_for(ctx, "br")) == "BridgeAttachment(bridge='br0')"
     assert repr(attachment_for(ctx, "ex")) == "NetworkAttachment(network='default')"
-    assert repr(attachment_for(ctx, "own")) == "NetworkAttachment(network='vmf-fast-own')"
+    assert repr(attachment_for(ctx, "own")) == "NetworkAttachment(network='vmf-fast.own')"
 
 
 def test_pool_without_room_is_refused_before_anything(

@@ -81,8 +81,8 @@ def test_image_and_vm_lifecycle(
         rows = json.loads(vmfleet("image", "list", str(path), "-o", "json").stdout)
         assert rows[0]["hosts"] == ["local"]
         assert sorted(rows[0]["dependants"]) == [
-            f"vmf-{fleet}--life-0--root",
-            f"vmf-{fleet}--life-1--root",
+            f"vmf-{fleet}.life-0.root",
+            f"vmf-{fleet}.life-1.root",
         ]
         refused = vmfleet("image", "rm", str(path), "lifeimg")
         assert refused.returncode == 1

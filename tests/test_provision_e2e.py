@@ -203,7 +203,7 @@ vms:
             assert "runcmd-ran" in extra
             assert "vdc    1G" in extra or "vdc 1G" in " ".join(extra.split())
         backing = {
-            i: _backing(f"/var/lib/libvirt/images/vmf-{fleet}--deb-{i}--root") for i in range(3)
+            i: _backing(f"/var/lib/libvirt/images/vmf-{fleet}.deb-{i}.root") for i in range(3)
         }
         assert backing[0] and backing[1] and backing[2] is None  # replica 2 is a full clone
         assert "nothing to do" in vmfleet("up", str(path)).stdout

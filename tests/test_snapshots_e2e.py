@@ -39,7 +39,7 @@ def _domstate(vm: str) -> str:
 
 
 def _overlays(fleet: str) -> list[str]:
-    return sorted(p.name for p in POOL.glob(f"vmf-{fleet}--*.snap-*"))
+    return sorted(p.name for p in POOL.glob(f"vmf-{fleet}.*.snap-*"))
 
 
 def _backing(path: Path) -> str | None:
@@ -101,13 +101,13 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
             extra_defaults="  snapshot_type: external",
         )
     )
-    root = POOL / f"vmf-{fleet}--sext--root"
+    root = POOL / f"vmf-{fleet}.sext.root"
     try:
         assert vmfleet("up", str(path)).returncode == 0
         for name in ("e1", "e2"):
             created = vmfleet("snapshot", "create", str(path), "sext", name)
             assert created.returncode == 0, created.stderr + created.stdout
-        assert _overlays(fleet) == [f"vmf-{fleet}--sext--vda.snap-{n}" for n in ("e1", "e2")]
+        assert _overlays(fleet) == [f"vmf-{fleet}.sext.vda.snap-{n}" for n in ("e1", "e2")]
         listed = _json("snapshot", "list", str(path))
         assert isinstance(listed, list)
         assert [(r["name"], r["type"], r["parent"]) for r in listed] == [
@@ -121,8 +121,8 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         assert _domstate("sext") == "running"
         # e1 has e2 on top: a live commit of e1's overlay into the root disk, e2 rebased on it
         assert vmfleet("snapshot", "delete", str(path), "sext", "e1").returncode == 0
-        assert _overlays(fleet) == [f"vmf-{fleet}--sext--vda.snap-e2"]
-        assert _backing(POOL / f"vmf-{fleet}--sext--vda.snap-e2") == str(root)
+        assert _overlays(fleet) == [f"vmf-{fleet}.sext.vda.snap-e2"]
+        assert _backing(POOL / f"vmf-{fleet}.sext.vda.snap-e2") == str(root)
         # e2 is the disk in use: an active commit and pivot back to the root disk
         assert vmfleet("snapshot", "delete", str(path), "sext", "e2").returncode == 0
         assert _overlays(fleet) == []
@@ -134,7 +134,7 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         assert vmfleet("start", str(path), "sext").returncode == 0
         assert _domstate("sext") == "running"
         assert vmfleet("snapshot", "create", str(path), "sext", "e4").returncode == 0
-        assert _overlays(fleet) == [f"vmf-{fleet}--sext--vda.snap-e4"]
+        assert _overlays(fleet) == [f"vmf-{fleet}.sext.vda.snap-e4"]
         # a spec change that redefines the VM keeps it on the overlay
         path.write_text(path.read_text().replace("memory: 128MiB", "memory: 160MiB"))
         changed = vmfleet("up", str(path), "--restart", "--yes")
@@ -142,7 +142,7 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         blk = subprocess.run(
             ["virsh", "domblklist", "sext"], capture_output=True, text=True, check=True
         ).stdout
-        assert f"vmf-{fleet}--sext--vda.snap-e4" in blk
+        assert f"vmf-{fleet}.sext.vda.snap-e4" in blk
     finally:
         vmfleet("down", str(path), "--yes")
     assert leftovers(fleet) == []  # the overlay of e4 went with the VM

@@ -8,12 +8,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from vmfleet.api.events import EventCallback, ImageProgress, Stage, VmProgress, ignore
+from vmfleet.api.events import EventCallback, ImageProgress, Notice, Stage, VmProgress, ignore
 from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
 from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.engine import images
+from vmfleet.engine import hostlocks, images
 from vmfleet.engine.apply import Observation, Progress
 from vmfleet.engine.context import FleetContext, HostFactory, default_uri, state_dir_for
 from vmfleet.errors import UsageError
@@ -105,7 +105,15 @@ class FleetBase:
     def _locked(self, what: str) -> Iterator[FleetContext]:
         """The context with the fleet lock held (LockedError after `lock_wait` seconds)."""
         ctx = self._context()
-        with fleet_lock(self.state_dir, wait=self._lock_wait, what=what):
+
+        def notice(message: str) -> None:
+            self._on_event(Notice(message))
+
+        # The state dir's lock stops runs sharing .vmfleet/; the hosts' lock, other checkouts.
+        with (
+            fleet_lock(self.state_dir, wait=self._lock_wait, what=what),
+            hostlocks.hold(ctx, what=what, wait=self._lock_wait, notice=notice),
+        ):
             yield ctx
 
     # --- events -------------------------------------------------------------------------------

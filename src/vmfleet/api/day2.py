@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from vmfleet.api.base import FleetBase
+from vmfleet.api.events import Notice
 from vmfleet.api.results import ImageRow, SnapshotRow, from_row
 from vmfleet.core import groups as core_groups
 from vmfleet.engine import access, execute, images, observe, snapshots
@@ -140,8 +141,21 @@ class Day2(FleetBase):
     # --- reaching the VMs ---------------------------------------------------------------------
 
     def endpoints(self, targets: Sequence[str] = ("all",)) -> tuple[access.Endpoint, ...]:
-        """Where each named VM's SSH is now: address (or 127.0.0.1 forward), user, key."""
-        return tuple(access.endpoints(self._context(), self.resolve(targets)))
+        """Where each named VM's SSH is now: address (or 127.0.0.1 forward), user, key.
+        A `Notice` says so when the generated login key those VMs need is gone."""
+        ctx = self._context()
+        found = tuple(access.endpoints(ctx, self.resolve(targets)))
+        missing = ctx.generated_key_missing()
+        existing = [e.vm for e in found if e.state not in ("absent", "unreachable")]
+        if missing is not None and existing:
+            self._on_event(
+                Notice(
+                    f"the fleet's login key {missing} is missing; {', '.join(existing)} "
+                    "accept only that key, which vmfleet never keeps in libvirt: restore it "
+                    "from a backup, or recreate the VMs (down, then up)"
+                )
+            )
+        return found
 
     def ssh_config(self) -> str:
         """A Host block per VM, for `Include` in ~/.ssh/config."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vmfleet import engine
 from vmfleet.api.day2 import Day2
-from vmfleet.api.events import EventCallback, Planned, Recovered
+from vmfleet.api.events import EventCallback, Notice, Planned, Recovered
 from vmfleet.api.moves import Moves
 from vmfleet.api.results import (
     Confirm,
@@ -179,14 +179,31 @@ class Fleet(Moves, Day2):
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
                 self._on_event(Recovered(item))
+            lost_key = ctx.generated_key_missing()  # before anything makes a new one
             pulled = self._pull(ctx, None) if engine.images.missing(ctx) else ()
             the_plan = self._limit(ctx, engine.make_plan(ctx), targets)
+            existing = [a.vm for a in the_plan.actions if a.observed is not None]
+            if lost_key is not None and existing:
+                self._on_event(
+                    Notice(
+                        f"the fleet's login key {lost_key} is missing: a new one is made for "
+                        f"new VMs, but {', '.join(existing)} accept only the old key, which "
+                        "vmfleet never keeps in libvirt (restore it, or recreate those VMs)"
+                    )
+                )
             engine.preflight(ctx, the_plan)
             only = {a.vm for a in the_plan.actions} if targets else None
             if _nothing_to_do(the_plan, prune=prune):
+                # Nothing to change, but every running VM must be ready (a killed run may
+                # have started one and never seen it come up): engine.up waits for them.
+                waited = _outcomes(
+                    engine.up(ctx, the_plan, workers=workers, hold=engine_groups.held(ctx))
+                )
+                if not all(o.ok for o in waited):
+                    return UpResult(self.name, the_plan, waited, (), None, recovered, pulled)
                 groups, error = self._apply_groups(ctx, created=(), only=only)
                 return UpResult(
-                    self.name, the_plan, (), groups, error, recovered, pulled, up_to_date=True
+                    self.name, the_plan, waited, groups, error, recovered, pulled, up_to_date=True
                 )
             restart = restart and self._agree(
                 confirm, "restart", [a.vm for a in the_plan.of("change") if a.needs_restart]

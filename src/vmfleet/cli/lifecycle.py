@@ -179,15 +179,13 @@ def up(
             workers=workers,
             confirm=None if yes else _ask,
         )
-    if not result.up_to_date:
-        render.outcomes(result.outcomes, output)
-    elif output is OutputFormat.table:
+    if not result.up_to_date or output is not OutputFormat.table:
+        render.outcomes(result.outcomes, output)  # up to date: a row per VM waited for
+    else:
         console.print(
             f"fleet {result.fleet} is up to date: nothing to do "
             f"({len(result.plan.actions)} VMs unchanged)"
         )
-    else:
-        emit([], fmt=output, columns=[])
     if result.groups and output is OutputFormat.table:
         render.member_outcomes(result.groups, output)
     result.raise_for_failures()

@@ -1,23 +1,18 @@
-"""Ownership marks: the metadata every vmfleet domain carries, and volume naming.
+"""Ownership marks: the metadata every vmfleet domain carries.
 
 libvirt is the source of truth for what exists. A domain is vmfleet's when its XML holds
-an `<vmfleet:instance>` element in our namespace; a volume is vmfleet's when its name has
-our prefix. Nothing else is ever changed or removed.
+an `<vmfleet:instance>` element in our namespace; a volume is one of its VM's when that
+domain lists it as a disk (or the journal recorded creating it). Names (`drivers.names`)
+only say where to look. Nothing else is ever changed or removed.
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 NAMESPACE = "https://vmfleet.dev/xmlns/1"
 PREFIX = "vmfleet"
-VOLUME_PREFIX = "vmf-"
-
-_VOLUME_RE = re.compile(
-    r"^vmf-(?P<fleet>[a-z0-9][a-z0-9-]*)--(?P<vm>[a-z0-9][a-z0-9-]*)--(?P<role>[a-z0-9.-]+)$"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +24,9 @@ class OwnerMetadata:
     template: str
     index: int | None
     spec_hash: str
+    # The VM's SSH host PUBLIC key ("ssh-ed25519 AAAA…"), so known_hosts can be rebuilt from
+    # libvirt when the state dir is lost. Never a private key.
+    host_key: str | None = None
 
     def to_element(self) -> ET.Element:
         """The `<instance>` element, in our namespace, for `<metadata>` or virDomainSetMetadata."""
@@ -41,6 +39,8 @@ class OwnerMetadata:
             ("spec-hash", self.spec_hash),
         ):
             ET.SubElement(root, f"{{{NAMESPACE}}}{tag}").text = value
+        if self.host_key is not None:
+            ET.SubElement(root, f"{{{NAMESPACE}}}host-key").text = self.host_key
         return root
 
     def to_xml(self) -> str:
@@ -64,7 +64,17 @@ class OwnerMetadata:
             parsed_index = int(index) if index else None
         except ValueError:
             return None
-        return cls(fleet=fleet, vm=vm, template=template, index=parsed_index, spec_hash=spec_hash)
+        host_key = text("host-key") or None
+        if host_key is not None and not host_key.startswith("ssh-"):
+            host_key = None  # not a public key line: ignore it rather than trust it
+        return cls(
+            fleet=fleet,
+            vm=vm,
+            template=template,
+            index=parsed_index,
+            spec_hash=spec_hash,
+            host_key=host_key,
+        )
 
     @classmethod
     def from_domain_xml(cls, domain_xml: str) -> OwnerMetadata | None:
@@ -75,21 +85,3 @@ class OwnerMetadata:
             return None
         found = root.find(f"metadata/{{{NAMESPACE}}}instance")
         return None if found is None else cls.from_element(found)
-
-
-def volume_name(*, fleet: str, vm: str, role: str) -> str:
-    """The pool volume name for one of a VM's files: role is `root`, `data-N` or `seed.iso`."""
-    return f"{VOLUME_PREFIX}{fleet}--{vm}--{role}"
-
-
-def parse_volume_name(name: str) -> tuple[str, str, str] | None:
-    """(fleet, vm, role) for one of our per-VM volume names, else None."""
-    match = _VOLUME_RE.match(name)
-    if match is None:
-        return None
-    return match["fleet"], match["vm"], match["role"]
-
-
-def base_volume_name(*, image: str, digest: str) -> str:
-    """The pool volume holding a base image, shared by every VM cloned from it."""
-    return f"{VOLUME_PREFIX}base--{image}--{digest[:12]}"

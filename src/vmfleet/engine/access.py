@@ -17,6 +17,7 @@ from vmfleet.core.expand import Instance
 from vmfleet.engine.apply import Observation, observe
 from vmfleet.engine.context import FleetContext, default_uri
 from vmfleet.engine.hostkeys import known_hosts_path, strict_host_keys
+from vmfleet.engine.hostkeys import restore as restore_host_keys
 from vmfleet.engine.operations import discover_ips
 from vmfleet.engine.provision import forward_port
 from vmfleet.errors import GuestError
@@ -62,7 +63,10 @@ def endpoints(
     """Where each VM's SSH is, as things stand on the hosts now."""
     observation = observation or observe(ctx)
     seen = {o.name: o for o in observation.vms}
+    for host_name in sorted({o.host for o in observation.vms}):  # after `.vmfleet/` was lost
+        restore_host_keys(ctx, ctx.host(host_name).list_domains(fleet=ctx.fleet))
     out = []
+    key = ctx.ssh_private_key(create=False)  # read-only: a lost generated key is not remade
     for inst in instances:
         observed = seen.get(inst.name)
         host = observed.host if observed else ctx.place(inst)
@@ -89,7 +93,7 @@ def endpoints(
                 address=address,
                 port=port,
                 user=inst.fields.cloud_init.user or ctx.loaded.spec.ssh.user,
-                key=ctx.ssh_private_key(),
+                key=key,
                 known_hosts=known_hosts_path(ctx),
                 strict=strict_host_keys(ctx),
                 proxy_jump=proxy,

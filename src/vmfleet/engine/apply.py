@@ -14,7 +14,7 @@ from functools import partial
 
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import Action, Observed, Plan, diff
-from vmfleet.drivers.metadata import volume_name
+from vmfleet.drivers import names
 from vmfleet.engine import hosts, provision
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
@@ -47,7 +47,7 @@ def observe(ctx: FleetContext) -> Observation:
         details: dict[str, dict[str, object]] = {}
         for info in host.list_domains(fleet=ctx.fleet):
             assert info.owner is not None
-            root = volumes.get(volume_name(fleet=ctx.fleet, vm=info.name, role="root"))
+            root = volumes.get(names.volume(fleet=ctx.fleet, vm=info.name, role="root"))
             out.append(
                 Observed(
                     name=info.name,
@@ -134,6 +134,17 @@ def up(
             and action.observed.state == "shutoff"
         ):
             jobs.append((action, partial(_start, ctx, action, progress)))
+        elif (
+            action.kind == "unchanged"
+            and not held
+            and action.observed
+            and action.observed.state == "running"
+            and action.instance
+        ):
+            # A running VM counts as unchanged even when an interrupted run started it and
+            # never saw it ready: `up` answers for every VM, whoever started it, so it waits
+            # for readiness here too (quick for a VM that is ready). Issue 10 item 9.
+            jobs.append((action, partial(_confirm_ready, ctx, action, progress)))
         elif action.kind == "orphan" and prune:
             jobs.append((action, partial(_remove, ctx, action.host, action.vm, progress)))
     return _run(jobs, workers=workers, progress=progress)
@@ -196,6 +207,12 @@ def _start(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
     return _ready(ctx, action, action.instance, reach, started, progress, "started")
 
 
+def _confirm_ready(ctx: FleetContext, action: Action, progress: Progress) -> Outcome:
+    assert action.instance is not None
+    reach = provision.access(ctx, action.instance, action.host)
+    return _ready(ctx, action, action.instance, reach, time.monotonic(), progress, "unchanged")
+
+
 def _change(
     ctx: FleetContext, action: Action, progress: Progress, restart: bool, start: bool = True
 ) -> Outcome:
@@ -209,7 +226,7 @@ def _change(
         host.shutdown(action.vm, timeout=60.0)
         running = False
     pool = ctx.host_specs()[action.host].pool
-    root = volume_name(fleet=ctx.fleet, vm=action.vm, role="root")
+    root = names.volume(fleet=ctx.fleet, vm=action.vm, role="root")
     for change in action.changes:
         if change.field == "disk" and not running:
             progress(action.vm, "disk", "grow")
@@ -245,11 +262,13 @@ def down(
     progress: Progress = _quiet,
     workers: int = 8,
 ) -> list[Outcome]:
-    """Remove the fleet's VMs (all, or those named) from every host that has them."""
+    """Remove the fleet's VMs (all, or those named) from every host that has them.
+
+    An unreachable host does not stop the others: what can be reached is removed, and each
+    unreachable host gets a failed outcome naming it (nothing was removed there; the leases
+    stay, so the next `down` finishes the job with the same names and ports).
+    """
     observation = observe(ctx)
-    if observation.unreachable and vms is None:
-        names = ", ".join(sorted(observation.unreachable))
-        raise HostUnreachableError(f"cannot reach {names}; nothing removed there")
     targets = [o for o in observation.vms if vms is None or o.name in vms]
     jobs = [
         (
@@ -259,13 +278,20 @@ def down(
         for o in targets
     ]
     results = _run(jobs, workers=workers, progress=progress)
+    known = {i.name for i in ctx.instances()} | {o.name for o in observation.vms}
+    known |= {lease.vm for lease in ctx.store.leases()}
     for host_name in ctx.host_specs():
         if host_name in observation.unreachable:
             continue
         host = ctx.host(host_name)
-        provision.sweep_volumes(ctx, host, host_name, vms)
-        for vm in vms or [i.name for i in ctx.instances()]:
-            ctx.store.release(vm=vm)
+        provision.sweep_volumes(ctx, host, host_name, vms or known)
         if not host.list_domains(fleet=ctx.fleet):
             provision.remove_networks(ctx, host)
+    if not observation.unreachable:
+        for vm in vms or [i.name for i in ctx.instances()]:
+            ctx.store.release(vm=vm)
+    for host_name, error in sorted(observation.unreachable.items()):
+        detail = f"{error}; nothing removed there: run down again when it is back"
+        progress(f"host {host_name}", "failed", detail)
+        results.append(Outcome(f"host {host_name}", "remove", False, detail))
     return results

@@ -24,13 +24,13 @@ from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine import migrate, provision
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
-from vmfleet.errors import FleetError, HypervisorError, UsageError
+from vmfleet.errors import FleetError, UsageError
 from vmfleet.state.store import JournalEntry
 
 Progress = Callable[[str, str, str], None]
 KIND = "evacuation"
 # where each VM was last put: created on (journal host), or moved to (the entry's "to")
-HOMES = {"domain": "host", "migration": "to"}
+HOMES = {"vm": "host", "domain": "host", "migration": "to"}
 
 
 @dataclass
@@ -109,8 +109,8 @@ def recover(ctx: FleetContext, entry: JournalEntry) -> str | None:
     """Remove the stale copy on a host that came back; None (entry kept) while it is down."""
     try:
         migrate.remove_copy(ctx, entry.host, entry.vm)  # the copy there is found by metadata
-    except HypervisorError:
-        return None
+    except FleetError:
+        return None  # unreachable still, or the removal failed: kept for the next run
     ctx.store.finish(entry.id)
     target = entry.detail.get("to", "another host")
     return f"removed the stale copy of {entry.vm} on {entry.host} (evacuated to {target})"

@@ -26,15 +26,15 @@ from dataclasses import dataclass
 from vmfleet.core import moves
 from vmfleet.core.expand import Instance
 from vmfleet.core.placement import HostFacts
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import BackingStore, VolumeConfig
 from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.libvirt.migration import MigrationOptions, MigrationProgress
-from vmfleet.drivers.metadata import volume_name
 from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.base_images import ensure_base
-from vmfleet.engine.provision.journal import remove_volumes, rollback, volume_names
+from vmfleet.engine.provision.journal import rollback, volume_names
 from vmfleet.engine.provision.networks import ensure_networks
 from vmfleet.engine.provision.ports import forward_port
 from vmfleet.errors import (
@@ -241,7 +241,7 @@ def _prepare(ctx: FleetContext, instance: Instance, source: str, target: str) ->
     vm, fields = instance.name, instance.fields
     src, dst, src_pool, dst_pool = _ends(ctx, source, target)
     ensure_networks(ctx, dst, instance)
-    root = volume_name(fleet=ctx.fleet, vm=vm, role="root")
+    root = names.volume(fleet=ctx.fleet, vm=vm, role="root")
     root_info = src.get_volume(src_pool, root)
     if root_info is None:
         raise HypervisorError(f"root volume {root} is missing", host=source, vm=vm)
@@ -260,12 +260,12 @@ def _prepare(ctx: FleetContext, instance: Instance, source: str, target: str) ->
     )
     copied = ["vda"]
     for n, data in enumerate(fields.data_disks):
-        name = volume_name(fleet=ctx.fleet, vm=vm, role=f"data-{n}")
+        name = names.volume(fleet=ctx.fleet, vm=vm, role=f"data-{n}")
         dst.create_volume(
             dst_pool, VolumeConfig(name=name, capacity_bytes=data.size, format=data.format).to_xml()
         )
         copied.append(f"vd{chr(ord('c') + n)}")
-    seed = volume_name(fleet=ctx.fleet, vm=vm, role="seed.iso")
+    seed = names.volume(fleet=ctx.fleet, vm=vm, role="seed.iso")
     if src.get_volume(src_pool, seed) is not None:
         src.copy_volume(src_pool, seed, dst, dst_pool)
     return tuple(copied)
@@ -284,7 +284,7 @@ def _offline(
     vm, fields = instance.name, instance.fields
     src, dst, src_pool, dst_pool = _ends(ctx, source, target)
     began = time.monotonic()
-    root = volume_name(fleet=ctx.fleet, vm=vm, role="root")
+    root = names.volume(fleet=ctx.fleet, vm=vm, role="root")
     root_info = src.get_volume(src_pool, root)
     ensure_networks(ctx, dst, instance)
     if fields.image and root_info is not None and root_info.backing_path:
@@ -369,10 +369,9 @@ def _file_disks(xml: str, dst: LibvirtHost, *, pool: str) -> str:
 def remove_copy(ctx: FleetContext, host_name: str, vm: str) -> None:
     """Remove one copy of a VM from one host: its domain (if ours), its volumes (data disks
     included) and the forward ports leased there. Its other leases and host key stay."""
-    rollback(ctx, host_name, vm)
     instance = next((i for i in ctx.instances() if i.name == vm), None)
-    if instance is not None and instance.fields.data_disks:
-        remove_volumes(ctx, ctx.host(host_name), host_name, vm, instance=instance)
+    disks = len(instance.fields.data_disks) if instance is not None else 0
+    rollback(ctx, host_name, vm, data_disks=disks)
     ctx.store.release(vm=vm, kind="port", scope=host_name)
 
 

@@ -26,9 +26,9 @@ from typing import Literal, Protocol
 
 from vmfleet.core import groups
 from vmfleet.core.expand import Instance
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import FileSource, SnapshotConfig, SnapshotDisk, VolumeSource
 from vmfleet.drivers.libvirt import DomainState, LibvirtHost, SnapshotInfo
-from vmfleet.drivers.metadata import volume_name
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, GuestError, HypervisorError, UsageError
@@ -394,7 +394,10 @@ def snapshot_config(
             target=t,
             mode="external",
             file=str(
-                Path(p).parent / volume_name(fleet=ctx.fleet, vm=member.vm, role=f"{t}.snap-{name}")
+                Path(p).parent
+                / names.volume(
+                    fleet=ctx.fleet, vm=member.vm, role=names.overlay_role(disk=t, snapshot=name)
+                )
             ),
         )
         for t, _f, p in writable

@@ -22,7 +22,9 @@ from vmfleet.spec.resolve import (
 )
 from vmfleet.spec.source import Document, Path
 
-RESERVED_FLEET_NAMES = frozenset({"base"})
+# Kept equal to drivers.names.RESERVED_FLEETS (a test checks): libvirt object names of
+# these kinds start with `vmf-<name>.`.
+RESERVED_FLEET_NAMES = frozenset({"base", "probe"})
 MAX_VMS = 10_000
 """Most VMs one fleet may expand to (the other rules, and planning, are per VM)."""
 

@@ -6,6 +6,7 @@ SQLite in `.vmfleet/state.db` beside the fleet file. It keeps:
   what may exist half-made, and the next run can finish or roll it back;
 - leases: MACs, IPs and forwarded ports handed to VMs, so they stay stable;
 - events: a short history for `status`;
+- `tmp/` (0700): files with secrets while a run builds them, swept by the next locked run;
 - cordons: hosts `drain` made unschedulable, until `uncordon`.
 A fleet lock (fcntl on `.vmfleet/lock`) keeps two `up`/`down` runs from interleaving.
 """
@@ -117,6 +118,29 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # --- temporary files ------------------------------------------------------------------
+
+    def tmp_dir(self) -> Path:
+        """`tmp/` in the state dir (mode 0700) for files that hold secrets while a run builds
+        them (seed ISOs with SSH host keys and password hashes); never the system temp dir."""
+        path = self.directory / "tmp"
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)
+        return path
+
+    def sweep_tmp(self) -> list[Path]:
+        """Remove what a killed run left in `tmp/`. Call only while holding the fleet lock:
+        then no other run is writing there."""
+        path = self.directory / "tmp"
+        if not path.is_dir():
+            return []
+        removed = []
+        for leftover in sorted(path.iterdir()):
+            if leftover.is_file() or leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+        return removed
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

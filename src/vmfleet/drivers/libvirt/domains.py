@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import libvirt
 
+from vmfleet.drivers import names
 from vmfleet.drivers.libvirt.connection import POLL_INTERVAL, xml_name
 from vmfleet.drivers.libvirt.networks import _Networks
 from vmfleet.drivers.libvirt.types import STATES, DomainInfo, DomainState, KiB, ShutdownResult
@@ -260,6 +261,27 @@ class _Domains(_Networks):
             if self._has_checkpoints(dom, name=name):
                 flags |= libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
             dom.undefineFlags(flags)
+        return True
+
+    def remove_serial_log(self, path: str, *, vm: str) -> bool:
+        """Delete the console log file vmfleet configured for a VM (`names.serial_log`).
+
+        Only that exact path (ValueError for any other), and only on this machine: libvirt
+        has no call to delete a file on a remote host. False when nothing was deleted (a
+        remote host, or no file); HypervisorError when the file could not be removed.
+        """
+        if path != names.serial_log(vm):
+            raise ValueError(f"{path} is not the serial log vmfleet configures for {vm}")
+        if self.remote or not self.uri.startswith("qemu"):
+            return False
+        try:
+            Path(path).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise HypervisorError(
+                f"remove serial log {path}: {err.strerror or err}", host=self.name, vm=vm
+            ) from err
         return True
 
     def _has_checkpoints(self, dom: Any, *, name: str) -> bool:

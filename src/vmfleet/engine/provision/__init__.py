@@ -7,8 +7,10 @@ and `journal` (journaled steps, rollback, recover, volume sweeps).
 Create: base image (once per host) → root disk (linked clone or copy, grown) → data disks →
 seed ISO → define → start → ready. Every step that creates something on a host writes an
 intent to the journal first and closes it after, so a run killed at any point leaves a
-record; `recover` rolls such half-done steps back and `up` converges again.
-Remove: stop → undefine → delete every volume with the VM's name prefix → release leases.
+record (a VM-wide entry stays open until the domain is defined and started); `recover` rolls such
+half-done steps back and `up` converges again.
+Remove: stop → undefine → delete the VM's volumes (named for it and listed by its domain or
+made for it) and its serial log → release leases.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from vmfleet.engine.provision.ports import (
     PORT_SPAN,
     Access,
     access,
+    existing_forward,
     forward_port,
     record_leases,
 )
@@ -66,6 +69,7 @@ __all__ = [
     "ensure_base",
     "ensure_networks",
     "existing_disks",
+    "existing_forward",
     "forward_port",
     "image_path",
     "network_name",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import spec_hash
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import (
     BridgeAttachment,
     DiskConfig,
@@ -21,7 +22,8 @@ from vmfleet.drivers.domainxml import (
     parse_domain,
 )
 from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.drivers.metadata import OwnerMetadata, volume_name
+from vmfleet.drivers.metadata import OwnerMetadata
+from vmfleet.engine import hostkeys
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
@@ -33,7 +35,7 @@ def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tup
 
     def vol(role: str) -> VolumeSource:
         return VolumeSource(
-            pool=pool, volume=volume_name(fleet=ctx.fleet, vm=instance.name, role=role)
+            pool=pool, volume=names.volume(fleet=ctx.fleet, vm=instance.name, role=role)
         )
 
     disks = [
@@ -51,16 +53,22 @@ def with_overlays(
     host: LibvirtHost, vm: str, disks: tuple[DiskConfig, ...]
 ) -> tuple[DiskConfig, ...]:
     """`disks`, except that a disk writing to an external snapshot overlay of this VM keeps
-    it: redefining a changed VM must not drop the writes made since the snapshot."""
-    current = {
-        d.target: d.source.path
-        for d in parse_domain(host.domain_xml(vm, inactive=True)).disks
-        if isinstance(d.source, FileSource) and ".snap-" in Path(d.source.path).name
-    }
-    return tuple(
-        replace(d, source=FileSource(path=current[d.target])) if d.target in current else d
-        for d in disks
-    )
+    it: redefining a changed VM must not drop the writes made since the snapshot. Likewise a
+    volume still named the 0.1.0 way (`vmf-<fleet>--<vm>--<role>`) stays the VM's disk."""
+    domain = parse_domain(host.domain_xml(vm, inactive=True))
+    current: dict[str, FileSource | VolumeSource] = {}
+    for d in domain.disks:
+        source = d.source
+        if isinstance(source, FileSource) and names.is_overlay(Path(source.path).name):
+            current[d.target] = FileSource(path=source.path)
+        owner = domain.owner
+        if (
+            isinstance(source, VolumeSource)
+            and owner is not None
+            and names.is_legacy_volume(source.volume, fleet=owner.fleet, vm=vm)
+        ):
+            current[d.target] = source
+    return tuple(replace(d, source=current[d.target]) if d.target in current else d for d in disks)
 
 
 def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
@@ -117,7 +125,7 @@ def domain_config(
         cpu_model=fields.cpu_model,
         disks=disks,
         nics=tuple(nics),
-        serial_log_path=f"/var/log/libvirt/qemu/{instance.name}-serial.log",
+        serial_log_path=names.serial_log(instance.name),
         guest_agent=True,
         graphics="vnc" if fields.graphics == "vnc" else None,
         firmware=fields.firmware,  # type: ignore[arg-type]
@@ -132,6 +140,7 @@ def domain_config(
             template=instance.template,
             index=instance.index,
             spec_hash=spec_hash(instance),
+            host_key=hostkeys.public_key(ctx, host, instance.name),
         ),
         description=fields.description,
     )

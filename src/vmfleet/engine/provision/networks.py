@@ -6,6 +6,7 @@ import threading
 import xml.etree.ElementTree as ET
 
 from vmfleet.core.expand import Instance
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import BridgeAttachment, NetworkAttachment, NetworkConfig
 from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import NAMESPACE, PREFIX
@@ -15,7 +16,7 @@ from vmfleet.spec.resolve import networks
 
 def network_name(fleet: str, network: str) -> str:
     """The libvirt name of a network vmfleet creates for a fleet."""
-    return f"vmf-{fleet}-{network}"
+    return names.network(fleet=fleet, network=network)
 
 
 def attachment_for(ctx: FleetContext, network: str) -> NetworkAttachment | BridgeAttachment:
