@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from vmfleet.core import moves, placement
+from vmfleet.drivers import names
 
 GIB = 1 << 30
 
@@ -132,8 +133,8 @@ def _free_port() -> int:
 def _prepare(src: str, dst: str, fleet: str, vm: str) -> None:
     """What vmfleet does before migrating, by hand: an empty overlay over the base (already
     on the destination) and a copy of the seed."""
-    root = f"vmf-{fleet}--{vm}--root"
-    seed = f"vmf-{fleet}--{vm}--seed.iso"
+    root = names.volume(fleet=fleet, vm=vm, role="root")
+    seed = names.volume(fleet=fleet, vm=vm, role="seed.iso")
     backing = _virsh(src, "vol-dumpxml", "--pool", "default", root)
     base = backing.split("<backingStore>")[1].split("<path>")[1].split("</path>")[0]
     capacity = _virsh(src, "vol-info", "--bytes", "--pool", "default", root)
@@ -211,7 +212,7 @@ def _cleanup(uri: str, fleet: str, vm: str) -> None:
     """What virsh leaves on its source: the shut-off definition and the volumes."""
     _virsh(uri, "undefine", vm)
     for role in ("root", "seed.iso"):
-        _virsh(uri, "vol-delete", "--pool", "default", f"vmf-{fleet}--{vm}--{role}")
+        _virsh(uri, "vol-delete", "--pool", "default", names.volume(fleet=fleet, vm=vm, role=role))
 
 
 def live_migration(rounds: int = 3) -> list[dict[str, object]]:

@@ -21,6 +21,8 @@ import pytest
 from tests.e2e_support import unique_fleet, vmfleet
 from tests.support import images, multihost
 
+from vmfleet.drivers import names as volume_names
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("multihost")]
 
 ZONES = {"mv-a": "a", "mv-b": "b", "mv-c": "c"}
@@ -67,7 +69,8 @@ def copies(daemons: list[multihost.Daemon], fleet: str, vm: str) -> dict[str, tu
         conn = libvirt.open(d.uri)
         try:
             names = list(conn.storagePoolLookupByName("default").listVolumes())
-            volumes = sum(1 for n in names if n.startswith(f"vmf-{fleet}--{vm}--"))
+            prefix = f"{volume_names.PREFIX}{fleet}{volume_names.SEP}{vm}{volume_names.SEP}"
+            volumes = sum(1 for n in names if n.startswith(prefix))
             try:
                 dom = conn.lookupByName(vm)
                 running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING  # not paused
