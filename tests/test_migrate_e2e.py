@@ -2,7 +2,8 @@
 migration copies only the VM's own layers and the guest does not reboot; an offline one
 boots it there; a `kill -9` mid-migration leaves one running copy, settled by the next
 command; a drain of four VMs keeps zone anti-affinity; an evacuated host's stale copy is
-removed by `up` once the host is back. Exactly one copy of a VM exists after every step."""
+removed by `up` once the host is back; a rebalance after adding a host moves one VM of
+two. Exactly one copy of a VM exists after every step."""
 
 from __future__ import annotations
 
@@ -247,3 +248,26 @@ def test_evacuate_a_stopped_host_then_up_removes_the_stale_copy(
         c.start()
         run("down", str(path), "--yes")
     assert copies(daemons, fleet, "e") == {}
+
+
+def test_rebalance_after_adding_a_host_moves_the_fewest_vms(
+    tmp_path: Path, daemons: list[multihost.Daemon]
+) -> None:
+    fleet = unique_fleet("mr")
+    path = tmp_path / "fleet.yaml"
+    a, b = daemons[0], daemons[1]
+    path.write_text(fleet_yaml(fleet, [a], "  r: {replicas: 2}"))
+    try:
+        run("up", str(path))
+        assert {str(r["host"]) for r in listed(path).values()} == {"mv-a"}
+        path.write_text(fleet_yaml(fleet, [a, b], "  r: {replicas: 2}"))  # a host is added
+        proposed = json.loads(run("rebalance", str(path), "-o", "json").stdout)
+        assert len(proposed["moves"]) == 1 and not proposed["applied"]
+        assert proposed["load_after"]["mv-b"] > 0 == proposed["load_before"]["mv-b"]
+        done = json.loads(run("rebalance", str(path), "--apply", "-o", "json").stdout)
+        assert [m["to"] for m in done["moves"]] == ["mv-b"] and len(done["done"]) == 1
+        assert sorted(str(r["host"]) for r in listed(path).values()) == ["mv-a", "mv-b"]
+        for vm in listed(path):
+            assert len(copies(daemons, fleet, vm)) == 1
+    finally:
+        run("down", str(path), "--yes")
