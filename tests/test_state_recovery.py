@@ -78,8 +78,8 @@ vms: {{a{fleet}: {{}}}}
     ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
     try:
         (endpoint,) = access.endpoints(ctx, ctx.instances())
-        assert endpoint.key == tmp_path / "s" / "id_ed25519"
-        assert not endpoint.key.exists()
-        assert ctx.generated_key_missing() == endpoint.key
+        assert endpoint.key is None  # shown as missing, never remade
+        assert not (tmp_path / "s" / "id_ed25519").exists()
+        assert ctx.generated_key_missing() == tmp_path / "s" / "id_ed25519"
     finally:
         ctx.close()

@@ -66,7 +66,7 @@ class FleetBase:
 
     def host_uri(self, host: str) -> str:
         """The libvirt URI of one of the fleet's hosts."""
-        return self._context().host_specs()[host].uri or default_uri()
+        return self._context(readonly=True).host_specs()[host].uri or default_uri()
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -87,17 +87,22 @@ class FleetBase:
     ) -> None:
         self.close()
 
-    def _context(self) -> FleetContext:
+    def _context(self, *, readonly: bool = False) -> FleetContext:
         """The engine context, opened on first use (so `validate` creates no state folder);
-        each operation starts with placement decided afresh."""
+        each operation starts with placement decided afresh. `readonly` operations (plan,
+        list, status, endpoints, inventory...) get a store that creates and writes nothing;
+        the first operation that writes reopens it writable."""
         if self._ctx is None:
             self._ctx = FleetContext(
                 loaded=self.loaded,
-                store=Store(self.state_dir),
+                store=Store(self.state_dir, readonly=readonly),
                 state_dir=self.state_dir,
                 runner=self._runner,
                 host_factory=self._host_factory,
             )
+        elif self._ctx.store.readonly and not readonly:
+            self._ctx.store.close()
+            self._ctx.store = Store(self.state_dir)
         self._ctx.placement = None
         return self._ctx
 
@@ -138,7 +143,7 @@ class FleetBase:
     def resolve(self, targets: Sequence[str]) -> list[Instance]:
         """The spec's VMs that target words name: VM names, `NAME@i`, templates (all
         replicas), groups (nested ones included) or `all` (`core.targets`)."""
-        ctx = self._context()
+        ctx = self._context(readonly=True)
         return core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
 
     def _existing(self, ctx: FleetContext, targets: Sequence[str], seen: Observation) -> list[str]:

@@ -94,7 +94,8 @@ class Moves(FleetBase):
         """Moves that lower the highest host load and repair broken preferences, fewest
         first (at most `max_moves`); carried out live when `apply`."""
         if not apply:
-            return MoveResult(engine_moves.rebalance_plan(self._context(), max_moves=max_moves))
+            ctx = self._context(readonly=True)  # a proposal writes nothing
+            return MoveResult(engine_moves.rebalance_plan(ctx, max_moves=max_moves))
         with self._locked("rebalance") as ctx:
             self._settle(ctx)
             plan = engine_moves.rebalance_plan(ctx, max_moves=max_moves)

@@ -81,6 +81,7 @@ class VmInfo:
     ip: tuple[str, ...] | None
     uptime: str | None
     uptime_seconds: int | None
+    pending: bool = False  # a change is defined for its next boot and not running yet
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,12 @@ StateOpt = Annotated[
     Path | None,
     typer.Option("--state", help="State folder (default: .vmfleet/ beside the fleet file)."),
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel workers.")]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", min=1, help="VMs worked on at once per host (up: readiness waits aside)."
+    ),
+]
 WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for another run's lock.")]
 
 

@@ -25,6 +25,7 @@ from vmfleet.cli.common import (
     open_fleet,
 )
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
+from vmfleet.cli.planview import show_plan
 from vmfleet.core.plan import Plan
 from vmfleet.errors import FleetError
 from vmfleet.spec.load import load_text
@@ -130,6 +131,9 @@ def plan(
     prune: Annotated[
         bool, typer.Option(help="Show VMs no longer in the spec as removals.")
     ] = False,
+    restart: Annotated[
+        bool, typer.Option(help="Show the restarts of VMs whose change waits for a reboot.")
+    ] = False,
     state: StateOpt = None,
     explain: Annotated[
         str | None,
@@ -143,7 +147,11 @@ def plan(
 
             show_explanation(fleet, explain, output)
             return
-        render.show_plan(fleet.plan(targets or ()), prune=prune, output=output)
+        the_plan = fleet.plan(targets or (), prune=prune, restart=restart)
+        if output is OutputFormat.table:
+            for host in fleet.kvm_unknown():
+                console.print(f"host {host}: kvm: unknown (probed at up)", highlight=False)
+        show_plan(the_plan, output=output)
 
 
 @app.command()
@@ -167,9 +175,9 @@ def up(
     given): create, change and start VMs, then wait until they are ready. Exits 1 if any
     VM failed."""
 
-    def draw(the_plan: Plan, pruning: bool) -> None:
+    def draw(the_plan: Plan, _pruning: bool) -> None:
         if output is OutputFormat.table:
-            render.show_plan(the_plan, prune=pruning, output=output)
+            show_plan(the_plan, output=output)
 
     with open_fleet(file, state, wait=wait, on_plan=draw) as fleet:
         result = fleet.up(
@@ -182,9 +190,12 @@ def up(
     if not result.up_to_date or output is not OutputFormat.table:
         render.outcomes(result.outcomes, output)  # up to date: a row per VM waited for
     else:
+        pending = len(result.plan.pending)
         console.print(
             f"fleet {result.fleet} is up to date: nothing to do "
-            f"({len(result.plan.actions)} VMs unchanged)"
+            f"({len(result.plan.actions)} VMs unchanged"
+            + (f", {pending} with changes pending a restart: up --restart" if pending else "")
+            + ")"
         )
     if result.groups and output is OutputFormat.table:
         render.member_outcomes(result.groups, output)
@@ -222,7 +233,8 @@ def list_vms(
     with open_fleet(file, state) as fleet:
         rows = [render.plain(vm) for vm in fleet.list()]
     emit(
-        rows,
+        [{**r, "pending": "next boot" if r["pending"] else ""} for r in rows],
+        data=rows,
         fmt=output,
         title=f"fleet {fleet.name}",
         columns=[
@@ -235,6 +247,7 @@ def list_vms(
             ("disk", "Disk"),
             ("ip", "IP"),
             ("uptime", "Uptime"),
+            ("pending", "Pending restart"),
         ],
     )
 

@@ -17,7 +17,8 @@ PREFIX = "vmfleet"
 
 @dataclass(frozen=True, slots=True)
 class OwnerMetadata:
-    """Who owns a domain: the fleet, the VM's name, its template and index, the spec hash."""
+    """Who owns a domain: the fleet, the VM's name, its template and index, the spec hash
+    (and the runtime hash: the part of the spec that shapes the running VM; '' if unknown)."""
 
     fleet: str
     vm: str
@@ -27,6 +28,7 @@ class OwnerMetadata:
     # The VM's SSH host PUBLIC key ("ssh-ed25519 AAAA…"), so known_hosts can be rebuilt from
     # libvirt when the state dir is lost. Never a private key.
     host_key: str | None = None
+    runtime_hash: str = ""
 
     def to_element(self) -> ET.Element:
         """The `<instance>` element, in our namespace, for `<metadata>` or virDomainSetMetadata."""
@@ -37,11 +39,22 @@ class OwnerMetadata:
             ("template", self.template),
             ("index", "" if self.index is None else str(self.index)),
             ("spec-hash", self.spec_hash),
+            ("runtime-hash", self.runtime_hash),
         ):
+            if tag == "runtime-hash" and not value:
+                continue  # unknown (domains defined before vmfleet wrote it)
             ET.SubElement(root, f"{{{NAMESPACE}}}{tag}").text = value
         if self.host_key is not None:
             ET.SubElement(root, f"{{{NAMESPACE}}}host-key").text = self.host_key
         return root
+
+    def to_metadata_xml(self) -> str:
+        """The element without namespace declarations, as virDomainSetMetadata takes it
+        (libvirt puts it in our namespace under our prefix)."""
+        root = ET.Element("instance")
+        for child in self.to_element():
+            ET.SubElement(root, child.tag.split("}")[1]).text = child.text
+        return ET.tostring(root, encoding="unicode")
 
     def to_xml(self) -> str:
         """The element as a string with our prefix, as virDomainSetMetadata wants it."""
@@ -74,6 +87,7 @@ class OwnerMetadata:
             index=parsed_index,
             spec_hash=spec_hash,
             host_key=host_key,
+            runtime_hash=text("runtime-hash") or "",
         )
 
     @classmethod

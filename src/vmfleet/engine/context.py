@@ -137,17 +137,17 @@ class FleetContext:
     def generated_key_missing(self) -> Path | None:
         """The fleet's generated login key when the fleet logs in with it and it is gone
         (never kept in libvirt: VMs made with it accept nothing else)."""
-        key = self.ssh_private_key(create=False)
-        return key if key == self.state_dir / "id_ed25519" and not key.exists() else None
+        return self.state_dir / "id_ed25519" if self.existing_ssh_key() is None else None
 
     def ssh_public_key(self) -> str:
         """The user's default public key, else a fleet key generated in the state folder."""
         private = self.ssh_private_key()
         return Path(str(private) + ".pub").read_text().strip()
 
-    def ssh_private_key(self, *, create: bool = True) -> Path:
-        """The login key: the spec's, else the user's default, else the fleet's generated
-        key in the state folder, made here when missing unless `create` is False."""
+    def existing_ssh_key(self) -> Path | None:
+        """The private key VMs get: configured, the user's default, or the fleet key in the
+        state folder; None when it is the fleet key and that was never generated (read-only
+        commands show that rather than generate one)."""
         configured = self.loaded.spec.ssh.private_key
         if configured:
             return Path(configured).expanduser()
@@ -156,8 +156,14 @@ class FleetContext:
             if path.exists() and Path(str(path) + ".pub").exists():
                 return path
         key = self.state_dir / "id_ed25519"
-        if not create:
-            return key
+        return key if key.exists() else None
+
+    def ssh_private_key(self) -> Path:
+        """`existing_ssh_key`, generating the fleet key in the state folder when there is none."""
+        found = self.existing_ssh_key()
+        if found is not None:
+            return found
+        key = self.state_dir / "id_ed25519"
         with self._lock:
             if not key.exists():
                 self.state_dir.mkdir(parents=True, exist_ok=True)

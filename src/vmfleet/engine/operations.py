@@ -126,6 +126,8 @@ def _row(
         "ip": address or None,
         "uptime": format_duration(uptime) if uptime is not None else None,
         "uptime_seconds": uptime,
+        # a definition staged for the next boot that the running VM does not run yet
+        "pending": bool(seen and seen.running and seen.spec_hash != seen.defined_hash),
     }
 
 

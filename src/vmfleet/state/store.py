@@ -91,12 +91,21 @@ class Lease:
 class Store:
     """One fleet's state. Safe to share between the engine's worker threads."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, readonly: bool = False) -> None:
+        """Open (and create) the store in `directory`; `readonly` creates and writes nothing.
+
+        A read-only store over a folder without a store is empty; over an existing one it
+        reads without locking files or leaving WAL files behind when no writer is active.
+        """
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         self._db_path = directory / "state.db"
         self._lock = threading.Lock()
         try:
+            if readonly:
+                self._db = _open_readonly(self._db_path)
+                return
+            directory.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self._db_path, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -144,6 +153,8 @@ class Store:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StateError(f"state store {self._db_path} was opened read-only; not written")
         with self._lock:
             try:
                 yield self._db
@@ -288,6 +299,19 @@ class Store:
                     "SELECT at, vm, kind, message FROM events ORDER BY id DESC LIMIT ?", (limit,)
                 ).fetchall()
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that never writes: an empty in-memory store when `path` does not exist,
+    else `path` read-only. With no writer active (no WAL file), it is opened immutable, as
+    sqlite would otherwise leave -wal and -shm files beside it."""
+    if not path.exists():
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.executescript(_SCHEMA)
+        return db
+    live = Path(str(path) + "-wal").exists()
+    mode = "mode=ro" if live else "immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, check_same_thread=False)
 
 
 @contextlib.contextmanager

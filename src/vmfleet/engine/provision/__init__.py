@@ -16,7 +16,7 @@ made for it) and its serial log → release leases.
 from __future__ import annotations
 
 from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
-from vmfleet.engine.provision.create import create
+from vmfleet.engine.provision.create import add_data_disk, create
 from vmfleet.engine.provision.definition import (
     domain_config,
     domain_type,
@@ -33,6 +33,7 @@ from vmfleet.engine.provision.journal import (
 )
 from vmfleet.engine.provision.networks import (
     attachment_for,
+    ensure_network,
     ensure_networks,
     network_name,
     owned_network_xml,
@@ -61,12 +62,14 @@ __all__ = [
     "Access",
     "Progress",
     "access",
+    "add_data_disk",
     "attachment_for",
     "create",
     "digest",
     "domain_config",
     "domain_type",
     "ensure_base",
+    "ensure_network",
     "ensure_networks",
     "existing_disks",
     "existing_forward",

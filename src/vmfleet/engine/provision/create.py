@@ -63,6 +63,14 @@ def create(
     return reach
 
 
+def add_data_disk(ctx: FleetContext, instance: Instance, host_name: str, n: int) -> None:
+    """Create the VM's data disk `data-n` (journaled) as the spec sizes it."""
+    data = instance.fields.data_disks[n]
+    name = names.volume(fleet=ctx.fleet, vm=instance.name, role=f"data-{n}")
+    cfg = VolumeConfig(name=name, capacity_bytes=data.size, format=data.format)
+    journaled_volume(ctx, host_name, instance.name, ctx.host_specs()[host_name].pool, cfg)
+
+
 def _create(
     ctx: FleetContext,
     instance: Instance,
@@ -103,10 +111,8 @@ def _create(
         journaled_volume(
             ctx, host_name, vm, pool, VolumeConfig(name=root, capacity_bytes=fields.disk)
         )
-    for n, data in enumerate(fields.data_disks):
-        name = names.volume(fleet=ctx.fleet, vm=vm, role=f"data-{n}")
-        cfg = VolumeConfig(name=name, capacity_bytes=data.size, format=data.format)
-        journaled_volume(ctx, host_name, vm, pool, cfg)
+    for n in range(len(fields.data_disks)):
+        add_data_disk(ctx, instance, host_name, n)
     progress(vm, "seed", "")
     seed = names.volume(fleet=ctx.fleet, vm=vm, role="seed.iso")
     iso = seed_iso(ctx, instance)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vmfleet.core.expand import Instance
-from vmfleet.core.plan import spec_hash
+from vmfleet.core.plan import runtime_hash, spec_hash
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import (
     BridgeAttachment,
@@ -23,7 +23,7 @@ from vmfleet.drivers.domainxml import (
 )
 from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import OwnerMetadata
-from vmfleet.engine import hostkeys
+from vmfleet.engine import hostkeys, hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
@@ -76,7 +76,20 @@ def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
     wanted = ctx.host_specs()[host_name].domain_type
     if wanted != "auto":
         return wanted
-    return "kvm" if host.probe_kvm() else "qemu"
+    return "kvm" if hosts.kvm_answer(ctx, host_name, probe=True) else "qemu"
+
+
+def owner(ctx: FleetContext, instance: Instance, host: LibvirtHost) -> OwnerMetadata:
+    """The owner mark of a VM as the spec has it now (with its SSH host public key)."""
+    return OwnerMetadata(
+        fleet=ctx.fleet,
+        vm=instance.name,
+        template=instance.template,
+        index=instance.index,
+        spec_hash=spec_hash(instance),
+        host_key=hostkeys.public_key(ctx, host, instance.name),
+        runtime_hash=runtime_hash(instance),
+    )
 
 
 def domain_config(
@@ -134,13 +147,6 @@ def domain_config(
         )
         if kernel
         else None,
-        owner=OwnerMetadata(
-            fleet=ctx.fleet,
-            vm=instance.name,
-            template=instance.template,
-            index=instance.index,
-            spec_hash=spec_hash(instance),
-            host_key=hostkeys.public_key(ctx, host, instance.name),
-        ),
+        owner=owner(ctx, instance, host),
         description=fields.description,
     )

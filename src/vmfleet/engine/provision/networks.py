@@ -33,22 +33,25 @@ def attachment_for(ctx: FleetContext, network: str) -> NetworkAttachment | Bridg
 
 def ensure_networks(ctx: FleetContext, host: LibvirtHost, instance: Instance) -> None:
     """Create the fleet's nat/isolated networks this VM needs (once; owned by the fleet)."""
-    nets = networks(ctx.loaded.spec)
     for nic in instance.nics:
-        spec = nets[nic.network]
-        if spec.mode not in ("nat", "isolated"):
-            continue
-        config = NetworkConfig(
-            name=network_name(ctx.fleet, nic.network),
-            mode=spec.mode,
-            cidr=spec.cidr,
-            gateway=spec.gateway,
-            domain=spec.domain,
-        )
-        with _network_guard:
-            host.ensure_network(
-                owned_network_xml(config.to_xml(), fleet=ctx.fleet, network=nic.network)
-            )
+        ensure_network(ctx, host, nic.network)
+
+
+def ensure_network(ctx: FleetContext, host: LibvirtHost, network: str) -> None:
+    """Create the fleet's network `network` on a host unless it is there (nat/isolated
+    only: the other modes attach to what the host has)."""
+    spec = networks(ctx.loaded.spec)[network]
+    if spec.mode not in ("nat", "isolated"):
+        return
+    config = NetworkConfig(
+        name=network_name(ctx.fleet, network),
+        mode=spec.mode,
+        cidr=spec.cidr,
+        gateway=spec.gateway,
+        domain=spec.domain,
+    )
+    with _network_guard:
+        host.ensure_network(owned_network_xml(config.to_xml(), fleet=ctx.fleet, network=network))
 
 
 _network_guard = threading.Lock()

@@ -27,12 +27,21 @@ class Access:
     port: int
 
 
+def leased_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int | None:
+    """The port of a VM's forward: its lease, else the port its existing domain (ours, of
+    this fleet) forwards for that slot, read back from libvirt (so a lost state dir does not
+    lose it); None when neither exists. Read-only: leases nothing."""
+    for lease in ctx.store.leases("port"):
+        if lease.scope == host and lease.vm == vm and lease.slot == slot:
+            return int(lease.value)
+    return _domain_forwards(ctx, host=host, vm=vm).get(slot)
+
+
 def forward_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int:
     """A 127.0.0.1 port for a VM's forward, stable across runs and unique on the host.
 
-    Order: the lease; else the port the VM's existing domain already forwards (read back
-    from libvirt and leased again, so a lost state dir does not move a running VM's port);
-    else a new free port, leased.
+    Order: the lease; else the port the VM's existing domain already forwards (leased
+    again); else a new free port, leased.
     """
     known = existing_forward(ctx, host=host, vm=vm, slot=slot)
     if known is not None:
@@ -53,11 +62,8 @@ def existing_forward(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) ->
     forwards for that slot, leased again; None when neither exists. Slot numbers as in
     `forward_port`: a NIC's index for its SSH forward, FORWARD_SLOT_BASE + guest port for
     the first NIC's others."""
-    for lease in ctx.store.leases("port"):
-        if lease.scope == host and lease.vm == vm and lease.slot == slot:
-            return int(lease.value)
-    port = _domain_forwards(ctx, host=host, vm=vm).get(slot)
-    if port is not None:
+    port = leased_port(ctx, host=host, vm=vm, slot=slot)
+    if port is not None and not ctx.store.readonly:
         ctx.store.lease(kind="port", scope=host, value=str(port), vm=vm, slot=slot)
     return port
 
