@@ -20,6 +20,8 @@ PACKAGES=(
     # Building guest images (tests/support/images.py) and talking to guests.
     mmdebstrap extlinux syslinux-common busybox-static cpio genisoimage iproute2
     openssh-client e2fsprogs fdisk kmod
+    # The dashboard's browser test (tests/test_serve_e2e.py drives it through Playwright).
+    chromium
 )
 
 log() { printf 'setup-host: %s\n' "$*"; }

@@ -60,7 +60,7 @@ defaults:
     kernel: {images.micro_kernel()}
     initrd: {images.micro_initrd()}
     cmdline: console=ttyS0
-  ready: {{wait_for: ssh, timeout: 90s}}
+  ready: {{wait_for: "port:22", timeout: 90s}}
 vms:
   life: {{replicas: 2}}
 """)

@@ -7,12 +7,12 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from vmfleet.api.events import EventCallback, ImageProgress, Notice, Stage, VmProgress, ignore
 from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.engine import hostlocks, images
 from vmfleet.engine.apply import Observation, Progress
 from vmfleet.engine.context import FleetContext, HostFactory, default_uri, state_dir_for
@@ -20,6 +20,9 @@ from vmfleet.errors import UsageError
 from vmfleet.spec.load import LoadedFleet
 from vmfleet.spec.models import FleetSpec
 from vmfleet.state.store import Store, fleet_lock
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 
 class FleetBase:
@@ -44,6 +47,8 @@ class FleetBase:
         self._ctx: FleetContext | None = None
 
     def _connect(self, uri: str, name: str) -> LibvirtHost:
+        from vmfleet.drivers.libvirt import LibvirtHost  # libvirt loads on first connection
+
         return LibvirtHost(uri, name=name, runner=self._runner)
 
     @property

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vmfleet import engine
 from vmfleet.api.day2 import Day2
+from vmfleet.api.eventlog import EventLog
 from vmfleet.api.events import EventCallback, Notice, Planned, Recovered
 from vmfleet.api.moves import Moves
 from vmfleet.api.results import (
@@ -50,7 +51,7 @@ from vmfleet.spec.units import format_size
 ConfirmCallback = Callable[[Confirm], bool]
 
 
-class Fleet(Moves, Day2):
+class Fleet(Moves, Day2, EventLog):
     """One fleet file and the hosts it runs on. Use as a context manager (or call `close`)."""
 
     @classmethod
@@ -246,9 +247,12 @@ class Fleet(Moves, Day2):
         *,
         workers: int = 8,
         confirm: ConfirmCallback | None = None,
+        graceful: float | None = None,
     ) -> Outcomes:
         """Stop and remove the fleet's VMs (all, or those `targets` name), their disks and
-        seeds; base images stay. `confirm` is asked first; False cancels (FleetError)."""
+        seeds; base images stay. Running VMs are pulled (destroyed) at once, or with
+        `graceful` asked to shut down and pulled after that many seconds. `confirm` is asked
+        first; False cancels (FleetError)."""
         with self._locked(f"down {self.path}") as ctx:
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
@@ -259,7 +263,12 @@ class Fleet(Moves, Day2):
             if chosen and not self._agree(confirm, "remove", chosen):
                 raise FleetError("cancelled: nothing was removed")
             results = engine.down(
-                ctx, names, progress=self._stage(f"down {self.name}", chosen), workers=workers
+                ctx,
+                names,
+                progress=self._stage(f"down {self.name}", chosen),
+                workers=workers,
+                graceful=graceful,
+                observation=seen,
             )
             return Outcomes(self.name, _outcomes(results), recovered)
 

@@ -39,6 +39,7 @@ Output = Annotated[
 
 
 def load_fleet(path: Path) -> LoadedFleet:
+
     loaded = load(path)
     for warning in loaded.document.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)

@@ -211,11 +211,23 @@ def down(
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
+    graceful: Annotated[
+        bool,
+        typer.Option(
+            "--graceful", help="Ask guests to shut down first (pulled after 60 s if still on)."
+        ),
+    ] = False,
 ) -> None:
     """Stop and remove the fleet's VMs (all, or the named VMs, templates or groups), their
-    disks and seeds. Base images stay."""
+    disks and seeds. Base images stay. Running VMs are pulled at once (destroyed) unless
+    --graceful."""
     with open_fleet(file, state, wait=wait) as fleet:
-        result = fleet.down(targets or (), workers=workers, confirm=None if yes else _ask)
+        result = fleet.down(
+            targets or (),
+            workers=workers,
+            confirm=None if yes else _ask,
+            graceful=60.0 if graceful else None,
+        )
     if not result.outcomes and output is OutputFormat.table:
         console.print(f"fleet {result.fleet}: no VMs to remove")
         return

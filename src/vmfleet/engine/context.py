@@ -8,23 +8,29 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmfleet.core.expand import Instance, Leases, expand
-from vmfleet.core.placement import PlacementResult
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.spec.load import LoadedFleet
-from vmfleet.spec.models import HostSpec
-from vmfleet.state.store import Store
+
+if TYPE_CHECKING:
+    # Types only: the CLI imports this module for every command, `--help` included.
+    from vmfleet.core.expand import Instance
+    from vmfleet.core.placement import PlacementResult
+    from vmfleet.drivers.libvirt import LibvirtHost
+    from vmfleet.spec.load import LoadedFleet
+    from vmfleet.spec.models import HostSpec
+    from vmfleet.state.store import Store
 
 LOCAL_HOST = "local"
 
 # (uri, host name) → the host's connection; the seam tests replace (see `vmfleet.Fleet.open`)
-HostFactory = Callable[[str, str], LibvirtHost]
+HostFactory = Callable[[str, str], "LibvirtHost"]
 
 
 def connect_host(uri: str, name: str) -> LibvirtHost:
     """The default host factory: libvirt on the URI, connected on first use."""
+    from vmfleet.drivers.libvirt import LibvirtHost  # libvirt loads on first connection
+
     return LibvirtHost(uri, name=name)
 
 
@@ -65,10 +71,13 @@ class FleetContext:
         return self.loaded.name
 
     def host_specs(self) -> dict[str, HostSpec]:
+        from vmfleet.spec.models import HostSpec
+
         return dict(self.loaded.spec.hosts) or {LOCAL_HOST: HostSpec()}
 
     def host(self, name: str) -> LibvirtHost:
         """The connection to a host, opened on first use (HostUnreachableError if it can't)."""
+
         with self._lock:
             if name not in self._hosts:
                 spec = self.host_specs()[name]
@@ -89,6 +98,8 @@ class FleetContext:
         ones it was computed from, or ones recorded from it (provisioning a VM leases the
         very addresses it was given). Any other lease change expands again.
         """
+        from vmfleet.core.expand import Leases, expand
+
         leases = {
             (le.kind, le.vm, le.slot): le.value
             for kind in ("mac", "ip")

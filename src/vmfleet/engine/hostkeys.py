@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet.drivers import sshkeys
-from vmfleet.drivers.libvirt import DomainInfo, LibvirtHost
 from vmfleet.engine.context import FleetContext
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import DomainInfo, LibvirtHost
 
 
 def known_hosts_path(ctx: FleetContext) -> Path:

@@ -19,12 +19,14 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmfleet.drivers import names
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import HostUnreachableError, LockedError
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 # Long enough for any run; the dead-owner check frees a crashed local run at once.
 TTL_SECONDS = 12 * 3600.0

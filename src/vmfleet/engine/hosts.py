@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from vmfleet.core import placement as core
 from vmfleet.core import unplaced
 from vmfleet.core.expand import Instance
-from vmfleet.drivers.libvirt import HostCapabilities
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import (
     FleetError,
@@ -28,6 +28,9 @@ from vmfleet.errors import (
 )
 from vmfleet.spec.models import HostSpec
 from vmfleet.state import kvmcache
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import HostCapabilities
 
 
 @dataclass(frozen=True, slots=True)

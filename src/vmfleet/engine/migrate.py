@@ -22,14 +22,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vmfleet.core import moves
 from vmfleet.core.expand import Instance
 from vmfleet.core.placement import HostFacts
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import BackingStore, VolumeConfig
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.drivers.libvirt.migration import MigrationOptions, MigrationProgress
 from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
@@ -45,6 +44,10 @@ from vmfleet.errors import (
     UsageError,
 )
 from vmfleet.state.store import JournalEntry
+
+if TYPE_CHECKING:  # libvirt loads only when a move runs (`vmfleet --help` stays light)
+    from vmfleet.drivers.libvirt import LibvirtHost
+    from vmfleet.drivers.libvirt.migration import MigrationProgress
 
 Progress = Callable[[str, str, str], None]  # (vm, phase, detail)
 KIND = "migration"
@@ -194,6 +197,8 @@ def _live(
     options: Options,
     progress: Progress,
 ) -> tuple[str, float, float | None]:
+    from vmfleet.drivers.libvirt.migration import MigrationOptions
+
     vm = instance.name
     src, dst = ctx.host(source), ctx.host(target)
     progress(vm, "prepare", f"base image and empty disks on {target}")

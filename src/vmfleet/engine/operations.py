@@ -156,4 +156,5 @@ def power(ctx: FleetContext, vms: list[str], verb: str) -> list[Outcome]:
             results.append(Outcome(vm, verb, True, "rebooting"))
         else:
             raise UsageError(f"unknown power verb {verb!r}")
+        ctx.store.event(kind="power", vm=vm, message=f"{results[-1].detail} (vmfleet {verb})")
     return results

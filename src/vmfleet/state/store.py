@@ -5,8 +5,9 @@ SQLite in `.vmfleet/state.db` beside the fleet file. It keeps:
   it runs (intent) and marked done after, so a run killed at any moment leaves a record of
   what may exist half-made, and the next run can finish or roll it back;
 - leases: MACs, IPs and forwarded ports handed to VMs, so they stay stable;
-- events: a short history for `status`;
-- `tmp/` (0700): files with secrets while a run builds them, swept by the next locked run;
+- events: what vmfleet did and saw (`vmfleet events`, `status`), kept within a retention
+  (count and age; `state.events` reads and prunes them).
+- `tmp/` (0700): files with secrets while a run builds them, swept by the next locked run.
 - cordons: hosts `drain` made unschedulable, until `uncordon`.
 A fleet lock (fcntl on `.vmfleet/lock`) keeps two `up`/`down` runs from interleaving.
 """
@@ -61,7 +62,16 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     message TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
 """
+# Event retention: the newest EVENTS_KEEP events no older than EVENTS_MAX_AGE seconds, checked
+# every PRUNE_EVERY writes; the newest event of each object of a RECORD_KINDS kind is kept
+# whatever its age (`status` reads the last group-power record of every group).
+EVENTS_KEEP = 10_000
+EVENTS_MAX_AGE = 30 * 86400.0
+PRUNE_EVERY = 200
+RECORD_KINDS = ("group-power",)
+EventRow = tuple[int, float, str | None, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +289,55 @@ class Store:
 
     def event(self, *, kind: str, message: str, vm: str | None = None) -> None:
         with self._tx() as db:
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO events (at, vm, kind, message) VALUES (?, ?, ?, ?)",
                 (time.time(), vm, kind, message),
             )
+        if (cursor.lastrowid or 0) % PRUNE_EVERY == 0:
+            self.prune_events(keep=EVENTS_KEEP, older_than=time.time() - EVENTS_MAX_AGE)
+
+    def event_rows(
+        self,
+        *,
+        after: int = 0,
+        since: float | None = None,
+        objects: list[str] | None = None,
+        kinds: list[str] | None = None,
+        limit: int = 1000,
+    ) -> list[EventRow]:
+        """Events oldest first as (id, at, object, kind, message): those after id `after`, at
+        or after `since`, about one of `objects`, of one of `kinds`; the newest `limit`."""
+        where: list[str] = ["id > ?"]
+        args: list[object] = [after]
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if objects:
+            where.append(f"vm IN ({', '.join('?' * len(objects))})")
+            args += objects
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        query = (
+            f"SELECT id, at, vm, kind, message FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in reversed(rows)]
+
+    def prune_events(self, *, keep: int, older_than: float) -> int:
+        """Apply the retention: drop events older than `older_than` (epoch seconds) and all
+        but the newest `keep`, except the newest of each object of a RECORD_KINDS kind."""
+        marks = ", ".join("?" * len(RECORD_KINDS))
+        with self._tx() as db:
+            cursor = db.execute(
+                "DELETE FROM events WHERE (at < ? OR id <= (SELECT MAX(id) FROM events) - ?) "
+                f"AND id NOT IN (SELECT MAX(id) FROM events WHERE kind IN ({marks}) "
+                "GROUP BY vm, kind)",
+                (older_than, keep, *RECORD_KINDS),
+            )
+            return cursor.rowcount
 
     def events(
         self, *, vm: str | None = None, limit: int = 100

@@ -2,7 +2,7 @@
 
 `LibvirtHost` is composed of one mixin per concern, each in its own module and each able to
 call the ones below it: connection ← storage ← networks ← domains ← agent ← snapshots ←
-probe ← capabilities ← migration ← `LibvirtHost`.
+probe ← capabilities ← stats ← watch ← migration ← `LibvirtHost`.
 
 `LibvirtHost` wraps one libvirt connection (any URI: `qemu:///system`, `qemu+ssh://...`, and
 `test:///default` in fast tests) and returns small frozen dataclasses, never libvirt objects.

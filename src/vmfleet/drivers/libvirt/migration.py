@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from vmfleet.drivers.libvirt.capabilities import _Capabilities
 from vmfleet.drivers.libvirt.connection import libvirt_message
 from vmfleet.drivers.libvirt.storage import _require_our_volume_name
+from vmfleet.drivers.libvirt.watch import _Watch
 from vmfleet.errors import HypervisorError, LiveMigrationRefusedError, OperationTimeout
 
 MiB = 1 << 20
@@ -91,7 +91,7 @@ def migration_uri(dest_uri: str) -> str | None:
     return None if urlsplit(dest_uri).hostname else "tcp://127.0.0.1"
 
 
-class _Migration(_Capabilities):
+class _Migration(_Watch):
     """Migration of our domains to another `_Migration` host, and volume copies."""
 
     def migrate_live(

@@ -1,8 +1,9 @@
 """Making one VM exist, and making it go away, step by step and journaled.
 
 Rooms: `create` and `remove` (the sequences), `definition` (domain config), `seed` (cloud-init
-seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness` (`wait_ready`)
-and `journal` (journaled steps, rollback, recover, volume sweeps).
+seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness`
+(`ReadinessWatcher`, `wait_ready`) and `journal` (journaled steps, rollback, recover, volume
+sweeps).
 
 Create: base image (once per host) → root disk (linked clone or copy, grown) → data disks →
 seed ISO → define → start → ready. Every step that creates something on a host writes an
@@ -50,7 +51,7 @@ from vmfleet.engine.provision.ports import (
     forward_port,
     record_leases,
 )
-from vmfleet.engine.provision.readiness import wait_ready
+from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
 from vmfleet.engine.provision.remove import remove
 from vmfleet.engine.provision.seed import seed_iso
 
@@ -61,6 +62,7 @@ __all__ = [
     "PORT_SPAN",
     "Access",
     "Progress",
+    "ReadinessWatcher",
     "access",
     "add_data_disk",
     "attachment_for",
@@ -87,5 +89,6 @@ __all__ = [
     "sweep_volumes",
     "volume_names",
     "wait_ready",
+    "watcher",
     "with_overlays",
 ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet.drivers import download, names, qemuimg
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import ImageError
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 _base_locks: dict[tuple[str, str], threading.Lock] = {}
 _base_locks_guard = threading.Lock()

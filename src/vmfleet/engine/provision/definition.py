@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import runtime_hash, spec_hash
@@ -21,12 +22,14 @@ from vmfleet.drivers.domainxml import (
     VolumeSource,
     parse_domain,
 )
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import OwnerMetadata
 from vmfleet.engine import hostkeys, hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 
 def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tuple[DiskConfig, ...]:

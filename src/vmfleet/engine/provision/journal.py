@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet.core.expand import Instance
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import DomainInfo, VolumeConfig, VolumeSource, parse_domain
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
 from vmfleet.state.store import JournalEntry
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
 
 Progress = Callable[[str, str, str], None]  # (vm, phase, detail)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 from vmfleet.core.expand import Instance
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import BridgeAttachment, NetworkAttachment, NetworkConfig
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import NAMESPACE, PREFIX
 from vmfleet.engine.context import FleetContext
 from vmfleet.spec.resolve import networks
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
 
 
 def network_name(fleet: str, network: str) -> str:
