@@ -14,7 +14,6 @@ from vmfleet.errors import SpecError
 from vmfleet.spec.load import load
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SEED_003 = Path("/work/shared/seeds/003_bb193352ebd95ad1.txt")
 
 IMAGE = b"images: {deb: {source: /srv/deb.qcow2}}\n"
 VM = b"apiVersion: vmoperator.vmware.com/v1alpha5\nkind: VirtualMachine\n"
@@ -349,19 +348,6 @@ def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     loaded = load(path)
     assert loaded.spec.vms["b"].memory == 2 * 1024**3
     assert loaded.spec.vms["b"].vcpus == 2
-
-
-@pytest.mark.skipif(not SEED_003.exists(), reason="seed 003 not on this machine")
-def test_ansible_farm_inventory_says_it_is_not_supported(tmp_path: Path) -> None:
-    text = SEED_003.read_text()
-    inventory = text.split("```\n")[1]
-    assert inventory.startswith("all:")
-    path = tmp_path / "inventory.yml"
-    path.write_text(inventory)
-    code, stderr = run_validate(path)
-    assert code == 2
-    assert f"{path}:1:1: all: this is an ansible_farm inventory" in stderr
-    assert "cannot import yet" in stderr
 
 
 def test_every_problem_line_has_a_position(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from vmfleet import engine
 from vmfleet.api.day2 import Day2
 from vmfleet.api.eventlog import EventLog
 from vmfleet.api.events import EventCallback, Notice, Planned, Recovered
+from vmfleet.api.farm import FarmMethods
 from vmfleet.api.moves import Moves
 from vmfleet.api.results import (
     Confirm,
@@ -51,7 +52,7 @@ from vmfleet.spec.units import format_size
 ConfirmCallback = Callable[[Confirm], bool]
 
 
-class Fleet(Moves, Day2, EventLog):
+class Fleet(Moves, Day2, EventLog, FarmMethods):
     """One fleet file and the hosts it runs on. Use as a context manager (or call `close`)."""
 
     @classmethod

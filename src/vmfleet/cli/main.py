@@ -26,6 +26,7 @@ from vmfleet.cli import snapshots  # noqa: F401
 from vmfleet.cli import events  # noqa: F401
 from vmfleet.cli import serve  # noqa: F401
 from vmfleet.cli import moves  # noqa: F401
+from vmfleet.cli import farm  # noqa: F401
 
 # isort: on
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
+from vmfleet.errors import HostUnreachableError
 
 if TYPE_CHECKING:
     # Types only: the CLI imports this module for every command, `--help` included.
@@ -32,6 +33,13 @@ def connect_host(uri: str, name: str) -> LibvirtHost:
     from vmfleet.drivers.libvirt import LibvirtHost  # libvirt loads on first connection
 
     return LibvirtHost(uri, name=name)
+
+
+def runs_a_command(uri: str) -> bool:
+    """Whether connecting to `uri` runs a local program the URI names (libvirt's `ext`
+    transport, `driver+ext://...?command=...`)."""
+    scheme = uri.split(":", 1)[0].lower()
+    return scheme.endswith("+ext")
 
 
 def default_uri() -> str:
@@ -80,8 +88,14 @@ class FleetContext:
 
         with self._lock:
             if name not in self._hosts:
-                spec = self.host_specs()[name]
-                self._hosts[name] = self.host_factory(spec.uri or default_uri(), name)
+                uri = self.host_specs()[name].uri or default_uri()
+                if self.store.readonly and runs_a_command(uri):
+                    raise HostUnreachableError(
+                        f"not contacted: {uri} runs a local command to connect (ext transport), "
+                        "which read-only commands never do; `up`, `down` and `hosts --probe` do",
+                        host=name,
+                    )
+                self._hosts[name] = self.host_factory(uri, name)
             host = self._hosts[name]
         host.connect()
         return host

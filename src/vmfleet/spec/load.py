@@ -1,8 +1,9 @@
 """Reading a fleet file of any supported format into a validated FleetSpec.
 
 The format is detected from the content: the native fleet file, the replicas doc's Ansible
-`inventory.yml`, the cluster summary's `vms:`/`vm_defaults:` variables, or Kubernetes-style
-`VirtualMachine`/`VirtualMachineGroup` manifests. Importers turn the foreign ones into native
+`inventory.yml`, the ansible_farm test-farm inventory, the cluster summary's
+`vms:`/`vm_defaults:` variables, or Kubernetes-style `VirtualMachine`/`VirtualMachineGroup`
+manifests. Importers turn the foreign ones into native
 data and carry every position across, so errors still point into the file the user wrote.
 """
 
@@ -20,11 +21,11 @@ from pydantic import BaseModel, ValidationError
 
 from vmfleet.errors import Position, Problem, SpecError
 from vmfleet.spec import validate
-from vmfleet.spec.importers import ansible, cluster, kubernetes
+from vmfleet.spec.importers import ansible, cluster, farm, kubernetes
 from vmfleet.spec.models import FleetSpec
 from vmfleet.spec.source import Document, load_documents
 
-Format = Literal["native", "ansible-inventory", "cluster-vars", "kubernetes"]
+Format = Literal["native", "ansible-inventory", "ansible-farm", "cluster-vars", "kubernetes"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ def detect(documents: list[Document]) -> Format:
     if len(documents) != 1 or not isinstance(documents[0].data, dict):
         return "native"
     data = documents[0].data
+    if farm.looks_like(data):
+        return "ansible-farm"
     if ansible.looks_like(data):
         return "ansible-inventory"
     if cluster.looks_like(data):
@@ -85,6 +88,8 @@ def to_native(documents: list[Document], fmt: Format, *, file: str) -> Document:
         )
     if fmt == "ansible-inventory":
         return ansible.convert(documents[0])
+    if fmt == "ansible-farm":
+        return farm.convert(documents[0])
     if fmt == "cluster-vars":
         return cluster.convert(documents[0])
     if not isinstance(documents[0].data, dict):

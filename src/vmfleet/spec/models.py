@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from vmfleet.spec.farm import FarmSpec
 from vmfleet.spec.values import (
     Cidr,
     Count,
@@ -348,6 +349,7 @@ class FleetSpec(Model):
     ssh: SshSettings = Field(default_factory=SshSettings)
     snapshots: Retention | None = None
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    farm: FarmSpec | None = None
     trusted_paths: list[Line] = Field(
         default_factory=list,
         description="folders outside the fleet file's that user-data and secret files may be in",

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from vmfleet.errors import Problem
+from vmfleet.spec import farm
 from vmfleet.spec.addresses import AddressPool, allocates, gateway_of
 from vmfleet.spec.models import FleetSpec, NetworkSpec, VmFields, VmTemplate
 from vmfleet.spec.resolve import (
@@ -45,6 +46,7 @@ def check(spec: FleetSpec, doc: Document) -> list[Problem]:
         _address_pools,
         _arch_matches_image,
         _groups,
+        _farm,
     ):
         problems.extend(rule(spec, doc))
     return problems
@@ -59,6 +61,10 @@ def _unknown(doc: Document, path: Path, kind: str, name: str, known: Iterable[st
     known = sorted(known)
     listing = ", ".join(known) if known else "none are defined"
     return doc.problem(path, f"unknown {kind} {name!r}{_suggest(name, known)}; known: {listing}")
+
+
+def _farm(spec: FleetSpec, doc: Document) -> list[Problem]:
+    return farm.problems(spec.farm, spec.images, doc) if spec.farm else []
 
 
 def _fleet_name(spec: FleetSpec, doc: Document) -> list[Problem]:

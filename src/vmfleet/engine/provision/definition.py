@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vmfleet.core import guestarch
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import runtime_hash, spec_hash
 from vmfleet.drivers import names
@@ -74,12 +75,20 @@ def with_overlays(
     return tuple(replace(d, source=current[d.target]) if d.target in current else d for d in disks)
 
 
-def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
-    """`kvm` or `qemu` for a host: as configured, or `auto` = kvm only where it really works."""
+def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str, arch: str = "x86_64") -> str:
+    """`kvm` or `qemu` for a guest of `arch` on a host: `kvm` only for the host's own arch,
+    as configured, or with `auto` where KVM really works (see `core.guestarch.uses_kvm`)."""
     wanted = ctx.host_specs()[host_name].domain_type
-    if wanted != "auto":
-        return wanted
-    return "kvm" if hosts.kvm_answer(ctx, host_name, probe=True) else "qemu"
+    if wanted == "qemu":
+        return "qemu"
+    host_arch = host.capabilities(probe_kvm=False).arch
+    works = (
+        wanted == "auto"
+        and arch == host_arch
+        and bool(hosts.kvm_answer(ctx, host_name, probe=True))
+    )
+    kvm = guestarch.uses_kvm(arch=arch, host_arch=host_arch, wanted=wanted, kvm_works=works)
+    return "kvm" if kvm else "qemu"
 
 
 def owner(ctx: FleetContext, instance: Instance, host: LibvirtHost) -> OwnerMetadata:
@@ -131,14 +140,18 @@ def domain_config(
             attachment = attachment_for(ctx, nic.network)
         nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model))  # type: ignore[arg-type]
     kernel = fields.kernel
+    kvm = domain_type(ctx, host, host_name, fields.arch) == "kvm"
+    runs_as = guestarch.guest_platform(
+        fields.arch, kvm=kvm, machine=fields.machine, cpu_model=fields.cpu_model
+    )
     return DomainConfig(
         name=instance.name,
-        domain_type=domain_type(ctx, host, host_name),  # type: ignore[arg-type]
+        domain_type=runs_as.domain_type,  # type: ignore[arg-type]
         memory_mib=fields.memory // (1024 * 1024),
         vcpus=fields.vcpus,
         arch=fields.arch,
-        machine=fields.machine or "q35",
-        cpu_model=fields.cpu_model,
+        machine=runs_as.machine,
+        cpu_model=runs_as.cpu_model,
         disks=disks,
         nics=tuple(nics),
         serial_log_path=names.serial_log(instance.name),

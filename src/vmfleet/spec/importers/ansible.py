@@ -61,7 +61,7 @@ def convert(source: Document) -> Document:
     """The native form of an inventory: one template per inventory host."""
     found = _vms_node(source.data)
     if found is None:
-        raise SpecError([source.problem(("all",), _unsupported(source.data["all"]))])
+        raise SpecError([source.problem(("all",), _unsupported())])
     base, group = found
     out = Translator(source)
     shared = out.mapping((*base, "vars"), "the group's vars") or {}
@@ -89,17 +89,7 @@ def convert(source: Document) -> Document:
     return out.document()
 
 
-def _unsupported(top: dict[str, Any]) -> str:
-    hosts = top.get("hosts")
-    farm = isinstance(hosts, dict) and any(
-        isinstance(h, dict) and isinstance(h.get("config"), dict) for h in hosts.values()
-    )
-    if farm:
-        return (
-            "this is an ansible_farm inventory (VMs from `config.permutations`/`config.list`), "
-            "which vmfleet cannot import yet; vmfleet reads inventories whose `vms` group lists "
-            "hosts with vm_* variables (vm_name, vm_memory, replicas...)"
-        )
+def _unsupported() -> str:
     return (
         "an Ansible inventory without a `vms` group whose hosts carry vm_* variables; "
         "vmfleet reads `vms: hosts: NAME: {vm_name, vm_memory, replicas, ...}`"
