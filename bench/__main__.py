@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import expand, groups, others, placement, profile, provision, serve, snapshots
+from bench import expand, groups, moves, others, placement, profile, provision, serve, snapshots
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
@@ -21,6 +21,9 @@ BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "group-boot": groups.boot_order,
     "scrape": serve.scrape_100,
     "scrape-micro": serve.scrape_micro,
+    "rebalance": lambda: [moves.rebalance_planning()],
+    "migrate": moves.live_migration,
+    "drain": moves.drain,
 }
 
 

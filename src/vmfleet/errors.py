@@ -88,6 +88,11 @@ class HostUnreachableError(HypervisorError):
     """A host could not be connected to."""
 
 
+class LiveMigrationRefusedError(HypervisorError):
+    """libvirt cannot move this guest while it runs (CPU, devices, configuration); moving it
+    stopped may still work."""
+
+
 class NotOwnedError(HypervisorError):
     """An object of the same name exists on a host but vmfleet did not create it."""
 

@@ -14,6 +14,7 @@ from vmfleet.api.events import (
     VmProgress,
 )
 from vmfleet.api.fleet import Fleet
+from vmfleet.api.moves import EvacuationResult, MoveReport, MoveResult
 from vmfleet.api.results import (
     Confirm,
     ExpandedVm,
@@ -29,12 +30,15 @@ from vmfleet.api.results import (
 
 __all__ = [
     "Confirm",
+    "EvacuationResult",
     "Event",
     "EventCallback",
     "ExpandedVm",
     "Fleet",
     "ImageProgress",
     "ImageRow",
+    "MoveReport",
+    "MoveResult",
     "Notice",
     "Outcomes",
     "Planned",

@@ -43,7 +43,7 @@ class Clusters(FleetBase):
     def cluster_stop(self, vm: str) -> None:
         ha.stop(self._context(), vm)
 
-    def migrate(self, vm: str, node: str) -> str:
+    def cluster_migrate(self, vm: str, node: str) -> str:
         """Move an HA VM to `node` (live when allowed), wait, clear the move; returns the
         node it left."""
         return ha.migrate(self._context(), vm, node)

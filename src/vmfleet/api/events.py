@@ -42,7 +42,8 @@ class ImageProgress:
 
 @dataclass(frozen=True, slots=True)
 class Recovered:
-    """Something an interrupted run left behind was rolled back before this run began."""
+    """Something an interrupted run left behind was settled before this run began: rolled
+    back, or (a move whose destination runs) finished."""
 
     item: str
 

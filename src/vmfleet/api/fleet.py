@@ -24,6 +24,7 @@ from vmfleet.api.day2 import Day2
 from vmfleet.api.eventlog import EventLog
 from vmfleet.api.events import EventCallback, Notice, Planned, Recovered
 from vmfleet.api.farm import FarmMethods
+from vmfleet.api.moves import Moves
 from vmfleet.api.results import (
     Confirm,
     ExpandedVm,
@@ -52,7 +53,7 @@ from vmfleet.spec.units import format_size
 ConfirmCallback = Callable[[Confirm], bool]
 
 
-class Fleet(Day2, EventLog, FarmMethods, Clusters):
+class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
     """One fleet file and the hosts it runs on. Use as a context manager (or call `close`)."""
 
     @classmethod

@@ -141,5 +141,5 @@ def stop(file: FleetFile, vm: str, state: StateOpt = None) -> None:
 def migrate(file: FleetFile, vm: str, node: str, state: StateOpt = None) -> None:
     """Move an HA VM to NODE (live when allowed), wait until it runs there, clear the move."""
     with open_fleet(file, state) as fleet:
-        source = fleet.migrate(vm, node)
+        source = fleet.cluster_migrate(vm, node)
     console.print(f"{vm}: {source} -> {node}")

@@ -97,8 +97,8 @@ def show_explanation(fleet: Fleet, vm: str, output: OutputFormat) -> None:
     else:
         if result.current_host:
             console.print(
-                f"{vm} runs on {result.current_host} and stays there (running VMs are never "
-                "moved); were it new, placement would decide:",
+                f"{vm} runs on {result.current_host} and stays there (running VMs move only "
+                "on request: vmfleet migrate, drain); were it new, placement would decide:",
                 highlight=False,
             )
         strategy = fleet.spec.placement.strategy

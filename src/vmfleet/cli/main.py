@@ -25,6 +25,7 @@ from vmfleet.cli import hosts  # noqa: F401
 from vmfleet.cli import snapshots  # noqa: F401
 from vmfleet.cli import events  # noqa: F401
 from vmfleet.cli import serve  # noqa: F401
+from vmfleet.cli import moves  # noqa: F401
 from vmfleet.cli import farm  # noqa: F401
 from vmfleet.cli import cluster  # noqa: F401
 

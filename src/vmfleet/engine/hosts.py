@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from vmfleet.core import placement as core
@@ -50,15 +50,23 @@ class HostReport:
     emulators: dict[str, str] = field(default_factory=dict)
     domain_types: dict[str, list[str]] = field(default_factory=dict)
     kvm: bool | None = None
+    cordoned: bool = False
 
 
 def gather(ctx: FleetContext, *, probe: bool = False) -> list[HostReport]:
     """Every host of the fleet, in spec order; unreachable ones with their error. With
     `probe`, KVM is probed where no answer is cached (see `kvm_answer`)."""
     specs = ctx.host_specs()
+    cordoned = ctx.store.cordoned()  # `drain`/`evacuate` made them unschedulable
     with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
         futures = [pool.submit(_one, ctx, name, spec, probe) for name, spec in specs.items()]
-        return [f.result() for f in futures]
+        reports = [f.result() for f in futures]
+    return [
+        replace(r, facts=replace(r.facts, schedulable=False), cordoned=True)
+        if r.facts.name in cordoned
+        else r
+        for r in reports
+    ]
 
 
 def _one(ctx: FleetContext, name: str, spec: HostSpec, probe: bool) -> HostReport:
@@ -287,8 +295,9 @@ class Explanation:
 def explain(ctx: FleetContext, vm: str, observed: dict[str, str]) -> Explanation:
     """Host by host, why `vm` would be placed where it would (UsageError if it is unknown).
 
-    A VM that already has a host stays there (running VMs are never moved); the verdicts are
-    then what placement would decide if it were new, given every other VM where it is.
+    A VM that already has a host stays there (it moves only on request: migrate, drain);
+    the verdicts are then what placement would decide if it were new, given every other VM
+    where it is.
     """
     if vm not in {i.name for i in ctx.instances()}:
         raise UsageError(f"unknown VM {vm} in fleet {ctx.fleet}")
@@ -313,6 +322,7 @@ def rows(reports: list[HostReport]) -> list[dict[str, object]]:
             "uri": r.uri,
             "reachable": f.reachable,
             "schedulable": f.schedulable,
+            "cordoned": r.cordoned,
             "labels": dict(f.labels),
             "domain_type": r.domain_type,
         }
@@ -321,7 +331,7 @@ def rows(reports: list[HostReport]) -> list[dict[str, object]]:
             out.append(row)
             continue
         row |= {
-            "status": "ready" if f.schedulable else "not schedulable",
+            "status": "cordoned" if r.cordoned else "ready" if f.schedulable else "not schedulable",
             "hostname": r.hostname,
             "libvirt": r.libvirt_version,
             "kvm": r.kvm,

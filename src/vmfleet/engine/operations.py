@@ -15,9 +15,17 @@ from vmfleet.spec.units import format_duration, format_size
 
 def listing(ctx: FleetContext) -> list[dict[str, object]]:
     """A row per VM of the fleet, replicas together under their template; VMs the spec wants
-    that no host has are listed as `absent`, hosts that did not answer as `unreachable`."""
+    that no host has are listed as `absent`, hosts that did not answer as `unreachable`, a
+    VM being moved as its state on the source plus `(moving to HOST)`."""
     observation = observe(ctx)
+    # a VM being moved shows on its source, with where it goes (both hosts hold it then)
+    moving = {
+        e.vm: (e.host, str(e.detail.get("to")))
+        for e in ctx.store.open_entries()
+        if e.kind == "migration"
+    }
     have = {o.name: o for o in observation.vms}
+    have |= {o.name: o for o in observation.vms if moving.get(o.name, ("",))[0] == o.host}
     rows: list[dict[str, object]] = []
     wanted = ctx.instances()
     for instance in wanted:
@@ -26,6 +34,8 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
         state = (
             seen.state if seen else ("unreachable" if host in observation.unreachable else "absent")
         )
+        if instance.name in moving:
+            state += f" (moving to {moving[instance.name][1]})"
         rows.append(
             _row(
                 ctx,

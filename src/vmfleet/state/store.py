@@ -8,6 +8,7 @@ SQLite in `.vmfleet/state.db` beside the fleet file. It keeps:
 - events: what vmfleet did and saw (`vmfleet events`, `status`), kept within a retention
   (count and age; `state.events` reads and prunes them).
 - `tmp/` (0700): files with secrets while a run builds them, swept by the next locked run.
+- cordons: hosts `drain` made unschedulable, until `uncordon`.
 A fleet lock (fcntl on `.vmfleet/lock`) keeps two `up`/`down` runs from interleaving.
 """
 
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS leases (
     PRIMARY KEY (kind, scope, value)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS leases_owner ON leases (kind, scope, vm, slot);
+CREATE TABLE IF NOT EXISTS cordons (host TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -242,14 +244,46 @@ class Store:
                 (kind, scope, value, vm, slot, time.time()),
             )
 
-    def release(self, *, vm: str, kind: str | None = None) -> int:
-        """Drop a VM's leases (all kinds, or one); returns how many went."""
+    def release(self, *, vm: str, kind: str | None = None, scope: str | None = None) -> int:
+        """Drop a VM's leases (all kinds, or one; all scopes, or one); returns how many went."""
+        query, args = "DELETE FROM leases WHERE vm = ?", [vm]
+        if kind:
+            query, args = query + " AND kind = ?", [*args, kind]
+        if scope:
+            query, args = query + " AND scope = ?", [*args, scope]
         with self._tx() as db:
-            if kind:
-                cursor = db.execute("DELETE FROM leases WHERE vm = ? AND kind = ?", (vm, kind))
-            else:
-                cursor = db.execute("DELETE FROM leases WHERE vm = ?", (vm,))
-            return cursor.rowcount
+            return db.execute(query, args).rowcount
+
+    def last_hosts(self, kinds: dict[str, str]) -> dict[str, str]:
+        """VM -> the host of its latest finished entry among `kinds` (kind -> "host", or the
+        detail key naming the host), e.g. where a VM was last created or moved to."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT vm, kind, host, detail FROM journal WHERE status = 'done' "
+                f"AND kind IN ({', '.join('?' * len(kinds))}) ORDER BY id",
+                tuple(kinds),
+            ).fetchall()
+        out: dict[str, str] = {}
+        for vm, kind, host, detail in rows:
+            key = kinds[kind]
+            out[vm] = host if key == "host" else str(json.loads(detail).get(key, host))
+        return out
+
+    # --- cordons ------------------------------------------------------------------------
+
+    def cordon(self, host: str) -> None:
+        """Mark a host unschedulable (kept until `uncordon`)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO cordons VALUES (?, ?)", (host, time.time()))
+
+    def uncordon(self, host: str) -> bool:
+        """Make a host schedulable again; False when it was not cordoned."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM cordons WHERE host = ?", (host,)).rowcount > 0
+
+    def cordoned(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT host FROM cordons").fetchall()}
 
     # --- events -------------------------------------------------------------------------
 

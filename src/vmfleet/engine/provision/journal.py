@@ -21,6 +21,7 @@ from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import DomainInfo, VolumeConfig, VolumeSource, parse_domain
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
+from vmfleet.state.store import JournalEntry
 
 if TYPE_CHECKING:
     from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
@@ -153,6 +154,9 @@ def recover(ctx: FleetContext) -> list[str]:
         f"removed {p.name}, a temporary file of an interrupted run" for p in ctx.store.sweep_tmp()
     ]
     for entry in ctx.store.open_entries():
+        if entry.kind in ("migration", "evacuation"):
+            report += _settle_move(ctx, entry)
+            continue
         what = f"{entry.kind} {entry.target} on {entry.host}"
         try:
             if _undo(ctx, entry.host, entry.kind, entry.target, entry.detail):
@@ -191,3 +195,12 @@ def close_open(ctx: FleetContext, vm: str, *, status: str = "undone") -> None:
     for entry in ctx.store.open_entries():
         if entry.run == ctx.run_id and entry.vm == vm:
             ctx.store.finish(entry.id, status=status)
+
+
+def _settle_move(ctx: FleetContext, entry: JournalEntry) -> list[str]:
+    """A move finishes or rolls back in its own module (kept open while a host is down)."""
+    from vmfleet.engine import evacuate, migrate  # they build on provision
+
+    settle = migrate.recover if entry.kind == "migration" else evacuate.recover
+    done = settle(ctx, entry)
+    return [] if done is None else [done]

@@ -1,0 +1,61 @@
+"""Moves through the `Fleet` API on libvirt's test driver (which cannot migrate): a drain
+cordons its host in the state store, `hosts` shows it, placement avoids it and `uncordon`
+lifts it; a rebalance proposal changes nothing; the move commands refuse what cannot be."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.e2e_support import unique_fleet
+from tests.support.testhost import TestDriverHost
+
+from vmfleet import Fleet, UsageError
+
+
+def fleet_file(tmp_path: Path, vms: str) -> Path:
+    image = tmp_path / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        f"fleet: {unique_fleet('mov')}\n"
+        "hosts:\n"
+        '  h1: {uri: "test:///default", domain_type: qemu, pool: default-pool}\n'
+        '  h2: {uri: "test:///default", domain_type: qemu, pool: default-pool}\n'
+        f"images: {{base: {{source: {image}}}}}\n"
+        "defaults: {image: base, memory: 64MiB, disk: 16MiB}\n"
+        f"vms:\n{vms}\n"
+    )
+    return path
+
+
+def test_drain_cordons_the_host_until_uncordon_and_placement_avoids_it(tmp_path: Path) -> None:
+    path = fleet_file(tmp_path, "  web: {replicas: 2}")
+    with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
+        result = fleet.drain("h1")  # nothing of this fleet runs yet: no moves
+        assert result.plan.moves == () and result.applied
+        rows = {r["host"]: r for r in fleet.hosts(probe=False)}
+        assert rows["h1"]["status"] == "cordoned" and rows["h1"]["schedulable"] is False
+        assert rows["h2"]["status"] == "ready"
+        assert {a.host for a in fleet.plan().actions} == {"h2"}
+        assert fleet.uncordon("h1") is True
+        assert fleet.uncordon("h1") is False
+        rows = {r["host"]: r for r in fleet.hosts(probe=False)}
+        assert rows["h1"]["status"] == "ready"
+
+
+def test_rebalance_proposal_and_bad_requests(tmp_path: Path) -> None:
+    path = fleet_file(tmp_path, "  db: {}")
+    with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
+        proposed = fleet.rebalance(max_moves=3)
+        assert not proposed.applied and proposed.done == ()
+        assert set(proposed.plan.before) == {"h1", "h2"}
+        with pytest.raises(UsageError, match="no host nope"):
+            fleet.drain("nope")
+        with pytest.raises(UsageError, match="unknown VM ghost"):
+            fleet.migrate("ghost")
+        with pytest.raises(UsageError, match="runs on no reachable host"):
+            fleet.migrate("db")  # defined in the spec, never created
+        with pytest.raises(UsageError, match="h1 answers"):
+            fleet.evacuate("h1")
