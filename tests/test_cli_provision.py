@@ -150,6 +150,39 @@ def test_existing_network_must_exist_on_the_host(
     assert "needs libvirt network 'nosuchnet'" in result.stderr.replace("\n", " ")
 
 
+def test_host_side_clashes_are_reported_together_before_anything(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    # The test driver has domain "test" with MAC aa:bb:cc:dd:ee:ff, interface eth1 (no
+    # bridge "br-gone") and network "default" on 192.168.122.0/24.
+    path = fleet_file(
+        fleet_on_test_driver(
+            "  web: {nics: [{network: ex, mac_addresses: ['aa:bb:cc:dd:ee:ff']}]}\n"
+            "  br: {nics: [{network: gone}, {network: eth}]}\n"
+            "  inner: {network: own}",
+            image,
+        ).replace(
+            "vms:",
+            "networks:\n  gone: {mode: bridge, bridge: br-gone}\n"
+            "  eth: {mode: bridge, bridge: eth1}\n"
+            "  ex: {mode: existing, name: default}\n"
+            "  own: {mode: nat, cidr: 192.168.122.128/25}\nvms:",
+        )
+    )
+    result = vmfleet("up", str(path))
+    flat = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert "nothing was changed: 3 problems" in flat
+    assert "web (network 'ex'): MAC aa:bb:cc:dd:ee:ff is already used by domain 'test'" in flat
+    assert "bridge 'br-gone' does not exist on the host" in flat
+    assert "bridge 'eth1'" not in flat  # it exists
+    assert (
+        "network 'own' (192.168.122.128/25) overlaps libvirt network 'default' "
+        "(192.168.122.0/24)" in flat
+    )
+    assert "Traceback" not in flat
+
+
 def test_nics_attach_to_bridges_existing_and_owned_networks(
     fleet_file: Callable[[str], Path], image: Path, tmp_path: Path
 ) -> None:

@@ -204,7 +204,8 @@ class Fleet(Day2, EventLog, FarmMethods):
                         "vmfleet never keeps in libvirt (restore it, or recreate those VMs)"
                     )
                 )
-            engine.preflight(ctx, the_plan)
+            for warning in engine.preflight(ctx, the_plan):
+                self._on_event(Notice(warning))
             only = {a.vm for a in the_plan.actions} if targets else None
             if the_plan.empty:
                 # Nothing to change, but every running VM must be ready (a killed run may
