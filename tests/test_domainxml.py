@@ -103,9 +103,12 @@ DOMAINS: dict[str, Callable[[], DomainConfig]] = {
             DiskConfig(target="sdc", bus="scsi", source=FileSource(path="/srv/scsi.qcow2")),
         ),
         nics=(
-            NicConfig(mac="52:54:00:12:34:10", attachment=BridgeAttachment(bridge="br0")),
+            NicConfig(mac="52:54:00:12:34:10", attachment=BridgeAttachment(bridge="br0"), mtu=9000),
             NicConfig(
-                mac="52:54:00:12:34:11", model="e1000e", attachment=NetworkAttachment(network="dmz")
+                mac="52:54:00:12:34:11",
+                model="e1000e",
+                attachment=NetworkAttachment(network="dmz"),
+                mtu=1400,
             ),
         ),
         serial_log_path="/var/log/vmfleet/ubuntu-dev-0.log",
@@ -181,6 +184,9 @@ NETWORKS: dict[str, Callable[[], NetworkConfig]] = {
     ),
     "network-isolated": lambda: NetworkConfig(
         name="internal", mode="isolated", cidr="10.10.0.0/24", gateway="10.10.0.2"
+    ),
+    "network-isolated-mtu": lambda: NetworkConfig(
+        name="jumbo", mode="isolated", cidr="10.10.1.0/24", mtu=9000
     ),
     "network-bridge": lambda: NetworkConfig(name="lan", mode="bridge", bridge="br0"),
 }
