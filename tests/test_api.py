@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import libvirt
 import pytest
 from tests.e2e_support import unique_fleet
 from tests.support.testhost import TestDriverHost
@@ -18,6 +19,7 @@ from vmfleet import Fleet, SpecError, UsageError
 from vmfleet.api import Confirm, Event, Planned, Stage, VmProgress
 from vmfleet.drivers.commands import CommandResult, SubprocessRunner
 from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.engine.preflight import PreflightError
 
 
 @pytest.fixture
@@ -213,3 +215,26 @@ def test_day_two_methods_on_the_test_driver(fleet_path: Callable[..., Path]) -> 
         ]
         assert [(i.image, i.hosts) for i in fleet.image_list()] == [("base", ("local",))]
         fleet.down()
+
+
+def test_an_unowned_network_of_our_name_is_refused_before_anything(
+    fleet_path: Callable[..., Path],
+) -> None:
+    path = fleet_path(
+        "  solo: {network: own}", extra="networks:\n  own: {mode: isolated, cidr: 10.77.0.0/24}"
+    )
+    with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
+        ours = f"vmf-{fleet.name}.own"
+        conn = libvirt.open("test:///default")  # the driver state this process shares
+        try:
+            net = conn.networkDefineXML(f"<network><name>{ours}</name></network>")
+            with pytest.raises(PreflightError) as caught:
+                fleet.up()
+            assert caught.value.exit_code == 2
+            assert f"network named {ours!r} already exists and belongs to nobody" in str(
+                caught.value
+            )
+            assert [d.name() for d in conn.listAllDomains() if d.name() == "solo"] == []
+            net.undefine()
+        finally:
+            conn.close()

@@ -9,7 +9,8 @@ reported here, all at once, and nothing on any host is touched.
 - on each host, a MAC or static IP a new VM would take that another domain (not this
   fleet's) or a DHCP lease of its network already holds; a `bridge` network whose bridge
   the host lacks (asked through libvirt; when libvirt cannot say, a warning); a vmfleet
-  nat/isolated network whose CIDR overlaps another libvirt network's there.
+  nat/isolated network whose name an unowned (or another fleet's) network has, or whose
+  CIDR overlaps another libvirt network's there.
 """
 
 from __future__ import annotations
@@ -181,6 +182,13 @@ def _check_host_side(
         if net is None or net.mode not in ("nat", "isolated") or net.cidr is None:
             continue
         ours = names.network(fleet=ctx.fleet, network=net_name)
+        clash = libvirt_nets.get(ours)
+        if clash is not None and (not clash.owned or clash.fleet != ctx.fleet):
+            whose = f"fleet {clash.fleet!r}" if clash.fleet else "nobody in vmfleet"
+            problems.append(
+                f"host {host_name}: a libvirt network named {ours!r} already exists and "
+                f"belongs to {whose}; vmfleet will not touch it"
+            )
         mine = ipaddress.IPv4Network(str(net.cidr), strict=False)
         for other in libvirt_nets.values():
             if other.name == ours:
