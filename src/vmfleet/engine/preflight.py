@@ -130,7 +130,7 @@ def _check_host_side(
         for seen in parse_domain(host.domain_xml(info.name)).nics:
             foreign_macs[seen.mac.lower()] = info.name
     libvirt_nets = {n.name: n for n in host.list_networks()}
-    leases: dict[str, list[tuple[str, str]]] = {}  # libvirt network -> (mac, ip)
+    leases: dict[str, list[tuple[str, str, str | None]]] = {}  # network -> (mac, ip, host)
     bridges: dict[str, bool | None] = {}
     for action in creates:
         assert action.instance is not None
@@ -155,16 +155,26 @@ def _check_host_side(
                 continue
             if lv_name not in leases:
                 try:
-                    leases[lv_name] = [(x.mac.lower(), x.ip) for x in host.dhcp_leases(lv_name)]
+                    leases[lv_name] = [
+                        (x.mac.lower(), x.ip, x.hostname) for x in host.dhcp_leases(lv_name)
+                    ]
                 except FleetError as error:
                     leases[lv_name] = []
                     warnings.append(
                         f"host {host_name}: cannot check the DHCP leases of {lv_name!r}: {error}"
                     )
-            for mac, ip in leases[lv_name]:
+            # a lease of this VM's own MAC is its earlier life's (the lease outlives the
+            # domain), unless another machine named in it holds that MAC
+            own_net = libvirt_nets[lv_name].fleet == ctx.fleet
+            itself = (action.vm, action.instance.hostname)
+            for mac, ip, leased_to in leases[lv_name]:
                 if mac == nic.mac.lower():
-                    problems.append(f"{where}: MAC {nic.mac} holds a DHCP lease of {lv_name!r}")
-                elif nic.ip is not None and ip == nic.ip:
+                    if not own_net and leased_to is not None and leased_to not in itself:
+                        problems.append(
+                            f"{where}: MAC {nic.mac} holds a DHCP lease of {lv_name!r} "
+                            f"for {leased_to!r}"
+                        )
+                elif nic.ip is not None and ip == nic.ip and leased_to not in itself:
                     problems.append(
                         f"{where}: IP {nic.ip} is leased by DHCP of {lv_name!r} to MAC {mac}"
                     )
