@@ -8,8 +8,10 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import libvirt
 import pytest
 from tests.e2e_support import unique_fleet
 from tests.support.testhost import TestDriverHost
@@ -17,7 +19,8 @@ from tests.support.testhost import TestDriverHost
 from vmfleet import Fleet, SpecError, UsageError
 from vmfleet.api import Confirm, Event, Planned, Stage, VmProgress
 from vmfleet.drivers.commands import CommandResult, SubprocessRunner
-from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.drivers.libvirt import Lease, LibvirtHost
+from vmfleet.engine.preflight import PreflightError
 
 
 @pytest.fixture
@@ -213,3 +216,66 @@ def test_day_two_methods_on_the_test_driver(fleet_path: Callable[..., Path]) -> 
         ]
         assert [(i.image, i.hosts) for i in fleet.image_list()] == [("base", ("local",))]
         fleet.down()
+
+
+def test_an_unowned_network_of_our_name_is_refused_before_anything(
+    fleet_path: Callable[..., Path],
+) -> None:
+    path = fleet_path(
+        "  solo: {network: own}", extra="networks:\n  own: {mode: isolated, cidr: 10.77.0.0/24}"
+    )
+    with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
+        ours = f"vmf-{fleet.name}.own"
+        conn = libvirt.open("test:///default")  # the driver state this process shares
+        try:
+            net = conn.networkDefineXML(f"<network><name>{ours}</name></network>")
+            with pytest.raises(PreflightError) as caught:
+                fleet.up()
+            assert caught.value.exit_code == 2
+            assert f"network named {ours!r} already exists and belongs to nobody" in str(
+                caught.value
+            )
+            assert [d.name() for d in conn.listAllDomains() if d.name() == "solo"] == []
+            net.undefine()
+        finally:
+            conn.close()
+
+
+class LeasingHost(TestDriverHost):
+    """The test driver cannot list DHCP leases: this host (through the factory seam) has
+    some on every network."""
+
+    __test__ = False
+    leases: tuple[Lease, ...] = ()
+
+    def dhcp_leases(self, network: str) -> list[Lease]:
+        return list(self.leases)
+
+
+def test_macs_and_static_ips_held_by_dhcp_leases_are_refused(
+    fleet_path: Callable[..., Path],
+) -> None:
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    LeasingHost.leases = (
+        Lease(mac="52:54:00:99:99:99", ip="192.168.122.50", hostname="other", expiry=at),
+        Lease(mac="52:54:00:00:00:07", ip="192.168.122.60", hostname="stranger", expiry=at),
+        # its own earlier lease (same MAC, its own name): no clash
+        Lease(mac="52:54:00:00:00:08", ip="192.168.122.61", hostname="mine", expiry=at),
+    )
+    path = fleet_path(
+        "  web: {nics: [{network: ex, mac_addresses: ['52:54:00:00:00:07'],"
+        " ips: [192.168.122.50]}]}\n"
+        "  mine: {nics: [{network: ex, mac_addresses: ['52:54:00:00:00:08']}]}",
+        extra="networks:\n  ex: {mode: existing, name: default, cidr: 192.168.122.0/24}",
+    )
+    with (
+        Fleet.open(path, hosts=LeasingHost.factory) as fleet,
+        pytest.raises(PreflightError) as caught,
+    ):
+        fleet.up()
+    assert sorted(caught.value.problems) == [
+        "host local: web (network 'ex'): IP 192.168.122.50 is leased by DHCP of 'default' "
+        "to MAC 52:54:00:99:99:99",
+        "host local: web (network 'ex'): MAC 52:54:00:00:00:07 holds a DHCP lease of "
+        "'default' for 'stranger'",
+    ]

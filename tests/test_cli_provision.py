@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,6 +151,39 @@ def test_existing_network_must_exist_on_the_host(
     assert "needs libvirt network 'nosuchnet'" in result.stderr.replace("\n", " ")
 
 
+def test_host_side_clashes_are_reported_together_before_anything(
+    fleet_file: Callable[[str], Path], image: Path
+) -> None:
+    # The test driver has domain "test" with MAC aa:bb:cc:dd:ee:ff, interface eth1 (no
+    # bridge "br-gone") and network "default" on 192.168.122.0/24.
+    path = fleet_file(
+        fleet_on_test_driver(
+            "  web: {nics: [{network: ex, mac_addresses: ['aa:bb:cc:dd:ee:ff']}]}\n"
+            "  br: {nics: [{network: gone}, {network: eth}]}\n"
+            "  inner: {network: own}",
+            image,
+        ).replace(
+            "vms:",
+            "networks:\n  gone: {mode: bridge, bridge: br-gone}\n"
+            "  eth: {mode: bridge, bridge: eth1}\n"
+            "  ex: {mode: existing, name: default}\n"
+            "  own: {mode: nat, cidr: 192.168.122.128/25}\nvms:",
+        )
+    )
+    result = vmfleet("up", str(path))
+    flat = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert "nothing was changed: 3 problems" in flat
+    assert "web (network 'ex'): MAC aa:bb:cc:dd:ee:ff is already used by domain 'test'" in flat
+    assert "bridge 'br-gone' does not exist on the host" in flat
+    assert "bridge 'eth1'" not in flat  # it exists
+    assert (
+        "network 'own' (192.168.122.128/25) overlaps libvirt network 'default' "
+        "(192.168.122.0/24)" in flat
+    )
+    assert "Traceback" not in flat
+
+
 def test_nics_attach_to_bridges_existing_and_owned_networks(
     fleet_file: Callable[[str], Path], image: Path, tmp_path: Path
 ) -> None:
@@ -234,7 +268,8 @@ def test_plan_and_up_take_targets(fleet_file: Callable[[str], Path], image: Path
 
 
 def seed_documents(ctx: FleetContext, index: int, tmp_path: Path) -> dict[str, str]:
-    """user-data and meta-data from the seed ISO `up` would attach to the index-th VM."""
+    """user-data, meta-data and network-config from the seed ISO `up` would attach to the
+    index-th VM."""
     import pycdlib
 
     from vmfleet.engine.provision.seed import seed_iso
@@ -244,7 +279,7 @@ def seed_documents(ctx: FleetContext, index: int, tmp_path: Path) -> dict[str, s
     seed.write_bytes(seed_iso(ctx, ctx.instances()[index]))
     iso.open(str(seed))
     docs = {}
-    for name in ("user-data", "meta-data"):
+    for name in ("user-data", "meta-data", "network-config"):
         out = tmp_path / name
         iso.get_file_from_iso(str(out), joliet_path=f"/{name}")
         docs[name] = out.read_text()
@@ -270,3 +305,41 @@ def test_a_secret_file_is_read_beside_the_fleet_file_not_in_the_working_folder(
     monkeypatch.chdir(elsewhere)
     (user,) = yaml.safe_load(seed_documents(ctx, 0, tmp_path)["user-data"])["users"]
     assert verify_password("beside-the-fleet", user["hashed_passwd"])
+
+
+def test_mtu_reaches_the_network_the_nic_and_the_guest(
+    fleet_file: Callable[[str], Path], image: Path, tmp_path: Path
+) -> None:
+    import libvirt
+    import yaml
+
+    from vmfleet.engine.provision.definition import domain_config
+    from vmfleet.engine.provision.networks import ensure_network
+    from vmfleet.spec.load import load
+    from vmfleet.state.store import Store
+
+    path = fleet_file(
+        fleet_on_test_driver("  web: {nics: [{network: br}, {network: own}]}", image).replace(
+            "vms:",
+            "networks:\n  br: {mode: bridge, bridge: eth1, mtu: 9000}\n"
+            "  own: {mode: isolated, cidr: 10.9.0.0/24, mtu: 1400}\nvms:",
+        )
+    )
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    host = ctx.host("local")
+    ensure_network(ctx, host, "own")
+    conn = libvirt.open("test:///default")  # the same in-process driver state
+    try:
+        network = ET.fromstring(conn.networkLookupByName("vmf-fast.own").XMLDesc(0))
+    finally:
+        conn.close()
+    mtu = network.find("mtu")
+    assert mtu is not None and mtu.get("size") == "1400"
+    (instance,) = ctx.instances()
+    domain = ET.fromstring(domain_config(ctx, instance, host, "local", ()).to_xml())
+    nics = {iface.get("type"): iface.find("mtu") for iface in domain.findall("devices/interface")}
+    bridge_mtu = nics["bridge"]
+    assert bridge_mtu is not None and bridge_mtu.get("size") == "9000"
+    assert nics["network"] is None  # a tap on the vmfleet network takes the network's MTU
+    config = yaml.safe_load(seed_documents(ctx, 0, tmp_path)["network-config"])
+    assert sorted(e["mtu"] for e in config["ethernets"].values()) == [1400, 9000]

@@ -250,6 +250,10 @@ def test_dual_homed_gateway() -> None:
             {"match": {"macaddress": "52:54:00:aa:00:01"}, "dhcp4": True},
         ),
         (
+            NicNetwork(mac="52:54:00:aa:00:01", mtu=1400),
+            {"match": {"macaddress": "52:54:00:aa:00:01"}, "dhcp4": True, "mtu": 1400},
+        ),
+        (
             NicNetwork(mac="52:54:00:aa:00:01", addresses=("10.0.0.5/24",), dhcp4=True),
             {
                 "match": {"macaddress": "52:54:00:aa:00:01"},
@@ -267,7 +271,7 @@ def test_dual_homed_gateway() -> None:
             },
         ),
     ],
-    ids=["dhcp-when-no-address", "static-and-dhcp", "ipv6-default-route"],
+    ids=["dhcp-when-no-address", "mtu", "static-and-dhcp", "ipv6-default-route"],
 )
 def test_nic_network(nic: NicNetwork, expected: dict[str, Any]) -> None:
     assert _network(replace(BASE, nics=(nic,)))["ethernets"]["nic0"] == expected

@@ -4,6 +4,7 @@ killed at any moment converges on the next one without leaking volumes or domain
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,8 @@ from tests.e2e_support import (
     unique_fleet,
     vmfleet,
 )
+
+from vmfleet.drivers import names
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +111,8 @@ def test_kill_9_during_up_converges_with_nothing_leaked(tmp_path: Path) -> None:
         assert killed >= 2, "the runs finished before they could be killed"
         final = vmfleet("up", str(path), "-o", "json")
         assert final.returncode == 0, final.stderr + final.stdout
+        # Right after the recovering run, before any down: exactly the fleet's objects exist.
+        _assert_only_the_fleet(fleet, [f"k-{i}" for i in range(4)], db)
         listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
         assert [(r["name"], r["state"]) for r in listed] == [
             (f"k-{i}", "running") for i in range(4)
@@ -123,6 +128,28 @@ def test_kill_9_during_up_converges_with_nothing_leaked(tmp_path: Path) -> None:
             )
     finally:
         vmfleet("down", str(path), "--yes")
+
+
+def _assert_only_the_fleet(fleet: str, vms: list[str], db: Path) -> None:
+    """No leak of a killed run survives its recovery: the host holds the fleet's domains and
+    each one's root disk and seed, nothing else; no journal intent stays open; every lease
+    is held by a VM of the spec."""
+    found = leftovers(fleet)
+    domains = sorted(x.removeprefix("domain ") for x in found if x.startswith("domain "))
+    assert domains == vms, found
+    volumes = [x.removeprefix("volume ") for x in found if x.startswith("volume ")]
+    parsed = [names.parse_volume(v) for v in volumes]
+    assert all(p is not None and p[1] in vms and p[2] in {"root", "seed.iso"} for p in parsed), (
+        volumes
+    )
+    assert sorted(p[1] for p in parsed if p is not None and p[2] == "root") == vms, volumes
+    assert [x for x in found if x.startswith("network ")] == []
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert (
+            conn.execute("SELECT count(*) FROM journal WHERE status = 'intent'").fetchone()[0] == 0
+        )
+        holders = {row[0] for row in conn.execute("SELECT DISTINCT vm FROM leases")}
+    assert holders <= set(vms), holders
 
 
 def _journal_count(db: Path) -> int:

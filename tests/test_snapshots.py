@@ -4,6 +4,8 @@ delete, timeouts that resume the VM, ownership, and the pure rules (members, kin
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -78,7 +80,11 @@ def _state(ctx: FleetContext, vm: str) -> DomainState:
     return info.state
 
 
-def test_a_group_is_captured_together_and_every_member_runs_again(ctx: FleetContext) -> None:
+def test_a_group_is_captured_together_and_every_member_runs_again(
+    ctx: FleetContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every snapshot call takes 0.3 s: the members stay paused across all of them
+    monkeypatch.setenv("VMFLEET_FAULT_SNAPSHOT_DELAY", "0.3")
     chosen = snapshots.members(ctx, group="site")
     assert [m.vm for m in chosen] == ["web-0", "web-1", "db"]
     report = snapshots.create(ctx, chosen, "before-upgrade", group="site")
@@ -89,7 +95,9 @@ def test_a_group_is_captured_together_and_every_member_runs_again(ctx: FleetCont
         ("web-1", "internal", "crash"),
         ("db", "internal", "crash"),
     }
-    assert report.pause_window is not None and report.pause_window >= 0
+    # from the first pause to the last resume: it spans at least one delayed snapshot call
+    # and ends soon after the last (three calls run in parallel, not one after the other)
+    assert report.pause_window is not None and 0.3 <= report.pause_window < 2.5
     assert all(_state(ctx, m.vm) is DomainState.RUNNING for m in chosen)
 
 
@@ -166,12 +174,22 @@ def test_the_safety_timer_resumes_members_while_a_snapshot_still_hangs(
     ctx: FleetContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VMFLEET_FAULT_SNAPSHOT_DELAY", "5")
-    report = snapshots.create(
-        ctx, snapshots.members(ctx, vms=["db"]), "slow", timeout=4, safety=0.2
+    reports: list[snapshots.CreateReport] = []
+    worker = threading.Thread(
+        target=lambda: reports.append(
+            snapshots.create(ctx, snapshots.members(ctx, vms=["db"]), "slow", timeout=4, safety=0.2)
+        )
     )
+    worker.start()
+    time.sleep(1.5)
+    # the snapshot call still hangs, yet the safety timer has already resumed the member
+    assert worker.is_alive()
+    assert _state(ctx, "db") is DomainState.RUNNING
+    worker.join()
+    (report,) = reports
     assert not report.ok
-    # released by the timer, long before the snapshot call gave up
-    assert report.pause_window is not None and report.pause_window < 4
+    # released by the timer (0.2 s), long before the snapshot call gave up at 4 s
+    assert report.pause_window is not None and report.pause_window < 1.5
     assert _state(ctx, "db") is DomainState.RUNNING
 
 

@@ -41,7 +41,7 @@ from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import expand
 from vmfleet.core.plan import Plan, replan
 from vmfleet.drivers.commands import CommandRunner
-from vmfleet.engine import checks
+from vmfleet.engine import checks, preflight
 from vmfleet.engine import groups as engine_groups
 from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.apply import Outcome
@@ -210,7 +210,8 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
                         "vmfleet never keeps in libvirt (restore it, or recreate those VMs)"
                     )
                 )
-            engine.preflight(ctx, the_plan)
+            for warning in preflight.check(ctx, the_plan):
+                self._on_event(Notice(warning))
             only = {a.vm for a in the_plan.actions} if targets else None
             if the_plan.empty:
                 # Nothing to change, but every running VM must be ready (a killed run may

@@ -29,20 +29,9 @@ from collections import Counter
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from vmfleet.core.placement import (
-    HostFacts,
-    Strategy,
-    Term,
-    VmRequest,
-    _check,
-    _Rules,
-    _rules,
-    _score,
-    _State,
-    _summary,
-    domain,
-    terms_of,
-)
+from vmfleet.core.placement import HostFacts, Strategy, Term, VmRequest, domain, terms_of
+from vmfleet.core.placement.solve import _summary
+from vmfleet.core.placement.state import _check, _Rules, _rules, _score, _State
 
 
 @dataclass(frozen=True, slots=True)

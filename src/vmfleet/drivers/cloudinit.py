@@ -98,6 +98,7 @@ class NicNetwork:
     `addresses` are `ip/prefix` (IPv4 or IPv6). `dhcp4` None means DHCP exactly when there
     is no static address. `gateway` becomes the default route; it must lie in one of the
     NIC's subnets. `name` renames the interface (`set-name`), else the guest's own name stays.
+    `mtu` sets the interface's MTU in the guest (None: the guest's default, or DHCP's).
     """
 
     mac: str
@@ -107,6 +108,7 @@ class NicNetwork:
     dns_search: tuple[str, ...] = ()
     dhcp4: bool | None = None
     name: str | None = None
+    mtu: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mac", self.mac.lower())
@@ -140,6 +142,8 @@ class NicNetwork:
         if self.name is not None:
             entry["set-name"] = self.name
         entry["dhcp4"] = self.uses_dhcp4
+        if self.mtu is not None:
+            entry["mtu"] = self.mtu
         if self.addresses:
             entry["addresses"] = list(self.addresses)
         if self.gateway is not None:

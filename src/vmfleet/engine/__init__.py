@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from vmfleet.engine.apply import Observation, Outcome, down, make_plan, observe, up
     from vmfleet.engine.operations import listing, power
     from vmfleet.engine.preflight import PreflightError
-    from vmfleet.engine.preflight import check as preflight
     from vmfleet.engine.provision import recover
 
 # name -> (module, attribute in it; None for the module itself)
@@ -28,7 +27,6 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "make_plan": ("vmfleet.engine.apply", "make_plan"),
     "observe": ("vmfleet.engine.apply", "observe"),
     "power": ("vmfleet.engine.operations", "power"),
-    "preflight": ("vmfleet.engine.preflight", "check"),
     "recover": ("vmfleet.engine.provision", "recover"),
     "up": ("vmfleet.engine.apply", "up"),
 }
@@ -43,7 +41,6 @@ __all__ = [
     "make_plan",
     "observe",
     "power",
-    "preflight",
     "recover",
     "up",
 ]

@@ -28,7 +28,8 @@ class NetworkConfig:
 
     `nat` and `isolated` networks get a libvirt bridge (`bridge` names it, else libvirt
     picks `virbrN`), the gateway address (default: the first host of `cidr`), DHCP over
-    `dhcp_range` with fixed `hosts`, and DNS names under `domain`. `bridge` mode attaches
+    `dhcp_range` with fixed `hosts`, DNS names under `domain`, and `mtu` (libvirt sets it
+    on the bridge and on every guest's tap device; None keeps the default). `bridge` mode attaches
     guests to an existing host bridge: `bridge` is required and libvirt runs no DHCP or DNS.
     """
 
@@ -41,6 +42,7 @@ class NetworkConfig:
     hosts: tuple[DhcpHost, ...] = ()
     domain: str | None = None
     uuid: str | None = None
+    mtu: int | None = None
 
     def __post_init__(self) -> None:
         require(bool(self.name), "a network needs a name")
@@ -85,6 +87,8 @@ class NetworkConfig:
             forward = sub(root, "forward", mode="nat")
             sub(sub(forward, "nat"), "port", start="1024", end="65535")
         sub(root, "bridge", name=self.bridge, stp="on", delay="0")
+        if self.mtu is not None:
+            sub(root, "mtu", size=str(self.mtu))
         if self.domain is not None:
             sub(root, "domain", name=self.domain, localOnly="yes")
         ip = sub(root, "ip", address=self.gateway_address, prefix=str(self.ip_network.prefixlen))

@@ -75,11 +75,13 @@ Attachment = NetworkAttachment | BridgeAttachment | UserAttachment
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NicConfig:
-    """One network interface: its MAC (stored lowercase), model, and what it is plugged into."""
+    """One network interface: its MAC (stored lowercase), model, what it is plugged into,
+    and its `mtu` (`<mtu size>` on a network or bridge NIC; None keeps the default)."""
 
     mac: str
     attachment: Attachment
     model: NicModel = "virtio"
+    mtu: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mac", normal_mac(self.mac))
@@ -105,6 +107,8 @@ class NicConfig:
             nic = ET.Element("interface", {"type": "user"})
             sub(nic, "mac", address=self.mac)
         sub(nic, "model", type=self.model)
+        if self.mtu is not None and not isinstance(attachment, UserAttachment):
+            sub(nic, "mtu", size=str(self.mtu))
         if isinstance(attachment, UserAttachment):
             sub(nic, "backend", type="passt")
             for forward in attachment.forwards:

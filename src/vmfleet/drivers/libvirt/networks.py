@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +95,19 @@ class _Networks(_Storage):
             for entry in raw
         ]
 
+    def bridge_exists(self, name: str) -> bool | None:
+        """Whether the host has a network interface (a bridge) called `name`, asked through
+        libvirt so it works for remote hosts too; None when this libvirt cannot say (its
+        interface backend, netcf or udev, is missing or failed)."""
+        conn = self._connection()
+        try:
+            conn.interfaceLookupByName(name)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_INTERFACE:
+                return False
+            return None
+        return True
+
     def _network_or_none(self, name: str) -> Any | None:
         conn = self._connection()
         try:
@@ -145,4 +159,19 @@ def _network_info(net: Any) -> NetworkInfo:
         bridge=None if bridge is None else bridge.get("name"),
         owned=_network_owned(root),
         fleet=_network_fleet(root),
+        cidrs=_network_cidrs(root),
     )
+
+
+def _network_cidrs(root: ET.Element) -> tuple[str, ...]:
+    found = []
+    for ip in root.findall("ip"):
+        address = ip.get("address")
+        mask = ip.get("prefix") or ip.get("netmask")
+        if address is None or mask is None or ip.get("family", "ipv4") != "ipv4":
+            continue
+        try:
+            found.append(str(ipaddress.IPv4Interface(f"{address}/{mask}").network))
+        except ValueError:
+            continue  # not ours to judge: libvirt accepted it
+    return tuple(found)

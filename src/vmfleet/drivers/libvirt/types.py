@@ -170,6 +170,7 @@ class NetworkInfo:
     bridge: str | None
     owned: bool
     fleet: str | None
+    cidrs: tuple[str, ...] = ()  # the IPv4 networks of its <ip> elements, e.g. 192.168.122.0/24
 
 
 @dataclass(frozen=True, slots=True)

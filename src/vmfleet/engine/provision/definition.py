@@ -138,7 +138,10 @@ def domain_config(
             )
         else:
             attachment = attachment_for(ctx, nic.network)
-        nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model))  # type: ignore[arg-type]
+        net = ctx.loaded.spec.networks.get(nic.network)
+        # nat/isolated networks carry their own <mtu>, which libvirt gives every tap device
+        mtu = net.mtu if net is not None and net.mode in ("bridge", "existing") else None
+        nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model, mtu=mtu))  # type: ignore[arg-type]
     kernel = fields.kernel
     kvm = domain_type(ctx, host, host_name, fields.arch) == "kvm"
     runs_as = guestarch.guest_platform(

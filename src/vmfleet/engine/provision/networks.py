@@ -52,6 +52,7 @@ def ensure_network(ctx: FleetContext, host: LibvirtHost, network: str) -> None:
         cidr=spec.cidr,
         gateway=spec.gateway,
         domain=spec.domain,
+        mtu=spec.mtu,
     )
     with _network_guard:
         host.ensure_network(owned_network_xml(config.to_xml(), fleet=ctx.fleet, network=network))

@@ -35,6 +35,7 @@ def seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
                 addresses=(f"{nic.ip}/{nic.prefix}",) if nic.ip else (),
                 gateway=gateway,
                 dns=tuple(nic.dns) if nic.ip else (),
+                mtu=_mtu(ctx, nic.network),
             )
         )
     host_key = hostkeys.record_host_key(ctx, instance.name)
@@ -118,3 +119,9 @@ def _password_hash(ctx: FleetContext, password: str | Secret | None) -> str | No
     else:
         plain = password
     return plain if secrets.looks_hashed(plain) else secrets.hash_password(plain)
+
+
+def _mtu(ctx: FleetContext, network: str) -> int | None:
+    """The guest-side MTU of a NIC on `network` (`networks.*.mtu`), None for the default."""
+    spec = ctx.loaded.spec.networks.get(network)
+    return None if spec is None else spec.mtu
