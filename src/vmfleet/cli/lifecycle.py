@@ -21,12 +21,11 @@ from vmfleet.cli.common import (
     WaitOpt,
     WorkersOpt,
     app,
+    load_fleet,
     open_fleet,
 )
-from vmfleet.cli.output import OutputFormat, console, emit, err_console
+from vmfleet.cli.output import OutputFormat, console, emit
 from vmfleet.core.plan import Plan
-from vmfleet.errors import FleetError
-from vmfleet.spec.load import load_text
 
 Targets = Annotated[
     list[str] | None,
@@ -56,7 +55,7 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
     fleet's folder or `trusted_paths`), `{env:}` secrets are set, and each VM's user-data
     renders to valid cloud-config. Exits 2 when there are problems. No host is touched.
     """
-    with open_fleet(file, None) as fleet:
+    with open_fleet(file, None, run_log=False) as fleet:
         summary = fleet.validate()
     rows = [render.plain(t) for t in summary.details]
     emit(
@@ -84,7 +83,7 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
     """Show every VM the fleet file expands to: names, sizes, MACs, IPs, groups, labels."""
-    with open_fleet(file, None) as fleet:
+    with open_fleet(file, None, run_log=False) as fleet:
         rows = [render.plain(vm) for vm in fleet.show()]
     emit(
         rows,
@@ -107,18 +106,10 @@ def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def convert(file: FleetFile) -> None:
     """Print the native fleet-file form of any supported format (validated first)."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise FleetError(f"cannot read {file}: {error.strerror}") from None
-    document, fmt = load_text(text, file=str(file))
-    from vmfleet.spec.load import parse
-
-    parse(document)
-    for warning in document.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    header = f"# converted by vmfleet from {file.name} ({fmt})\n"
-    sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
+    loaded = load_fleet(file)
+    header = f"# converted by vmfleet from {file.name} ({loaded.format})\n"
+    data = loaded.document.data
+    sys.stdout.write(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 @app.command()
@@ -134,6 +125,13 @@ def plan(
         str | None,
         typer.Option(help="Show, host by host, why this VM goes where it goes (and no plan)."),
     ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 when nothing would change, 2 when something would, 1 on an error.",
+        ),
+    ] = False,
 ) -> None:
     """Show what `up` would create, change and delete. Touches nothing."""
     with open_fleet(file, state) as fleet:
@@ -142,7 +140,10 @@ def plan(
 
             show_explanation(fleet, explain, output)
             return
-        render.show_plan(fleet.plan(targets or ()), prune=prune, output=output)
+        the_plan = fleet.plan(targets or ())
+        render.show_plan(the_plan, prune=prune, output=output)
+    if detailed_exitcode and render.has_changes(the_plan, prune=prune):
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -6,11 +6,15 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input (spec or command line)
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from pathlib import Path
 
+from vmfleet.cli import fleetfile
 from vmfleet.cli.common import app
 from vmfleet.cli.output import err_console
-from vmfleet.errors import FleetError
+from vmfleet.errors import FleetError, SpecError
 
 # Command modules register themselves on `app` when imported, in the order --help lists them.
 # isort: off
@@ -20,21 +24,57 @@ from vmfleet.cli import access  # noqa: F401
 from vmfleet.cli import groups  # noqa: F401
 from vmfleet.cli import hosts  # noqa: F401
 from vmfleet.cli import snapshots  # noqa: F401
+from vmfleet.cli import init  # noqa: F401
 
 # isort: on
 
 
 def run() -> None:
-    """Console-script entry point: maps errors to messages and exit codes.
+    """Console-script entry point: finds the fleet file, maps errors to messages and exit codes.
 
-    Usage errors (exit 2), --help and Ctrl-C are handled by typer in standalone mode;
-    every FleetError propagates here and exits with its class's code.
+    Usage errors (exit 2), --help and Ctrl-C are handled by click in standalone mode;
+    every FleetError propagates here and exits with its class's code (as JSON on stdout
+    with `-o json`). With `plan --detailed-exitcode` an error exits 1, as Terraform's.
     """
+    import typer.main
+
+    command = typer.main.get_command(app)
+    given = sys.argv[1:]
     try:
-        app()
-    except FleetError as error:
+        args = fleetfile.rewrite(given, command, env=os.environ, cwd=Path.cwd())
+    except fleetfile.ArgvError as error:
         err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
+        sys.exit(2)
+    try:
+        command.main(args=args, prog_name="vmfleet")
+    except FleetError as error:
+        if fleetfile.wants_json(args):
+            sys.stdout.write(json.dumps({"error": error_json(error)}, indent=2) + "\n")
+        else:
+            err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        detailed = "--detailed-exitcode" in args
+        sys.exit(1 if detailed else error.exit_code)
+
+
+def error_json(error: FleetError) -> dict[str, object]:
+    """An error as data: its kind, message, exit code and, for a spec, every problem."""
+    data: dict[str, object] = {
+        "type": type(error).__name__,
+        "message": str(error),
+        "exit_code": error.exit_code,
+    }
+    if isinstance(error, SpecError):
+        data["problems"] = [
+            {
+                "file": p.position.file if p.position else None,
+                "line": p.position.line if p.position else None,
+                "column": p.position.column if p.position else None,
+                "field": p.field,
+                "message": p.message,
+            }
+            for p in error.problems
+        ]
+    return data
 
 
 if __name__ == "__main__":

@@ -46,6 +46,12 @@ def plan_rows(plan: Plan, *, prune: bool) -> list[dict[str, object]]:
     return rows
 
 
+def has_changes(plan: Plan, *, prune: bool) -> bool:
+    """`up` would create or change a VM (or, with `prune`, remove one)."""
+    kinds = {"create", "change", "orphan"} if prune else {"create", "change"}
+    return any(a.kind in kinds for a in plan.actions)
+
+
 def show_plan(plan: Plan, *, prune: bool, output: OutputFormat) -> None:
     rows = plan_rows(plan, prune=prune)
     if output is not OutputFormat.table:

@@ -70,6 +70,7 @@ def spec_hash(instance: Instance) -> str:
     """A short, stable hash of everything that shapes a VM's domain and disks."""
     fields = _plain(asdict(instance.fields))
     assert isinstance(fields, dict)
+    fields.pop("power", None)  # whether `up` starts the VM does not shape its domain
     # A password (even as a reference) never goes into a hash stored in domain metadata;
     # cloud-init applies it at first boot only, so changing it is no reason to redefine.
     cloud_init = fields.get("cloud_init")

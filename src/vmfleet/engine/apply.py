@@ -118,11 +118,12 @@ def up(
     """Apply a plan: create, change, start, and (with prune) remove; ready checks last.
 
     VMs in `hold` belong to a group that decides their power (engine.groups): they are
-    created and changed but never started here.
+    created and changed but never started here, as are standby VMs (`power: off`).
     """
     jobs: list[tuple[Action, Callable[[], Outcome]]] = []
     for action in plan.actions:
-        held = action.vm in hold
+        standby = action.instance is not None and action.instance.fields.power == "off"
+        held = action.vm in hold or standby
         if action.kind == "create":
             jobs.append((action, partial(_create, ctx, action, progress, not held)))
         elif action.kind == "change":
@@ -164,7 +165,9 @@ def _create(ctx: FleetContext, action: Action, progress: Progress, start: bool) 
     started = time.monotonic()
     reach = provision.create(ctx, action.instance, action.host, progress, start=start)
     if not start:
-        progress(action.vm, "done", "defined; its group starts it")
+        standby = action.instance.fields.power == "off"
+        why = "standby (power: off)" if standby else "its group starts it"
+        progress(action.vm, "done", f"defined; {why}")
         return Outcome(action.vm, action.kind, True, "defined", time.monotonic() - started)
     return _ready(ctx, action, action.instance, reach, started, progress, "created")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from vmfleet.errors import Problem, SpecError
-from vmfleet.spec import validate
+from vmfleet.spec import sources, validate
 from vmfleet.spec.importers import ansible, cluster, kubernetes
 from vmfleet.spec.models import FleetSpec
 from vmfleet.spec.source import Document, load_documents
@@ -141,16 +142,32 @@ def _cut(data: Any, path: tuple[str | int, ...]) -> bool:
 
 
 def load(path: str | FsPath) -> LoadedFleet:
-    """Load, import and validate a fleet file; SpecError lists every problem."""
-    file_path = FsPath(path)
+    """Load, import and validate a fleet; SpecError lists every problem.
+
+    `path` is a file, a folder (its `*.yaml`/`*.yml` files, in name order) or several of
+    either joined by `os.pathsep` (`group.yaml:vms.yaml`, as KUBECONFIG): together they form
+    one fleet, and every position still names the file it came from.
+    """
+    files = sources.files(path)
+    documents = [doc for file in files for doc in _read(file)]
+    fmt = detect(documents)
+    if len(files) > 1 and fmt in ("ansible-inventory", "cluster-vars"):
+        raise SpecError([Problem(None, "", f"a {fmt} file cannot be combined with other files")])
+    if fmt == "native" and len(documents) > 1:
+        documents = [sources.merge(documents)]
+    document = to_native(documents, fmt, file=str(files[0]))
+    where = FsPath(str(path).split(os.pathsep)[0])
+    return LoadedFleet(parse(document), document, fmt, where.resolve())
+
+
+def _read(file: FsPath) -> list[Document]:
     try:
-        text = file_path.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except OSError as error:
-        raise SpecError([Problem(None, "", f"cannot read {file_path}: {error.strerror}")]) from None
+        raise SpecError([Problem(None, "", f"cannot read {file}: {error.strerror}")]) from None
     except UnicodeDecodeError:
-        raise SpecError([Problem(None, "", f"{file_path} is not UTF-8 text")]) from None
-    document, fmt = load_text(text, file=str(file_path))
-    return LoadedFleet(parse(document), document, fmt, file_path.resolve())
+        raise SpecError([Problem(None, "", f"{file} is not UTF-8 text")]) from None
+    return load_documents(text, file=str(file))
 
 
 # --- pydantic errors to problems ------------------------------------------------------------

@@ -19,12 +19,14 @@ from pydantic import (
     model_validator,
 )
 
+from vmfleet.spec import catalog
 from vmfleet.spec.values import (
     Cidr,
     Count,
     DiskSize,
     Duration,
     HttpUrl,
+    ImageName,
     IPv4,
     Labels,
     Line,
@@ -32,6 +34,7 @@ from vmfleet.spec.values import (
     Mac,
     MemorySize,
     Name,
+    Power,
     Reserved,
     SshKey,
     Text,
@@ -80,12 +83,15 @@ class HostSpec(Model):
 
 
 class ImageSpec(Model):
-    """A base image: a local path, or an http(s) URL with its sha256."""
+    """A base image: a local path, an http(s) URL with its sha256, or a `catalog` name (the
+    URL from the catalog, the digest from the publisher's checksum list at pull time)."""
 
-    source: Line
+    source: Line = ""
     sha256: str | None = None
     format: Literal["qcow2", "raw"] | None = None
     arch: Line = "x86_64"
+    catalog: Line | None = None
+    user: LoginUser | None = None
 
     @field_validator("sha256")
     @classmethod
@@ -94,9 +100,29 @@ class ImageSpec(Model):
             raise ValueError("sha256 must be 64 hex digits")
         return value.lower() if value else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_catalog(cls, data: Any) -> Any:
+        """A catalog name gives the source URL and the login user (unless given)."""
+        if not isinstance(data, dict) or not isinstance(data.get("catalog"), str):
+            return data
+        if data.get("source"):
+            raise ValueError("give either catalog or source, not both")
+        arch = data.get("arch", "x86_64")
+        entry = catalog.find(data["catalog"], str(arch))
+        if entry is None:
+            raise ValueError(
+                f"{data['catalog']!r} for {arch} is not in the catalog; known: "
+                f"{', '.join(catalog.NAMES)} (`vmfleet image catalog` lists them)"
+            )
+        return {**data, "source": entry.url, "user": data.get("user", entry.user)}
+
     @model_validator(mode="after")
     def _url_needs_sha(self) -> ImageSpec:
-        if self.source.startswith(("http://", "https://")) and not self.sha256:
+        if not self.source:
+            raise ValueError("an image needs a source (a path or URL) or a catalog name")
+        url = self.source.startswith(("http://", "https://"))
+        if self.catalog is None and url and not self.sha256:
             raise ValueError("an image downloaded from a URL needs its sha256")
         return self
 
@@ -238,7 +264,7 @@ class VmFields(Model):
     memory: MemorySize | None = None
     vcpus: Count | None = Field(default=None, gt=0, le=1024)
     disk: DiskSize | None = None
-    image: Name | None = None
+    image: ImageName | None = None
     clone: Literal["linked", "full"] | None = None
     data_disks: list[DataDisk] | None = None
     network: Name | None = None
@@ -258,6 +284,7 @@ class VmFields(Model):
     cloud_init: CloudInit | None = None
     ready: Ready | None = None
     autostart: bool | None = None
+    power: Power | None = None
     snapshot_type: Literal["auto", "internal", "external"] | None = None
 
     _labels = field_validator("labels", mode="before")(check_labels)
@@ -337,7 +364,7 @@ class FleetSpec(Model):
 
     fleet: Name | None = None
     hosts: dict[Name, HostSpec] = Field(default_factory=dict)
-    images: dict[Name, ImageSpec] = Field(default_factory=dict)
+    images: dict[ImageName, ImageSpec] = Field(default_factory=dict)
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
     defaults: VmFields = Field(default_factory=VmFields)
     profiles: dict[Name, VmFields] = Field(default_factory=dict)

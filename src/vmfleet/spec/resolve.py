@@ -59,6 +59,7 @@ class Effective:
     ready: Ready
     autostart: bool
     snapshot_type: str
+    power: str  # "off": a standby VM, defined by `up` but not started
     hostname: str | None
     description: str | None
 
@@ -151,6 +152,7 @@ def effective(spec: FleetSpec, template: VmTemplate, index: int | None) -> Effec
         ready=_top(stack, "ready") or Ready(),
         autostart=bool(_top(stack, "autostart")),
         snapshot_type=_top(stack, "snapshot_type") or "auto",
+        power=_top(stack, "power") or "on",
         hostname=_top(stack, "hostname"),
         description=_top(stack, "description"),
     )
