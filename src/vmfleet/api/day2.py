@@ -170,9 +170,11 @@ class Day2(FleetBase):
         numbers in bytes and vCPUs). `probe` boots the KVM probe on `domain_type: auto`."""
         return tuple(engine_hosts.rows(engine_hosts.gather(self._context(), probe=probe)))
 
-    def image_pull(self, names: Sequence[str] = ()) -> tuple[str, ...]:
-        """Download the fleet's URL images (or those named) into the cache; those fetched."""
-        return self._pull(self._context(), list(names) or None)
+    def image_pull(self, names: Sequence[str] = (), *, update: bool = False) -> tuple[str, ...]:
+        """Download the fleet's URL images (or those named) into the cache; those fetched.
+        Catalog images are pinned at their first pull; a later pull that finds the publisher's
+        "latest" changed raises ImageError, unless `update` takes the new one."""
+        return self._pull(self._context(), list(names) or None, update=update, check=True)
 
     def image_list(self) -> tuple[ImageRow, ...]:
         """Each image: source, local file, hosts holding its base volume, disks using it."""

@@ -10,6 +10,7 @@ is fetched as `http://mirror/base/host/path`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -159,3 +160,26 @@ def mirrored(url: str, mirror: str | None = None) -> str:
     if not base:
         return url
     return f"{base.rstrip('/')}/{url.split('://', 1)[1]}"
+
+
+_BSD = re.compile(r"^(SHA256|SHA512) \((?P<file>[^)]+)\) = (?P<hex>[0-9a-fA-F]+)$")
+_GNU = re.compile(r"^(?P<hex>[0-9a-fA-F]{64}|[0-9a-fA-F]{128})\s+\*?(?P<file>\S+)$")
+
+
+def digest_for(text: str, file: str) -> tuple[str, str] | None:
+    """(algorithm, hex digest) of `file` in a publisher's checksum list, or None.
+
+    Reads both forms publishers use: GNU `HEX  FILE` / `HEX *FILE` (Debian's SHA512SUMS,
+    Ubuntu's SHA256SUMS, Arch's and openSUSE's single-line files) and BSD
+    `SHA256 (FILE) = HEX` (Fedora, Rocky and AlmaLinux CHECKSUM files, whose PGP armour
+    lines are skipped). The algorithm follows from the digest's length.
+    """
+    for line in text.splitlines():
+        line = line.strip()
+        match = _BSD.match(line) or _GNU.match(line)
+        if match and match["file"].rsplit("/", 1)[-1] == file:
+            hexdigest = match["hex"].lower()
+            algorithm = {64: "sha256", 128: "sha512"}.get(len(hexdigest))
+            if algorithm:
+                return algorithm, hexdigest
+    return None
