@@ -81,6 +81,7 @@ class VmInfo:
     ip: tuple[str, ...] | None
     uptime: str | None
     uptime_seconds: int | None
+    user: str | None = None  # the login user (None for a VM the spec dropped)
 
 
 @dataclass(frozen=True, slots=True)

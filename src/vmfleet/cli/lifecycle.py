@@ -6,6 +6,7 @@ Each command parses its arguments, asks what must be asked, calls `Fleet` and re
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -214,18 +215,31 @@ def down(
     result.raise_for_failures()
 
 
+class ListFormat(StrEnum):
+    """`list` also has `wide`: the table with the login user."""
+
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
 @app.command("list")
 def list_vms(
     file: FleetFile,
-    output: Output = OutputFormat.table,
+    output: Annotated[
+        ListFormat,
+        typer.Option("--output", "-o", help="Output format.", case_sensitive=False),
+    ] = ListFormat.table,
     state: StateOpt = None,
 ) -> None:
-    """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime."""
+    """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime (and the
+    login user with `-o wide`)."""
     with open_fleet(file, state) as fleet:
         rows = [render.plain(vm) for vm in fleet.list()]
     emit(
         rows,
-        fmt=output,
+        fmt=OutputFormat.table if output is ListFormat.wide else OutputFormat(output.value),
         title=f"fleet {fleet.name}",
         columns=[
             ("template", "Template"),
@@ -237,6 +251,7 @@ def list_vms(
             ("disk", "Disk"),
             ("ip", "IP"),
             ("uptime", "Uptime"),
+            *([("user", "User")] if output is ListFormat.wide else []),
         ],
     )
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from vmfleet.errors import Problem, SpecError
 from vmfleet.spec import sources, validate
 from vmfleet.spec.importers import ansible, cluster, kubernetes
-from vmfleet.spec.models import FleetSpec
+from vmfleet.spec.models import CloudInit, FleetSpec
 from vmfleet.spec.source import Document, load_documents
 
 Format = Literal["native", "ansible-inventory", "cluster-vars", "kubernetes"]
@@ -184,6 +184,8 @@ def pydantic_problems(error: ValidationError, document: Document) -> list[Proble
             key = str(loc[-1])
             allowed = _allowed_keys(FleetSpec, loc[:-1])
             hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            if key in CloudInit.model_fields and "cloud_init" in allowed:
+                hint = [f"cloud_init.{key}"]  # `packages:` written on the VM itself
             message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         elif item["type"] == "missing":
             message = f"required field {loc[-1]!r} is missing"

@@ -40,6 +40,7 @@ from vmfleet.spec.values import (
     Text,
     WaitFor,
     check_labels,
+    one_or_list,
 )
 
 
@@ -255,6 +256,8 @@ class NicSpec(Model):
     ips: list[IPv4] | None = None
     model: Literal["virtio", "e1000", "rtl8139"] = "virtio"
 
+    _one_address = field_validator("mac_addresses", "ips", mode="before")(one_or_list)
+
 
 class VmFields(Model):
     """Everything a template, a profile or `defaults` may set. None means 'not set here'."""
@@ -289,6 +292,12 @@ class VmFields(Model):
 
     _labels = field_validator("labels", mode="before")(check_labels)
 
+    @field_validator("ready", mode="before")
+    @classmethod
+    def _ready_shorthand(cls, value: Any) -> Any:
+        """`ready: ssh` means `ready: {wait_for: ssh}`."""
+        return {"wait_for": value} if isinstance(value, str) else value
+
     @field_validator("node_preference", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
@@ -307,6 +316,8 @@ class VmTemplate(VmFields):
     mac_addresses: list[Mac] | None = None
     ips: list[IPv4] | None = None
     overrides: dict[int, VmOverride] = Field(default_factory=dict)
+
+    _one_address = field_validator("mac_addresses", "ips", mode="before")(one_or_list)
 
     @field_validator("extends", mode="before")
     @classmethod

@@ -101,6 +101,15 @@ def _merged_cloud_init(stack: list[VmFields]) -> CloudInit:
     return CloudInit.model_validate(merged)
 
 
+def _with_image_user(spec: FleetSpec, cloud_init: CloudInit, image: str | None) -> CloudInit:
+    """The login user: `cloud_init.user`, else `ssh.user` when the file sets it, else the
+    image's `user` (catalog images have one: debian, ubuntu, ...), else `ssh.user`'s default."""
+    if cloud_init.user or "user" in spec.ssh.model_fields_set or image not in spec.images:
+        return cloud_init
+    user = spec.images[image].user
+    return cloud_init.model_copy(update={"user": user}) if user else cloud_init
+
+
 def template_network(spec: FleetSpec, template: VmTemplate) -> str:
     """The network the shorthand (`network`, `mac_addresses`, `ips`) of a template uses."""
     name = _top(layers(spec, template, None), "network")
@@ -148,7 +157,7 @@ def effective(spec: FleetSpec, template: VmTemplate, index: int | None) -> Effec
         node_preference=tuple(_top(stack, "node_preference") or ()),
         affinity=_top(stack, "affinity"),
         max_per_host=_top(stack, "max_per_host"),
-        cloud_init=_merged_cloud_init(stack),
+        cloud_init=_with_image_user(spec, _merged_cloud_init(stack), _top(stack, "image")),
         ready=_top(stack, "ready") or Ready(),
         autostart=bool(_top(stack, "autostart")),
         snapshot_type=_top(stack, "snapshot_type") or "auto",

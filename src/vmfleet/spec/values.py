@@ -265,3 +265,8 @@ def check_labels(labels: dict[str, Any] | None) -> dict[str, str] | None:
             raise ValueError(f"label value {text!r} for {key!r} is not valid")
         out[key] = text
     return out
+
+
+def one_or_list(value: Any) -> Any:
+    """A single address where a list of one per replica is expected: `ips: 10.0.0.5`."""
+    return [value] if isinstance(value, str) else value
