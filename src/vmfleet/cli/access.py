@@ -15,12 +15,18 @@ from typer import _click as click
 from typer.core import TyperCommand
 
 from vmfleet.api import types as access
+from vmfleet.cli import completion
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.errors import FleetError, GuestError, UsageError
 
 Target = Annotated[
-    str, typer.Argument(help="VM: NAME, NAME-i or NAME@i (replica i).", show_default=False)
+    str,
+    typer.Argument(
+        help="VM: NAME, NAME-i or NAME@i (replica i).",
+        show_default=False,
+        autocompletion=completion.names,
+    ),
 ]
 
 

@@ -21,7 +21,7 @@ app = typer.Typer(
     name="vmfleet",
     help="Run fleets of libvirt/QEMU virtual machines from one declarative file.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )

@@ -19,6 +19,8 @@ from typing import Any
 ENV = "VMFLEET_FILE"
 DEFAULT_NAMES = ("vmfleet.yaml", "vmfleet.yml", "fleet.yaml", "fleet.yml")
 FILE_FLAGS = ("-f", "--file")
+# Commands whose positional arguments are local paths: their fleet file is never positional.
+NO_POSITIONAL_FILE = frozenset({"scp"})
 
 
 class ArgvError(Exception):
@@ -49,7 +51,7 @@ def rewrite(args: Sequence[str], root: Any, *, env: Mapping[str, str], cwd: Path
     head, files_before = _strip_files(head)
     rest, files_after = _strip_files(rest)
     files = files_before + files_after
-    given = _first_positional(rest, leaf)
+    given = None if leaf.name in NO_POSITIONAL_FILE else _first_positional(rest, leaf)
     if given is not None and looks_like_file(given):
         if files:
             raise ArgvError(f"the fleet file is given twice: {given} and -f")

@@ -14,7 +14,7 @@ import typer
 import yaml
 
 from vmfleet.api import Confirm
-from vmfleet.cli import render
+from vmfleet.cli import completion, render
 from vmfleet.cli.common import (
     FleetFile,
     Output,
@@ -33,6 +33,7 @@ Targets = Annotated[
     typer.Argument(
         help="Only these: VM names, NAME@i, templates (all replicas) or groups (nested too).",
         show_default=False,
+        autocompletion=completion.names,
     ),
 ]
 NeededTargets = Annotated[
@@ -40,6 +41,7 @@ NeededTargets = Annotated[
     typer.Argument(
         help="VM names, NAME@i, templates (all replicas), groups (nested too) or `all`.",
         show_default=False,
+        autocompletion=completion.names,
     ),
 ]
 

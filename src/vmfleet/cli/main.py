@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from vmfleet.cli import fleetfile
+from vmfleet.cli import completion, fleetfile
 from vmfleet.cli.common import app
 from vmfleet.cli.output import err_console
 from vmfleet.errors import FleetError, SpecError
@@ -21,6 +21,7 @@ from vmfleet.errors import FleetError, SpecError
 from vmfleet.cli import lifecycle  # noqa: F401
 from vmfleet.cli import images  # noqa: F401
 from vmfleet.cli import access  # noqa: F401
+from vmfleet.cli import transfer  # noqa: F401
 from vmfleet.cli import groups  # noqa: F401
 from vmfleet.cli import hosts  # noqa: F401
 from vmfleet.cli import snapshots  # noqa: F401
@@ -39,6 +40,8 @@ def run() -> None:
     import typer.main
 
     command = typer.main.get_command(app)
+    if completion.COMPLETE_VAR in os.environ:
+        completion.prepare(os.environ, command, cwd=Path.cwd())
     given = sys.argv[1:]
     try:
         args = fleetfile.rewrite(given, command, env=os.environ, cwd=Path.cwd())
