@@ -46,7 +46,7 @@ from vmfleet.drivers.domainxml.common import (
 )
 from vmfleet.drivers.domainxml.disks import DiskConfig, DiskSource, FileSource, VolumeSource
 from vmfleet.drivers.domainxml.domain import DomainConfig, KernelBoot
-from vmfleet.drivers.domainxml.networks import DhcpHost, NetworkConfig
+from vmfleet.drivers.domainxml.networks import DhcpHost, DnsHost, NetworkConfig
 from vmfleet.drivers.domainxml.nics import (
     Attachment,
     BridgeAttachment,
@@ -74,6 +74,7 @@ __all__ = [
     "DiskInfo",
     "DiskIo",
     "DiskSource",
+    "DnsHost",
     "DomainConfig",
     "DomainInfo",
     "DomainType",

@@ -31,7 +31,8 @@ def attachment_for(ctx: FleetContext, network: str) -> NetworkAttachment | Bridg
 
 
 def ensure_networks(ctx: FleetContext, host: LibvirtHost, instance: Instance) -> None:
-    """Create the fleet's nat/isolated networks this VM needs (once; owned by the fleet)."""
+    """Create the fleet's nat/isolated networks this VM needs (once; owned by the fleet), and
+    make its name and `NAME.FLEET` resolve to its address there for the other VMs."""
     nets = networks(ctx.loaded.spec)
     for nic in instance.nics:
         spec = nets[nic.network]
@@ -48,6 +49,17 @@ def ensure_networks(ctx: FleetContext, host: LibvirtHost, instance: Instance) ->
             host.ensure_network(
                 owned_network_xml(config.to_xml(), fleet=ctx.fleet, network=nic.network)
             )
+            if nic.ip:
+                names = (instance.name, f"{instance.name}.{ctx.fleet}")
+                host.put_dns_host(config.name, nic.ip, names)
+
+
+def forget_dns(ctx: FleetContext, host: LibvirtHost, vm: str) -> None:
+    """Take a removed VM's name out of the DNS of every network the fleet created."""
+    for name, spec in networks(ctx.loaded.spec).items():
+        if spec.mode in ("nat", "isolated"):
+            with _network_guard:
+                host.drop_dns_host(network_name(ctx.fleet, name), vm)
 
 
 _network_guard = threading.Lock()

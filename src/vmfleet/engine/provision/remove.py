@@ -9,6 +9,7 @@ from vmfleet.drivers.metadata import parse_volume_name
 from vmfleet.engine import hostkeys
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.journal import Progress, remove_volumes
+from vmfleet.engine.provision.networks import forget_dns
 from vmfleet.errors import HypervisorError
 
 
@@ -38,6 +39,7 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
         parsed = parse_volume_name(Path(path).name)
         if parsed and parsed[:2] == (ctx.fleet, vm):
             host.delete_file_volume(path, vm=vm)
+    forget_dns(ctx, host, vm)
     ctx.store.release(vm=vm)
     hostkeys.forget_host_key(ctx, vm)
     ctx.store.event(kind="removed", vm=vm, message=f"removed from {host_name}")
