@@ -54,11 +54,21 @@ def main(
         ),
     ] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="The same as -vv.")] = False,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Fleet file or folder, repeatable, anywhere on the line (else $VMFLEET_FILE, "
+            "else vmfleet.yaml or fleet.yaml here or in a parent folder).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run fleets of libvirt/QEMU virtual machines from one declarative file.
 
-    The fleet file: -f FILE (repeatable; a folder takes its *.yaml), else $VMFLEET_FILE,
-    else vmfleet.yaml or fleet.yaml here or in a parent folder.
+    `-f` reaches this callback only before commands without a fleet file (`init`): for the
+    others `cli.fleetfile` takes it out and passes the fleet as their FILE argument.
     """
     logs.label_run(ctx.invoked_subcommand or "vmfleet")
     if debug or verbose >= 2:
