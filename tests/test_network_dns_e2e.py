@@ -1,7 +1,10 @@
-"""Two real Debian guests on a vmfleet NAT network find each other by name: from inside `web`
+"""Two real Debian guests on a vmfleet network find each other by name: from inside `web`
 (reached over SSH through its user-mode NIC's 127.0.0.1 forward), the network's DNS server
 answers `db` and `db.FLEET` with db's address and db's sshd answers on it. All test traffic is
-guest to guest, or to 127.0.0.1; nothing goes from the root namespace to the private range."""
+guest to guest, or to 127.0.0.1; nothing goes from the root namespace to the private range.
+
+The network is `isolated` (the same libvirt dnsmasq as `nat`): on a `nat` network the guest's
+default route would leave through it, and replies to the user-mode SSH forward with it."""
 
 from __future__ import annotations
 
@@ -38,11 +41,11 @@ def test_web_resolves_and_reaches_db(tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
     vm = (
         "    image: debian\n    memory: 512MiB\n    disk: 3GiB\n"
-        "    ready: {wait_for: ssh, timeout: 6m}\n"
+        "    ready: {wait_for: ssh, timeout: 10m}\n"
     )
     path.write_text(
         debian_fleet_head(fleet, key)
-        + "networks:\n  lab: {mode: nat, cidr: 10.252.9.0/24}\n"
+        + "networks:\n  lab: {mode: isolated, cidr: 10.252.9.0/24, dns: [10.252.9.1]}\n"
         + "vms:\n  db:\n"
         + vm
         + "    nics: [{network: user}, {network: lab, ips: [10.252.9.20]}]\n"
