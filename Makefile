@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST_STAMP := .cache/host-ready
 JOBS ?= 2
 
-.PHONY: all setup host demo demo-multihost test test-fast test-e2e bench lint fmt clean
+.PHONY: all setup host demo demo-multihost test test-fast test-e2e fuzz bench lint fmt clean
 
 all: test
 
@@ -41,6 +41,13 @@ test-fast: $(STAMP)
 
 test-e2e: setup
 	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup -m e2e tests
+
+# Many more fuzz examples of the four input formats than `make test` runs (FUZZ_EXAMPLES each),
+# and the plan -> apply -> plan property test with 200 random edit sequences (make test: 60).
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	VMFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -n $(JOBS) tests/test_fuzz_input.py
+	VMFLEET_PROPERTY_EXAMPLES=200 $(VENV)/bin/pytest -q tests/test_plan_converges.py
 
 bench: setup
 	$(PY) -m bench

@@ -8,15 +8,19 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import expand, groups, placement, provision, snapshots
+from bench import expand, groups, others, placement, profile, provision, serve, snapshots
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
     "ssh-ready": provision.ssh_ready,
+    "others": others.compare,
+    "profile": profile.up_down,
     "placement": placement.run,
     "expand": expand.run,
     "snapshots": snapshots.group_vs_sequential,
     "group-boot": groups.boot_order,
+    "scrape": serve.scrape_100,
+    "scrape-micro": serve.scrape_micro,
 }
 
 

@@ -39,13 +39,13 @@ def _fleet(fleet: str, tiers: str) -> str:
 
 def _gated() -> str:
     return "".join(
-        f"      - {{members: [{name}], wait_for: ssh, timeout: 120s}}\n" for name, _n in TIERS
+        f"      - {{members: [{name}], wait_for: 'port:22', timeout: 120s}}\n" for name, _n in TIERS
     )
 
 
 def _fixed(delay: int) -> str:
     lines = [f"      - {{members: [{name}], delay: {delay}s}}\n" for name, _n in TIERS[:-1]]
-    lines.append(f"      - {{members: [{TIERS[-1][0]}], wait_for: ssh, timeout: 120s}}\n")
+    lines.append(f"      - {{members: [{TIERS[-1][0]}], wait_for: 'port:22', timeout: 120s}}\n")
     return "".join(lines)
 
 

@@ -17,9 +17,13 @@ PACKAGES=(
     # libvirt and QEMU; dnsmasq-base and iptables must be there before libvirtd starts.
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
     qemu-system-x86 qemu-utils dnsmasq-base iptables
+    # Foreign-arch farm targets: aarch64 under TCG, with AAVMF UEFI firmware.
+    qemu-system-arm qemu-efi-aarch64
     # Building guest images (tests/support/images.py) and talking to guests.
     mmdebstrap extlinux syslinux-common busybox-static cpio genisoimage iproute2
     openssh-client e2fsprogs fdisk kmod
+    # The dashboard's browser test (tests/test_serve_e2e.py drives it through Playwright).
+    chromium
 )
 
 log() { printf 'setup-host: %s\n' "$*"; }

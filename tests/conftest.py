@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,13 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _kvm_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests keep the KVM probe's answers in a cache of their own (one per test session),
+    never in the user's ~/.cache; the vmfleet processes they start inherit it."""
+    os.environ["VMFLEET_CACHE_DIR"] = str(tmp_path_factory.mktemp("vmfleet-cache"))
 
 
 @pytest.fixture

@@ -66,12 +66,12 @@ def leftovers(fleet: str, uri: str = SYSTEM_URI) -> list[str]:
                 found += [
                     f"volume {v.name()}"
                     for v in pool.listAllVolumes()
-                    if v.name().startswith(f"vmf-{fleet}--")
+                    if v.name().startswith(f"vmf-{fleet}.")
                 ]
         found += [
             f"network {n.name()}"
             for n in conn.listAllNetworks()
-            if n.name().startswith(f"vmf-{fleet}-")
+            if n.name().startswith(f"vmf-{fleet}.")
         ]
         return found
     finally:
@@ -132,7 +132,7 @@ defaults:
   kernel:
     kernel: {images.micro_kernel()}
     initrd: {images.micro_initrd()}
-    cmdline: console=ttyS0
+    cmdline: console=ttyS0 no_timer_check
   ready: {{wait_for: {ready}, timeout: 90s}}
 {extra_defaults}
 vms:

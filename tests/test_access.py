@@ -11,6 +11,7 @@ import pytest
 from vmfleet.cli.access import env_name
 from vmfleet.engine import access
 from vmfleet.engine.context import FleetContext
+from vmfleet.engine.provision.ports import forward_port
 from vmfleet.errors import UsageError
 from vmfleet.spec.load import load
 from vmfleet.state.store import Store
@@ -66,7 +67,22 @@ def test_bad_targets_are_usage_errors(ctx: FleetContext, target: str, words: str
         access.resolve(ctx, target)
 
 
+def test_a_user_nic_vm_without_a_forward_yet_has_no_address(ctx: FleetContext) -> None:
+    """Before `up` leased its forward port, a VM has no address; nothing is leased here."""
+    (web0,) = access.endpoints(ctx, access.resolve(ctx, "web@0"))
+    assert (web0.address, web0.port, web0.state) == (None, 22, "absent")
+    assert ctx.store.leases("port") == []
+
+
+def _lease_forwards(ctx: FleetContext) -> None:
+    """What `up` does for user-NIC VMs: lease their 127.0.0.1 forward ports."""
+    for vm in ("web-0", "web-1", "web-2"):
+        forward_port(ctx, host="local", vm=vm)
+    forward_port(ctx, host="far", vm="far-vm")
+
+
 def test_endpoints_and_ssh_command_line(ctx: FleetContext) -> None:
+    _lease_forwards(ctx)
     web0, db, far = access.endpoints(
         ctx, [access.resolve(ctx, n)[0] for n in ("web@0", "db", "far-vm")]
     )
@@ -84,6 +100,7 @@ def test_endpoints_and_ssh_command_line(ctx: FleetContext) -> None:
 
 
 def test_ssh_config_blocks(ctx: FleetContext) -> None:
+    _lease_forwards(ctx)
     text = access.ssh_config(access.endpoints(ctx, ctx.instances()))
     assert text.count("Host ") == 5
     assert "Host web-1\n    HostName 127.0.0.1\n" in text
@@ -101,7 +118,9 @@ def test_inventory_groups_and_vars(ctx: FleetContext) -> None:
     assert set(children["host_far"]["hosts"]) == {"far-vm"}
     hostvars = inv["all"]["hosts"]["db"]  # type: ignore[index]
     assert hostvars["ansible_host"] == "192.168.50.10"
-    assert {"ansible_port", "ansible_user", "ansible_ssh_private_key_file"} <= set(hostvars)
+    assert {"ansible_port", "ansible_user"} <= set(hostvars)
+    has_key = "ansible_ssh_private_key_file" in hostvars
+    assert has_key == (ctx.existing_ssh_key() is not None)
     listed = access.dynamic_inventory(inv)
     assert set(listed["template_web"]["hosts"]) == {"web-0", "web-1", "web-2"}  # type: ignore[index]
     assert "db" in listed["_meta"]["hostvars"]  # type: ignore[index]

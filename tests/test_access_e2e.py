@@ -30,16 +30,6 @@ def run_ok(*args: str) -> str:
     return result.stdout
 
 
-def retry_ssh(*args: str, deadline: float = 90) -> subprocess.CompletedProcess[str]:
-    """sshd answers its banner a moment before logins work: retry briefly."""
-    end = time.monotonic() + deadline
-    while True:
-        result = vmfleet(*args)
-        if result.returncode == 0 or time.monotonic() > end:
-            return result
-        time.sleep(2)
-
-
 def test_reaching_debian_guests(tmp_path: Path) -> None:
     fleet = unique_fleet("e2ea")
     key = login_key(tmp_path)
@@ -67,7 +57,7 @@ vms:
         assert set(sshkeys.read_entries(known)) == {"acc-0", "acc-1"}
 
         # NAME@i and NAME-i, host key checked strictly against the key vmfleet provided.
-        first = retry_ssh("ssh", f, "acc@0", "--", "hostname")
+        first = vmfleet("ssh", f, "acc@0", "--", "hostname")
         assert first.returncode == 0, first.stderr
         assert first.stdout.strip() == "acc-0"
         assert run_ok("ssh", f, "acc-1", "--", "hostname").strip() == "acc-1"
@@ -178,7 +168,7 @@ vms:
         assert "acc-1" not in sshkeys.read_entries(known)
         run_ok("up", f)
         assert sshkeys.read_entries(known)["acc-1"] != old
-        again = retry_ssh("ssh", f, "acc@1", "--", "hostname")
+        again = vmfleet("ssh", f, "acc@1", "--", "hostname")
         assert again.stdout.strip() == "acc-1", again.stderr
     finally:
         os.environ.pop("E2E_ACCESS_PASSWORD", None)

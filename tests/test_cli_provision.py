@@ -38,11 +38,14 @@ def test_plan_lists_creations_in_json(fleet_file: Callable[[str], Path], image: 
     path = fleet_file(fleet_on_test_driver("  web: {replicas: 2}\n  db: {}", image))
     result = vmfleet("plan", str(path), "-o", "json")
     assert result.returncode == 0, result.stderr
-    assert [(r["vm"], r["action"], r["host"]) for r in json.loads(result.stdout)] == [
+    rows = json.loads(result.stdout)
+    assert [(r["vm"], r["action"], r["host"]) for r in rows] == [
         ("web-0", "create", "local"),
         ("web-1", "create", "local"),
         ("db", "create", "local"),
+        (None, "image-upload", "local"),  # a host's step: the base image, once
     ]
+    assert [s["step"] for s in rows[0]["steps"]] == ["create", "start"]
 
 
 def test_plan_in_colour_says_what_up_would_do(
@@ -164,7 +167,7 @@ def test_nics_attach_to_bridges_existing_and_owned_networks(
     ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
     assert repr(attachment_for(ctx, "br")) == "BridgeAttachment(bridge='br0')"
     assert repr(attachment_for(ctx, "ex")) == "NetworkAttachment(network='default')"
-    assert repr(attachment_for(ctx, "own")) == "NetworkAttachment(network='vmf-fast-own')"
+    assert repr(attachment_for(ctx, "own")) == "NetworkAttachment(network='vmf-fast.own')"
 
 
 def test_pool_without_room_is_refused_before_anything(
@@ -220,9 +223,9 @@ def test_plan_and_up_take_targets(fleet_file: Callable[[str], Path], image: Path
         + "groups:\n  back: {members: [db]}\n"
     )
     web = vmfleet("plan", str(path), "web", "-o", "json")
-    assert [r["vm"] for r in json.loads(web.stdout)] == ["web-0", "web-1"], web.stderr
+    assert [r["vm"] for r in json.loads(web.stdout) if r["vm"]] == ["web-0", "web-1"], web.stderr
     back = vmfleet("plan", str(path), "back", "web@1", "-o", "json")
-    assert [r["vm"] for r in json.loads(back.stdout)] == ["web-1", "db"], back.stderr
+    assert [r["vm"] for r in json.loads(back.stdout) if r["vm"]] == ["web-1", "db"], back.stderr
     for command in ("up", "down", "start", "stop", "reboot"):
         yes = ["--yes"] if command in ("up", "down") else []
         result = vmfleet(command, str(path), "nosuch", *yes)

@@ -81,7 +81,7 @@ class SilenceWatcher:
     def _run(self) -> None:
         while not self._stop.is_set() and self.answered is None:
             began = time.time()
-            if ssh_banner("127.0.0.1", self.port, timeout=1.0) is None:
+            if ssh_banner("127.0.0.1", self.port, timeout=1.0, banner_timeout=1.0) is None:
                 self.last_silent = began
                 time.sleep(0.1)
             else:
@@ -115,7 +115,7 @@ groups:
     power_state: PoweredOn
     shutdown_timeout: 10s
     boot_order:
-      - {members: [gta], wait_for: ssh, timeout: 90s}
+      - {members: [gta], wait_for: "port:22", timeout: 90s}
       - {members: [gtb], delay: 6s}
       - {members: [gtc]}
 """
@@ -131,7 +131,7 @@ def test_tiers_start_in_order_gated_on_ssh_with_delays_and_stop_in_reverse(
         assert up.returncode == 0, up.stderr + up.stdout
         a, b, c = (first(path, vm, "started") for vm in ("gta", "gtb", "gtc"))
         assert a < b < c
-        assert first(path, "gta", "ready (ssh)") <= b
+        assert first(path, "gta", "ready (port:22)") <= b
         assert c - b >= 6.0  # tier 2's delay, counted from its start
 
         status = run_json("status", str(path))
@@ -198,7 +198,7 @@ groups:
     group: gnparent
     shutdown_timeout: 10s
     boot_order:
-      - {members: [gny], wait_for: ssh, timeout: 90s}
+      - {members: [gny], wait_for: "port:22", timeout: 90s}
       - {members: [gnz]}
 """
 
@@ -213,7 +213,7 @@ def test_a_nested_group_walks_its_tiers_inside_its_parents_tier(tmp_path: Path) 
         # The child's first tier starts with the parent's first tier, its second after its
         # gate; the parent's second tier only after the whole child walk.
         assert max(x, y) < z < w
-        assert first(path, "gny", "ready (ssh)") <= z
+        assert first(path, "gny", "ready (port:22)") <= z
         assert first(path, "gnz", "ready (running)") <= w
 
         status = run_json("status", str(path))

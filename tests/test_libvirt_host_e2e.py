@@ -136,7 +136,7 @@ def test_a_domain_type_libvirt_refuses_is_a_no_with_the_reason(host: LibvirtHost
 
 
 def assert_no_probe_leftovers(host: LibvirtHost) -> None:
-    assert not [d.name for d in host.list_domains() if d.name.startswith("vmf-probe-")]
+    assert not [d.name for d in host.list_domains() if d.name.startswith("vmf-probe.")]
     assert not [v.name for v in host.list_volumes(POOL) if "vmfleet-probe" in v.name]
 
 

@@ -44,7 +44,9 @@ def image_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
         httpd.server_close()
 
 
-def write_fleet(path: Path, fleet: str, url: str, digest: str, memory: str) -> None:
+def write_fleet(
+    path: Path, fleet: str, url: str, digest: str, memory: str, disk: str = "64MiB"
+) -> None:
     path.write_text(f"""
 fleet: {fleet}
 hosts: {{local: {{domain_type: qemu}}}}
@@ -53,12 +55,12 @@ images:
 defaults:
   image: lifeimg
   memory: {memory}
-  disk: 64MiB
+  disk: {disk}
   kernel:
     kernel: {images.micro_kernel()}
     initrd: {images.micro_initrd()}
     cmdline: console=ttyS0
-  ready: {{wait_for: ssh, timeout: 90s}}
+  ready: {{wait_for: "port:22", timeout: 90s}}
 vms:
   life: {{replicas: 2}}
 """)
@@ -81,26 +83,36 @@ def test_image_and_vm_lifecycle(
         rows = json.loads(vmfleet("image", "list", str(path), "-o", "json").stdout)
         assert rows[0]["hosts"] == ["local"]
         assert sorted(rows[0]["dependants"]) == [
-            f"vmf-{fleet}--life-0--root",
-            f"vmf-{fleet}--life-1--root",
+            f"vmf-{fleet}.life-0.root",
+            f"vmf-{fleet}.life-1.root",
         ]
         refused = vmfleet("image", "rm", str(path), "lifeimg")
         assert refused.returncode == 1
         assert "still used by 2 disks" in refused.stderr.replace("\n", " ")
 
-        write_fleet(path, fleet, url, digest, "160MiB")
+        write_fleet(path, fleet, url, digest, "160MiB", disk="96MiB")
         plan = json.loads(vmfleet("plan", str(path), "-o", "json").stdout)
         assert {r["action"] for r in plan} == {"change"}
-        assert all("(next boot)" in r["changes"][0] for r in plan)
+        assert {tuple(s["step"] for s in r["steps"]) for r in plan} == {("grow-disk", "define")}
+        assert all(r["steps"][0]["live"] for r in plan)  # a block resize of the running disk
         staged = vmfleet("up", str(path), "-o", "json")
         assert staged.returncode == 0, staged.stderr
         assert {r["detail"] for r in json.loads(staged.stdout)} == {
-            "changed; takes effect at next boot"
+            "changed; takes effect at next boot: memory"
         }
+        pending = json.loads(vmfleet("plan", str(path), "-o", "json").stdout)
+        assert {(r["action"], tuple(r["pending"])) for r in pending} == {("pending", ("memory",))}
+        listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
+        assert {(r["memory"], r["disk"], r["pending"]) for r in listed} == {
+            ("128MiB", "96MiB", True)
+        }
+        assert "nothing to do" in vmfleet("up", str(path)).stdout
         applied = vmfleet("up", str(path), "--restart", "--yes", "-o", "json")
         assert applied.returncode == 0, applied.stderr
         listed = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
-        assert {(r["state"], r["memory"]) for r in listed} == {("running", "160MiB")}
+        assert {(r["state"], r["memory"], r["disk"], r["pending"]) for r in listed} == {
+            ("running", "160MiB", "96MiB", False)
+        }
         assert "nothing to do" in vmfleet("up", str(path)).stdout
 
         assert vmfleet("stop", str(path), "life-0").returncode == 0

@@ -184,11 +184,11 @@ vms:
         for i in range(3):
             row = listed[f"deb-{i}"]
             port = int(next(a for a in row["ip"] if a.startswith("127.0.0.1:")).split(":")[1])
-            out = _ssh_retry(key, port, "hostname; ip -4 -o addr show; cat ~/.ssh/authorized_keys")
+            out = ssh(key, port, "hostname; ip -4 -o addr show; cat ~/.ssh/authorized_keys")
             assert out.splitlines()[0] == f"deb-{i}"
             assert f"10.251.7.1{i}/24" in out
             assert public in out
-            extra = _ssh_retry(
+            extra = ssh(
                 key,
                 port,
                 "cloud-init status --wait >/dev/null;"
@@ -203,7 +203,7 @@ vms:
             assert "runcmd-ran" in extra
             assert "vdc    1G" in extra or "vdc 1G" in " ".join(extra.split())
         backing = {
-            i: _backing(f"/var/lib/libvirt/images/vmf-{fleet}--deb-{i}--root") for i in range(3)
+            i: _backing(f"/var/lib/libvirt/images/vmf-{fleet}.deb-{i}.root") for i in range(3)
         }
         assert backing[0] and backing[1] and backing[2] is None  # replica 2 is a full clone
         assert "nothing to do" in vmfleet("up", str(path)).stdout
@@ -222,18 +222,6 @@ def _backing(path: str) -> str | None:
         check=True,
     ).stdout
     return json.loads(info).get("backing-filename")
-
-
-def _ssh_retry(key: Path, port: int, command: str) -> str:
-    """sshd answers the banner a moment before it accepts logins; retry briefly."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return ssh(key, port, command)
-        except subprocess.CalledProcessError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
 
 
 @pytest.mark.xdist_group("micro")

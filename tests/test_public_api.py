@@ -26,6 +26,7 @@ PINNED = {
     "Planned",
     "Position",
     "Problem",
+    "Notice",
     "Recovered",
     "SnapshotRow",
     "SpecError",

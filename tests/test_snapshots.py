@@ -41,7 +41,7 @@ vms:
 def _domain_xml(fleet: str, vm: str, template: str, index: int | None) -> str:
     owner = OwnerMetadata(fleet=fleet, vm=vm, template=template, index=index, spec_hash="h")
     disk = "<disk type='file' device='disk'><driver name='qemu' type='{fmt}'/>"
-    disk += "<source file='/var/lib/vmf-{fleet}--{vm}--{role}'/><target dev='{dev}'/>{ro}</disk>"
+    disk += "<source file='/var/lib/vmf-{fleet}.{vm}.{role}'/><target dev='{dev}'/>{ro}</disk>"
     return (
         f"<domain type='test'><name>{vm}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
         f"<metadata>{owner.to_xml()}</metadata><os><type>hvm</type></os><devices>"
@@ -277,10 +277,8 @@ def test_redefining_a_changed_vm_keeps_its_external_overlay(ctx: FleetContext) -
     from vmfleet.engine import provision
 
     host = ctx.host("local")
-    overlay = f"/var/lib/vmf-{ctx.fleet}--db--vda.snap-s1"
-    xml = host.domain_xml("db", inactive=True).replace(
-        f"/var/lib/vmf-{ctx.fleet}--db--root", overlay
-    )
+    overlay = f"/var/lib/vmf-{ctx.fleet}.db.vda.snap-s1"
+    xml = host.domain_xml("db", inactive=True).replace(f"/var/lib/vmf-{ctx.fleet}.db.root", overlay)
     host.define(xml)
     wanted = (
         DiskConfig(target="vda", source=VolumeSource(pool="p", volume="root")),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,9 @@ from tests.e2e_support import (
     unique_fleet,
     vmfleet,
 )
+
+from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.engine.provision.readiness import Check, Login, ReadinessWatcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("snapshots")]
 
@@ -39,7 +41,7 @@ def _domstate(vm: str) -> str:
 
 
 def _overlays(fleet: str) -> list[str]:
-    return sorted(p.name for p in POOL.glob(f"vmf-{fleet}--*.snap-*"))
+    return sorted(p.name for p in POOL.glob(f"vmf-{fleet}.*.snap-*"))
 
 
 def _backing(path: Path) -> str | None:
@@ -101,13 +103,13 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
             extra_defaults="  snapshot_type: external",
         )
     )
-    root = POOL / f"vmf-{fleet}--sext--root"
+    root = POOL / f"vmf-{fleet}.sext.root"
     try:
         assert vmfleet("up", str(path)).returncode == 0
         for name in ("e1", "e2"):
             created = vmfleet("snapshot", "create", str(path), "sext", name)
             assert created.returncode == 0, created.stderr + created.stdout
-        assert _overlays(fleet) == [f"vmf-{fleet}--sext--vda.snap-{n}" for n in ("e1", "e2")]
+        assert _overlays(fleet) == [f"vmf-{fleet}.sext.vda.snap-{n}" for n in ("e1", "e2")]
         listed = _json("snapshot", "list", str(path))
         assert isinstance(listed, list)
         assert [(r["name"], r["type"], r["parent"]) for r in listed] == [
@@ -121,8 +123,8 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         assert _domstate("sext") == "running"
         # e1 has e2 on top: a live commit of e1's overlay into the root disk, e2 rebased on it
         assert vmfleet("snapshot", "delete", str(path), "sext", "e1").returncode == 0
-        assert _overlays(fleet) == [f"vmf-{fleet}--sext--vda.snap-e2"]
-        assert _backing(POOL / f"vmf-{fleet}--sext--vda.snap-e2") == str(root)
+        assert _overlays(fleet) == [f"vmf-{fleet}.sext.vda.snap-e2"]
+        assert _backing(POOL / f"vmf-{fleet}.sext.vda.snap-e2") == str(root)
         # e2 is the disk in use: an active commit and pivot back to the root disk
         assert vmfleet("snapshot", "delete", str(path), "sext", "e2").returncode == 0
         assert _overlays(fleet) == []
@@ -134,7 +136,7 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         assert vmfleet("start", str(path), "sext").returncode == 0
         assert _domstate("sext") == "running"
         assert vmfleet("snapshot", "create", str(path), "sext", "e4").returncode == 0
-        assert _overlays(fleet) == [f"vmf-{fleet}--sext--vda.snap-e4"]
+        assert _overlays(fleet) == [f"vmf-{fleet}.sext.vda.snap-e4"]
         # a spec change that redefines the VM keeps it on the overlay
         path.write_text(path.read_text().replace("memory: 128MiB", "memory: 160MiB"))
         changed = vmfleet("up", str(path), "--restart", "--yes")
@@ -142,7 +144,7 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         blk = subprocess.run(
             ["virsh", "domblklist", "sext"], capture_output=True, text=True, check=True
         ).stdout
-        assert f"vmf-{fleet}--sext--vda.snap-e4" in blk
+        assert f"vmf-{fleet}.sext.vda.snap-e4" in blk
     finally:
         vmfleet("down", str(path), "--yes")
     assert leftovers(fleet) == []  # the overlay of e4 went with the VM
@@ -171,15 +173,18 @@ def test_a_hung_snapshot_times_out_names_the_vm_and_resumes_it(
     assert leftovers(fleet) == []
 
 
-def _ssh_retry(key: Path, port: int, command: str, *, within: float = 480) -> str:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return ssh(key, port, command)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(3)
+def _wait_ssh(tmp_path: Path, key: Path, port: int, vm: str) -> None:
+    """After an external revert the guest boots again: wait with vmfleet's own readiness
+    (a login with the fleet key and the VM's recorded host key)."""
+    login = Login(
+        user="vmfleet", key=key, known_hosts=tmp_path / ".vmfleet" / "known_hosts", trust_new=False
+    )
+    check = Check(vm, "local", "ssh", 480, "127.0.0.1", port, None, login)
+    watcher = ReadinessWatcher()
+    try:
+        watcher.watch(check, LibvirtHost("qemu:///system", name="local")).result(500)
+    finally:
+        watcher.close()
 
 
 def test_a_file_in_a_debian_guest_is_as_it_was_after_revert(tmp_path: Path) -> None:
@@ -202,9 +207,7 @@ vms:
         rows = _json("list", str(path))
         assert isinstance(rows, list)
         port = int(next(a for a in rows[0]["ip"] if a.startswith("127.0.0.1:")).split(":")[1])
-        _ssh_retry(
-            key, port, "echo before > ~/mark && sync && systemctl is-active qemu-guest-agent"
-        )
+        ssh(key, port, "echo before > ~/mark && sync && systemctl is-active qemu-guest-agent")
         for kind in ("internal", "external"):
             made = _json("snapshot", "create", str(path), "sdeb", f"s-{kind}", "--type", kind)
             assert isinstance(made, dict)
@@ -212,11 +215,12 @@ vms:
             assert [(m["type"], m["consistency"]) for m in made["members"]] == [
                 (kind, "application")
             ]
-            _ssh_retry(key, port, "echo changed > ~/mark && sync")
+            ssh(key, port, "echo changed > ~/mark && sync")
             back = vmfleet("snapshot", "revert", str(path), "sdeb", f"s-{kind}")
             assert back.returncode == 0, back.stderr + back.stdout
             # as it was; and writable again (thawed: a frozen filesystem would block the write)
-            out = _ssh_retry(key, port, "cat ~/mark; timeout 20 touch ~/thawed && echo writable")
+            _wait_ssh(tmp_path, key, port, "sdeb")
+            out = ssh(key, port, "cat ~/mark; timeout 20 touch ~/thawed && echo writable")
             assert out.split() == ["before", "writable"]
             deleted = vmfleet("snapshot", "delete", str(path), "sdeb", f"s-{kind}")
             assert deleted.returncode == 0, deleted.stderr

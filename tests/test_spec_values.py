@@ -116,6 +116,13 @@ CASES = [
         "quote it",
     ),
     (
+        "labels given as a list",
+        "  web: {image: deb, labels: [tier, web]}\n",
+        "vms.web.labels",
+        6,
+        "mapping",
+    ),
+    (
         "label value YAML read as a number",
         "  web: {image: deb, labels: {tier: 1}}\n",
         "vms.web.labels",

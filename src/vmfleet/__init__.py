@@ -4,10 +4,11 @@ The command line is a thin layer over this library; what is importable from `vmf
 itself is the stable API, pinned by tests/test_public_api.py.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING
 
-from vmfleet.core.expand import Instance, Leases, expand
-from vmfleet.core.plan import Plan, diff
 from vmfleet.errors import (
     FleetError,
     GuestError,
@@ -23,8 +24,25 @@ from vmfleet.errors import (
     StateError,
     UsageError,
 )
-from vmfleet.spec.load import LoadedFleet, load
-from vmfleet.spec.models import FleetSpec
+
+if TYPE_CHECKING:
+    from vmfleet.core.expand import Instance, Leases, expand
+    from vmfleet.core.plan import Plan, diff
+    from vmfleet.spec.load import LoadedFleet, load
+    from vmfleet.spec.models import FleetSpec
+
+# Loaded on first use (PEP 562): the spec models (pydantic) cost ~0.3 s to import, which
+# `vmfleet --help` and the errors alone should not pay.
+_LAZY = {
+    "Instance": "vmfleet.core.expand",
+    "Leases": "vmfleet.core.expand",
+    "expand": "vmfleet.core.expand",
+    "Plan": "vmfleet.core.plan",
+    "diff": "vmfleet.core.plan",
+    "LoadedFleet": "vmfleet.spec.load",
+    "load": "vmfleet.spec.load",
+    "FleetSpec": "vmfleet.spec.models",
+}
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from vmfleet.api import (
@@ -34,6 +52,7 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
         Fleet,
         ImageProgress,
         ImageRow,
+        Notice,
         Outcomes,
         Planned,
         Recovered,
@@ -58,6 +77,7 @@ _API = {
     "Fleet",
     "ImageProgress",
     "ImageRow",
+    "Notice",
     "Outcomes",
     "Planned",
     "Recovered",
@@ -77,6 +97,8 @@ def __getattr__(name: str) -> object:
         from vmfleet import api
 
         return getattr(api, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vmfleet' has no attribute {name!r}")
 
 
@@ -98,6 +120,7 @@ __all__ = [
     "LoadedFleet",
     "LockedError",
     "NotOwnedError",
+    "Notice",
     "Outcomes",
     "PlacementError",
     "Plan",

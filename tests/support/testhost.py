@@ -1,8 +1,10 @@
 """The host seam for fast tests on libvirt's `test:///default` driver.
 
-The test driver keeps no volume contents and cannot upload (virStorageVolUpload is not
-supported), so `TestDriverHost` creates an uploaded volume with the file's size and the
-format the caller states instead of sending bytes. Everything else is `LibvirtHost` as is.
+The test driver keeps no volume contents and cannot upload (virStorageVolUpload), resize a
+volume (virStorageVolResize) or a running domain's disk (virDomainBlockResize). So
+`TestDriverHost` creates an uploaded volume with the file's size and the format the caller
+states instead of sending bytes, a resized volume anew at its new size, and grows the volume
+behind a disk for a block resize. Everything else is `LibvirtHost` as is.
 Pass it as the host factory: `Fleet.open(path, hosts=TestDriverHost.factory)`.
 """
 
@@ -12,6 +14,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from vmfleet.drivers.domainxml import VolumeSource, parse_domain
 from vmfleet.drivers.libvirt import LibvirtHost, VolumeInfo
 
 
@@ -30,3 +33,21 @@ class TestDriverHost(LibvirtHost):
         ET.SubElement(vol, "capacity", unit="bytes").text = str(Path(local_path).stat().st_size)
         ET.SubElement(ET.SubElement(vol, "target"), "format", type=format)
         return self.create_volume(pool, ET.tostring(vol, encoding="unicode"))
+
+    def resize_volume(self, pool: str, name: str, capacity: int) -> VolumeInfo:
+        old = self.get_volume(pool, name)
+        assert old is not None, f"no volume {name} in {pool}"
+        self.delete_volume(pool, name)
+        vol = ET.Element("volume")
+        ET.SubElement(vol, "name").text = name
+        ET.SubElement(vol, "capacity", unit="bytes").text = str(capacity)
+        if old.format:
+            ET.SubElement(ET.SubElement(vol, "target"), "format", type=old.format)
+        return self.create_volume(pool, ET.tostring(vol, encoding="unicode"))
+
+    def block_resize(self, name: str, target: str, capacity: int) -> None:
+        for disk in parse_domain(self.domain_xml(name)).disks:
+            if disk.target == target and isinstance(disk.source, VolumeSource):
+                self.resize_volume(disk.source.pool, disk.source.volume, capacity)
+                return
+        raise AssertionError(f"{name} has no volume disk {target}")

@@ -7,19 +7,22 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from vmfleet.api.events import EventCallback, ImageProgress, Stage, VmProgress, ignore
+from vmfleet.api.events import EventCallback, ImageProgress, Notice, Stage, VmProgress, ignore
 from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.engine import catalog, images
+from vmfleet.engine import catalog, hostlocks, images
 from vmfleet.engine.apply import Observation, Progress
 from vmfleet.engine.context import FleetContext, HostFactory, default_uri, state_dir_for
 from vmfleet.errors import UsageError
 from vmfleet.spec.load import LoadedFleet
 from vmfleet.spec.models import FleetSpec
 from vmfleet.state.store import Store, fleet_lock
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 
 class FleetBase:
@@ -44,6 +47,8 @@ class FleetBase:
         self._ctx: FleetContext | None = None
 
     def _connect(self, uri: str, name: str) -> LibvirtHost:
+        from vmfleet.drivers.libvirt import LibvirtHost  # libvirt loads on first connection
+
         return LibvirtHost(uri, name=name, runner=self._runner)
 
     @property
@@ -66,7 +71,7 @@ class FleetBase:
 
     def host_uri(self, host: str) -> str:
         """The libvirt URI of one of the fleet's hosts."""
-        return self._context().host_specs()[host].uri or default_uri()
+        return self._context(readonly=True).host_specs()[host].uri or default_uri()
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -87,17 +92,22 @@ class FleetBase:
     ) -> None:
         self.close()
 
-    def _context(self) -> FleetContext:
+    def _context(self, *, readonly: bool = False) -> FleetContext:
         """The engine context, opened on first use (so `validate` creates no state folder);
-        each operation starts with placement decided afresh."""
+        each operation starts with placement decided afresh. `readonly` operations (plan,
+        list, status, endpoints, inventory...) get a store that creates and writes nothing;
+        the first operation that writes reopens it writable."""
         if self._ctx is None:
             self._ctx = FleetContext(
                 loaded=catalog.pinned(self.loaded, self.state_dir),
-                store=Store(self.state_dir),
+                store=Store(self.state_dir, readonly=readonly),
                 state_dir=self.state_dir,
                 runner=self._runner,
                 host_factory=self._host_factory,
             )
+        elif self._ctx.store.readonly and not readonly:
+            self._ctx.store.close()
+            self._ctx.store = Store(self.state_dir)
         self._ctx.placement = None
         return self._ctx
 
@@ -105,7 +115,15 @@ class FleetBase:
     def _locked(self, what: str) -> Iterator[FleetContext]:
         """The context with the fleet lock held (LockedError after `lock_wait` seconds)."""
         ctx = self._context()
-        with fleet_lock(self.state_dir, wait=self._lock_wait, what=what):
+
+        def notice(message: str) -> None:
+            self._on_event(Notice(message))
+
+        # The state dir's lock stops runs sharing .vmfleet/; the hosts' lock, other checkouts.
+        with (
+            fleet_lock(self.state_dir, wait=self._lock_wait, what=what),
+            hostlocks.hold(ctx, what=what, wait=self._lock_wait, notice=notice),
+        ):
             yield ctx
 
     # --- events -------------------------------------------------------------------------------
@@ -137,7 +155,7 @@ class FleetBase:
     def resolve(self, targets: Sequence[str]) -> list[Instance]:
         """The spec's VMs that target words name: VM names, `NAME@i`, templates (all
         replicas), groups (nested ones included) or `all` (`core.targets`)."""
-        ctx = self._context()
+        ctx = self._context(readonly=True)
         return core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
 
     def _existing(self, ctx: FleetContext, targets: Sequence[str], seen: Observation) -> list[str]:

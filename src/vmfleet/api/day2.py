@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from vmfleet.api.base import FleetBase
+from vmfleet.api.events import Notice
 from vmfleet.api.results import ImageRow, SnapshotRow, from_row
 from vmfleet.core import groups as core_groups
 from vmfleet.engine import access, execute, images, observe, snapshots
@@ -50,7 +51,7 @@ class Day2(FleetBase):
     def status(self, group: str | None = None) -> tuple[core_groups.GroupStatus, ...]:
         """The group tree (parents first; only `group` and its nested groups when given):
         each member's GroupLinked, PowerStateSynced and PlacementReady, each group's Ready."""
-        ctx = self._context()
+        ctx = self._context(readonly=True)
         if group is not None:
             self._require_group(ctx, group)
         found = engine_groups.group_status(ctx)
@@ -139,9 +140,26 @@ class Day2(FleetBase):
 
     # --- reaching the VMs ---------------------------------------------------------------------
 
-    def endpoints(self, targets: Sequence[str] = ("all",)) -> tuple[access.Endpoint, ...]:
-        """Where each named VM's SSH is now: address (or 127.0.0.1 forward), user, key."""
-        return tuple(access.endpoints(self._context(), self.resolve(targets)))
+    def endpoints(
+        self, targets: Sequence[str] = ("all",), *, readonly: bool = True
+    ) -> tuple[access.Endpoint, ...]:
+        """Where each named VM's SSH is now: address (or 127.0.0.1 forward), user, key.
+        A `Notice` says so when the generated login key those VMs need is gone. `readonly`
+        (ssh-config, inventory, ips) writes nothing; otherwise known_hosts is rebuilt from
+        libvirt when the state dir was lost."""
+        ctx = self._context(readonly=readonly)
+        found = tuple(access.endpoints(ctx, self.resolve(targets)))
+        missing = ctx.generated_key_missing()
+        existing = [e.vm for e in found if e.state not in ("absent", "unreachable")]
+        if missing is not None and existing:
+            self._on_event(
+                Notice(
+                    f"the fleet's login key {missing} is missing; {', '.join(existing)} "
+                    "accept only that key, which vmfleet never keeps in libvirt: restore it "
+                    "from a backup, or recreate the VMs (down, then up)"
+                )
+            )
+        return found
 
     def ssh_config(self) -> str:
         """A Host block per VM, for `Include` in ~/.ssh/config."""
@@ -149,7 +167,7 @@ class Day2(FleetBase):
 
     def inventory(self) -> dict[str, object]:
         """An Ansible inventory (YAML form): groups per template, group, host and label."""
-        return access.inventory(self._context(), list(self.endpoints()))
+        return access.inventory(self._context(readonly=True), list(self.endpoints()))
 
     def ips(self) -> dict[str, access.Endpoint]:
         """VM name → endpoint, for the VMs that have an address now."""
@@ -159,16 +177,18 @@ class Day2(FleetBase):
         self, targets: Sequence[str], command: str, *, timeout: float = 300.0
     ) -> tuple[execute.ExecResult, ...]:
         """Run a shell command over SSH on the named VMs in parallel; one result each."""
-        found = self.endpoints(targets)
+        found = self.endpoints(targets, readonly=False)
         progress = self._stage(f"exec {command}", [e.vm for e in found])
         return tuple(execute.run(found, command, timeout=timeout, progress=progress))
 
     # --- hosts and images ---------------------------------------------------------------------
 
-    def hosts(self, *, probe: bool = True) -> tuple[Mapping[str, object], ...]:
+    def hosts(self, *, probe: bool = False) -> tuple[Mapping[str, object], ...]:
         """Each host: reachable or not, capabilities, capacity, allocation, VMs (one row each,
-        numbers in bytes and vCPUs). `probe` boots the KVM probe on `domain_type: auto`."""
-        return tuple(engine_hosts.rows(engine_hosts.gather(self._context(), probe=probe)))
+        numbers in bytes and vCPUs). `probe` boots the KVM probe on `domain_type: auto` hosts
+        whose answer is not cached (and caches it); without, an unknown answer is None."""
+        ctx = self._context(readonly=not probe)
+        return tuple(engine_hosts.rows(engine_hosts.gather(ctx, probe=probe)))
 
     def image_pull(self, names: Sequence[str] = (), *, update: bool = False) -> tuple[str, ...]:
         """Download the fleet's URL images (or those named) into the cache; those fetched.

@@ -48,6 +48,14 @@ class Recovered:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should know that does not stop the work (a stale lock broken, a
+    lost login key)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Planned:
     """`up` has its plan and is about to apply it (`prune`: orphans will be removed)."""
 
@@ -55,7 +63,7 @@ class Planned:
     prune: bool
 
 
-Event = Stage | VmProgress | ImageProgress | Recovered | Planned
+Event = Stage | VmProgress | ImageProgress | Recovered | Notice | Planned
 EventCallback = Callable[[Event], None]
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from vmfleet import engine
 from vmfleet.api.day2 import Day2
-from vmfleet.api.events import EventCallback, Planned, Recovered
+from vmfleet.api.eventlog import EventLog
+from vmfleet.api.events import EventCallback, Notice, Planned, Recovered
+from vmfleet.api.farm import FarmMethods
 from vmfleet.api.results import (
     Confirm,
     ExpandedVm,
@@ -35,7 +37,7 @@ from vmfleet.api.results import (
 from vmfleet.core import groups as core_groups
 from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import expand
-from vmfleet.core.plan import Plan
+from vmfleet.core.plan import Plan, replan
 from vmfleet.drivers.commands import CommandRunner
 from vmfleet.engine import checks
 from vmfleet.engine import groups as engine_groups
@@ -49,7 +51,7 @@ from vmfleet.spec.units import format_size
 ConfirmCallback = Callable[[Confirm], bool]
 
 
-class Fleet(Day2):
+class Fleet(Day2, EventLog, FarmMethods):
     """One fleet file and the hosts it runs on. Use as a context manager (or call `close`)."""
 
     @classmethod
@@ -144,14 +146,23 @@ class Fleet(Day2):
 
     # --- plan, up, down -----------------------------------------------------------------------
 
-    def plan(self, targets: Sequence[str] = ()) -> Plan:
-        """What `up` would do now (for `targets` only, when given). Takes no lock."""
-        ctx = self._context()
-        return self._limit(ctx, engine.make_plan(ctx), targets)
+    def plan(
+        self, targets: Sequence[str] = (), *, prune: bool = False, restart: bool = False
+    ) -> Plan:
+        """The steps `up` would take now (for `targets` only, when given; `prune` and
+        `restart` as for `up`). Takes no lock and changes nothing: no KVM probe (an unknown
+        answer is planned as KVM; see `kvm_unknown`), no state folder, lease or key."""
+        ctx = self._context(readonly=True)
+        plan = engine.make_plan(ctx, prune=prune, restart=restart, hold=engine_groups.held(ctx))
+        return self._limit(ctx, plan, targets)
+
+    def kvm_unknown(self) -> tuple[str, ...]:
+        """The `domain_type: auto` hosts whose KVM probe has not run yet (`up` runs it)."""
+        return tuple(engine_hosts.kvm_unknown(self._context(readonly=True)))
 
     def explain(self, vm: str) -> engine_hosts.Explanation:
         """Host by host, why `vm` goes (or went) where it does."""
-        ctx = self._context()
+        ctx = self._context(readonly=True)
         observed = {o.name: o.host for o in engine.observe(ctx).vms}
         return engine_hosts.explain(ctx, vm, observed)
 
@@ -178,33 +189,50 @@ class Fleet(Day2):
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
                 self._on_event(Recovered(item))
+            lost_key = ctx.generated_key_missing()  # before anything makes a new one
             pulled = self._pull(ctx, None) if engine.images.missing(ctx) else ()
-            the_plan = self._limit(ctx, engine.make_plan(ctx), targets)
+            hold = engine_groups.held(ctx)
+            seen = engine.observe(ctx)
+            full = engine.make_plan(ctx, seen, probe=True, prune=prune, restart=restart, hold=hold)
+            the_plan = self._limit(ctx, full, targets)
+            existing = [a.vm for a in the_plan.actions if a.observed is not None]
+            if lost_key is not None and existing:
+                self._on_event(
+                    Notice(
+                        f"the fleet's login key {lost_key} is missing: a new one is made for "
+                        f"new VMs, but {', '.join(existing)} accept only the old key, which "
+                        "vmfleet never keeps in libvirt (restore it, or recreate those VMs)"
+                    )
+                )
             engine.preflight(ctx, the_plan)
             only = {a.vm for a in the_plan.actions} if targets else None
-            if _nothing_to_do(the_plan, prune=prune):
+            if the_plan.empty:
+                # Nothing to change, but every running VM must be ready (a killed run may
+                # have started one and never seen it come up): engine.up waits for them.
+                waited = _outcomes(engine.up(ctx, the_plan, workers=workers))
+                if not all(o.ok for o in waited):
+                    return UpResult(self.name, the_plan, waited, (), None, recovered, pulled)
                 groups, error = self._apply_groups(ctx, created=(), only=only)
                 return UpResult(
-                    self.name, the_plan, (), groups, error, recovered, pulled, up_to_date=True
+                    self.name, the_plan, waited, groups, error, recovered, pulled, up_to_date=True
                 )
-            restart = restart and self._agree(
-                confirm, "restart", [a.vm for a in the_plan.of("change") if a.needs_restart]
-            )
-            prune = prune and self._agree(confirm, "prune", [a.vm for a in the_plan.of("orphan")])
+            restart = restart and self._agree(confirm, "restart", _doing(the_plan, "stop"))
+            prune = prune and self._agree(confirm, "prune", _doing(the_plan, "remove"))
+            if not (restart and prune):
+                full = replan(full, hosts=seen.hosts, prune=prune, restart=restart, hold=hold)
+                the_plan = self._limit(ctx, full, targets)
             self._on_event(Planned(the_plan, prune))
             busy = [
                 a.vm
                 for a in the_plan.actions
-                if a.kind != "unchanged" or (a.observed and a.observed.state == "shutoff")
+                if a.steps
+                or (a.kind == "unchanged" and a.observed and a.observed.state == "running")
             ]
             results = engine.up(
                 ctx,
                 the_plan,
                 progress=self._stage(f"up {self.name}", busy),
                 workers=workers,
-                prune=prune,
-                restart=restart,
-                hold=engine_groups.held(ctx),
             )
             outcomes = _outcomes(results)
             if not all(o.ok for o in outcomes):
@@ -219,9 +247,12 @@ class Fleet(Day2):
         *,
         workers: int = 8,
         confirm: ConfirmCallback | None = None,
+        graceful: float | None = None,
     ) -> Outcomes:
         """Stop and remove the fleet's VMs (all, or those `targets` name), their disks and
-        seeds; base images stay. `confirm` is asked first; False cancels (FleetError)."""
+        seeds; base images stay. Running VMs are pulled (destroyed) at once, or with
+        `graceful` asked to shut down and pulled after that many seconds. `confirm` is asked
+        first; False cancels (FleetError)."""
         with self._locked(f"down {self.path}") as ctx:
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
@@ -232,7 +263,12 @@ class Fleet(Day2):
             if chosen and not self._agree(confirm, "remove", chosen):
                 raise FleetError("cancelled: nothing was removed")
             results = engine.down(
-                ctx, names, progress=self._stage(f"down {self.name}", chosen), workers=workers
+                ctx,
+                names,
+                progress=self._stage(f"down {self.name}", chosen),
+                workers=workers,
+                graceful=graceful,
+                observation=seen,
             )
             return Outcomes(self.name, _outcomes(results), recovered)
 
@@ -240,7 +276,7 @@ class Fleet(Day2):
 
     def list(self) -> tuple[VmInfo, ...]:
         """Every VM of the fleet as the hosts report it (also those the spec dropped)."""
-        return tuple(from_row(VmInfo, row) for row in engine.listing(self._context()))
+        return tuple(from_row(VmInfo, row) for row in engine.listing(self._context(readonly=True)))
 
     def start(self, targets: Sequence[str]) -> Outcomes:
         """Start the VMs `targets` name (already running ones are left as they are)."""
@@ -268,7 +304,9 @@ class Fleet(Day2):
             return plan
         chosen = core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
         names = {i.name for i in chosen}
-        return Plan(tuple(a for a in plan.actions if a.vm in names))
+        actions = tuple(a for a in plan.actions if a.vm in names)
+        hosts = {a.host for a in actions if a.kind != "orphan"}
+        return Plan(actions, tuple(s for s in plan.host_steps if s.host in hosts))
 
     @staticmethod
     def _agree(confirm: ConfirmCallback | None, action: str, vms: Sequence[str]) -> bool:
@@ -289,12 +327,9 @@ class Fleet(Day2):
         return tuple(done), None
 
 
-def _nothing_to_do(plan: Plan, *, prune: bool) -> bool:
-    return (
-        plan.empty
-        and not any(a.observed and a.observed.state == "shutoff" for a in plan.actions)
-        and not (prune and plan.of("orphan"))
-    )
+def _doing(plan: Plan, step: str) -> list[str]:
+    """The VMs whose steps include `step` (stop: a restart; remove: a prune)."""
+    return [a.vm for a in plan.actions if any(s.kind == step for s in a.steps)]
 
 
 def _outcomes(results: Sequence[Outcome]) -> tuple[VmOutcome, ...]:

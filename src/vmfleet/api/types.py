@@ -15,12 +15,14 @@ from vmfleet.engine.groups import GroupPowerError, MemberOutcome
 from vmfleet.engine.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
 from vmfleet.engine.snapshots import CreateReport as SnapshotReport
 from vmfleet.engine.snapshots import MemberResult as SnapshotResult
+from vmfleet.state.events import Event as LogEvent
 
 __all__ = [
     "SNAPSHOT_TIMEOUT",
     "Endpoint",
     "ExecResult",
     "GroupPowerError",
+    "LogEvent",
     "MemberOutcome",
     "SnapshotReport",
     "SnapshotResult",

@@ -48,7 +48,7 @@ def ssh(
     """
     with open_fleet(file, state) as fleet:
         instances = fleet.resolve([target])
-        endpoints = fleet.endpoints([target])
+        endpoints = fleet.endpoints([target], readonly=False)
     if len(endpoints) > 1 or (
         instances and instances[0].index is not None and target == instances[0].template
     ):

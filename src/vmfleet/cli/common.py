@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from vmfleet import logs
 from vmfleet.api import Fleet
@@ -91,9 +92,10 @@ Output = Annotated[
 
 
 def load_fleet(path: Path) -> LoadedFleet:
+
     loaded = load(path)
     for warning in loaded.document.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
     return loaded
 
 
@@ -101,7 +103,12 @@ StateOpt = Annotated[
     Path | None,
     typer.Option("--state", help="State folder (default: .vmfleet/ beside the fleet file)."),
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel workers.")]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", min=1, help="VMs worked on at once per host (up: readiness waits aside)."
+    ),
+]
 WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for another run's lock.")]
 
 

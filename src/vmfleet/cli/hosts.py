@@ -20,8 +20,11 @@ def hosts(
     output: Output = OutputFormat.table,
     state: StateOpt = None,
     probe: Annotated[
-        bool, typer.Option(help="Boot the KVM probe on `domain_type: auto` hosts.")
-    ] = True,
+        bool,
+        typer.Option(
+            help="Boot the KVM probe on `domain_type: auto` hosts whose answer is not cached."
+        ),
+    ] = False,
 ) -> None:
     """Each host: reachable or not, capabilities (arches, kvm), capacity, allocation, VMs.
 
@@ -63,7 +66,7 @@ def _table_row(row: dict[str, object]) -> dict[str, object]:
     kvm = row["kvm"]
     return {
         **row,
-        "type": "kvm" if kvm else "qemu (TCG)",
+        "type": "kvm: unknown (probed at up)" if kvm is None else "kvm" if kvm else "qemu (TCG)",
         "cpus": f"{used['cpus']:g}/{limit['cpus']:g}",
         "memory": f"{format_size(int(used['memory']))}/{format_size(int(limit['memory']))}",
         "disk": f"{format_size(int(used['disk']))}/{format_size(int(disk_limit))}",

@@ -26,6 +26,7 @@ from vmfleet.cli.common import (
     open_fleet,
 )
 from vmfleet.cli.output import OutputFormat, console, emit
+from vmfleet.cli.planview import show_plan
 from vmfleet.core.plan import Plan
 
 Targets = Annotated[
@@ -123,6 +124,9 @@ def plan(
     prune: Annotated[
         bool, typer.Option(help="Show VMs no longer in the spec as removals.")
     ] = False,
+    restart: Annotated[
+        bool, typer.Option(help="Show the restarts of VMs whose change waits for a reboot.")
+    ] = False,
     state: StateOpt = None,
     explain: Annotated[
         str | None,
@@ -143,9 +147,12 @@ def plan(
 
             show_explanation(fleet, explain, output)
             return
-        the_plan = fleet.plan(targets or ())
-        render.show_plan(the_plan, prune=prune, output=output)
-    if detailed_exitcode and render.has_changes(the_plan, prune=prune):
+        the_plan = fleet.plan(targets or (), prune=prune, restart=restart)
+        if output is OutputFormat.table:
+            for host in fleet.kvm_unknown():
+                console.print(f"host {host}: kvm: unknown (probed at up)", highlight=False)
+        show_plan(the_plan, output=output)
+    if detailed_exitcode and not the_plan.empty:
         raise typer.Exit(2)
 
 
@@ -170,9 +177,9 @@ def up(
     given): create, change and start VMs, then wait until they are ready. Exits 1 if any
     VM failed."""
 
-    def draw(the_plan: Plan, pruning: bool) -> None:
+    def draw(the_plan: Plan, _pruning: bool) -> None:
         if output is OutputFormat.table:
-            render.show_plan(the_plan, prune=pruning, output=output)
+            show_plan(the_plan, output=output)
 
     with open_fleet(file, state, wait=wait, on_plan=draw) as fleet:
         result = fleet.up(
@@ -182,15 +189,16 @@ def up(
             workers=workers,
             confirm=None if yes else _ask,
         )
-    if not result.up_to_date:
-        render.outcomes(result.outcomes, output)
-    elif output is OutputFormat.table:
+    if not result.up_to_date or output is not OutputFormat.table:
+        render.outcomes(result.outcomes, output)  # up to date: a row per VM waited for
+    else:
+        pending = len(result.plan.pending)
         console.print(
             f"fleet {result.fleet} is up to date: nothing to do "
-            f"({len(result.plan.actions)} VMs unchanged)"
+            f"({len(result.plan.actions)} VMs unchanged"
+            + (f", {pending} with changes pending a restart: up --restart" if pending else "")
+            + ")"
         )
-    else:
-        emit([], fmt=output, columns=[])
     if result.groups and output is OutputFormat.table:
         render.member_outcomes(result.groups, output)
     result.raise_for_failures()
@@ -205,11 +213,23 @@ def down(
     state: StateOpt = None,
     wait: WaitOpt = 0.0,
     output: Output = OutputFormat.table,
+    graceful: Annotated[
+        bool,
+        typer.Option(
+            "--graceful", help="Ask guests to shut down first (pulled after 60 s if still on)."
+        ),
+    ] = False,
 ) -> None:
     """Stop and remove the fleet's VMs (all, or the named VMs, templates or groups), their
-    disks and seeds. Base images stay."""
+    disks and seeds. Base images stay. Running VMs are pulled at once (destroyed) unless
+    --graceful."""
     with open_fleet(file, state, wait=wait) as fleet:
-        result = fleet.down(targets or (), workers=workers, confirm=None if yes else _ask)
+        result = fleet.down(
+            targets or (),
+            workers=workers,
+            confirm=None if yes else _ask,
+            graceful=60.0 if graceful else None,
+        )
     if not result.outcomes and output is OutputFormat.table:
         console.print(f"fleet {result.fleet}: no VMs to remove")
         return
@@ -240,7 +260,8 @@ def list_vms(
     with open_fleet(file, state) as fleet:
         rows = [render.plain(vm) for vm in fleet.list()]
     emit(
-        rows,
+        [{**r, "pending": "next boot" if r["pending"] else ""} for r in rows],
+        data=rows,
         fmt=OutputFormat.table if output is ListFormat.wide else OutputFormat(output.value),
         title=f"fleet {fleet.name}",
         columns=[
@@ -253,6 +274,7 @@ def list_vms(
             ("disk", "Disk"),
             ("ip", "IP"),
             ("uptime", "Uptime"),
+            ("pending", "Pending restart"),
             *([("user", "User")] if output is ListFormat.wide else []),
         ],
     )

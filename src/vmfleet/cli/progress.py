@@ -10,9 +10,18 @@ from types import TracebackType
 from typing import Any
 
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from vmfleet.api.events import Event, ImageProgress, Planned, Recovered, Stage, VmProgress
+from vmfleet.api.events import (
+    Event,
+    ImageProgress,
+    Notice,
+    Planned,
+    Recovered,
+    Stage,
+    VmProgress,
+)
 from vmfleet.cli.output import err_console
 from vmfleet.core.plan import Plan
 
@@ -78,7 +87,10 @@ class ProgressView:
             self._download(event)
         elif isinstance(event, Recovered):
             self._end()
-            err_console.print(f"recovered: rolled back {event.item} left by an interrupted run")
+            err_console.print(f"recovered: {event.item}", highlight=False)
+        elif isinstance(event, Notice):
+            self._end()
+            err_console.print(f"[yellow]warning:[/] {escape(event.message)}", highlight=False)
         elif isinstance(event, Planned):
             self._end()
             if self._on_plan is not None:

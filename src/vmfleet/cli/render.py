@@ -1,4 +1,4 @@
-"""How results look: rows for tables and -o json/yaml, the plan in colour, and outcomes."""
+"""How results look: rows for tables and -o json/yaml, and outcomes (the plan: planview)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 from vmfleet.api import VmOutcome
 from vmfleet.api.types import MemberOutcome
-from vmfleet.cli.output import OutputFormat, console, emit
-from vmfleet.core.plan import Plan
+from vmfleet.cli.output import OutputFormat, emit
 
 
 def plain(value: Any) -> Any:
@@ -21,60 +20,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     return value
-
-
-def plan_rows(plan: Plan, *, prune: bool) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for action in plan.actions:
-        what = {
-            "create": "create",
-            "change": "change",
-            "unchanged": "unchanged",
-            "orphan": "remove" if prune else "orphan (kept; --prune removes)",
-        }[action.kind]
-        rows.append(
-            {
-                "vm": action.vm,
-                "action": what,
-                "host": action.host,
-                "changes": [
-                    f"{c.field}: {c.old} -> {c.new}" + ("" if c.live else " (next boot)")
-                    for c in action.changes
-                ],
-            }
-        )
-    return rows
-
-
-def has_changes(plan: Plan, *, prune: bool) -> bool:
-    """`up` would create or change a VM (or, with `prune`, remove one)."""
-    kinds = {"create", "change", "orphan"} if prune else {"create", "change"}
-    return any(a.kind in kinds for a in plan.actions)
-
-
-def show_plan(plan: Plan, *, prune: bool, output: OutputFormat) -> None:
-    rows = plan_rows(plan, prune=prune)
-    if output is not OutputFormat.table:
-        emit(rows, fmt=output, columns=[])
-        return
-    colours = {"create": "green", "change": "yellow", "unchanged": "dim", "remove": "red"}
-    for row in rows:
-        action = str(row["action"])
-        colour = colours.get(action.split(" ")[0], "magenta")
-        sign = {"create": "+", "change": "~", "remove": "-", "unchanged": "="}.get(
-            action.split(" ")[0], "?"
-        )
-        changes = "; ".join(row["changes"])  # type: ignore[arg-type]
-        console.print(
-            f"[{colour}]{sign} {row['vm']:<24} {action:<12}[/] on {row['host']}"
-            + (f"  {changes}" if changes else ""),
-            highlight=False,
-        )
-    counts = {k: len(plan.of(k)) for k in ("create", "change", "unchanged", "orphan")}
-    console.print(
-        f"plan: {counts['create']} to create, {counts['change']} to change, "
-        f"{counts['unchanged']} unchanged, {counts['orphan']} not in the spec"
-    )
 
 
 def outcomes(results: Sequence[VmOutcome], output: OutputFormat) -> None:

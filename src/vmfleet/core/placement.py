@@ -112,6 +112,7 @@ class PlacementResult:
     hosts: Mapping[str, str]
     failures: Mapping[str, tuple[str, ...]]
     explained: Mapping[str, tuple[HostVerdict, ...]] = field(default_factory=dict)
+    unreachable: Mapping[str, str] = field(default_factory=dict)  # host -> why
 
 
 # --- affinity terms, normalised -------------------------------------------------------------
@@ -536,6 +537,7 @@ def place(
         hosts={r.name: chosen[r.name] for r in requests if r.name in chosen},
         failures={r.name: failures[r.name] for r in requests if r.name in failures},
         explained=explained,
+        unreachable={h.name: h.unreachable_reason for h in hosts if not h.reachable},
     )
 
 

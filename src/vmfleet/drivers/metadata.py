@@ -1,34 +1,34 @@
-"""Ownership marks: the metadata every vmfleet domain carries, and volume naming.
+"""Ownership marks: the metadata every vmfleet domain carries.
 
 libvirt is the source of truth for what exists. A domain is vmfleet's when its XML holds
-an `<vmfleet:instance>` element in our namespace; a volume is vmfleet's when its name has
-our prefix. Nothing else is ever changed or removed.
+an `<vmfleet:instance>` element in our namespace; a volume is one of its VM's when that
+domain lists it as a disk (or the journal recorded creating it). Names (`drivers.names`)
+only say where to look. Nothing else is ever changed or removed.
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 NAMESPACE = "https://vmfleet.dev/xmlns/1"
 PREFIX = "vmfleet"
-VOLUME_PREFIX = "vmf-"
-
-_VOLUME_RE = re.compile(
-    r"^vmf-(?P<fleet>[a-z0-9][a-z0-9-]*)--(?P<vm>[a-z0-9][a-z0-9-]*)--(?P<role>[a-z0-9.-]+)$"
-)
 
 
 @dataclass(frozen=True, slots=True)
 class OwnerMetadata:
-    """Who owns a domain: the fleet, the VM's name, its template and index, the spec hash."""
+    """Who owns a domain: the fleet, the VM's name, its template and index, the spec hash
+    (and the runtime hash: the part of the spec that shapes the running VM; '' if unknown)."""
 
     fleet: str
     vm: str
     template: str
     index: int | None
     spec_hash: str
+    # The VM's SSH host PUBLIC key ("ssh-ed25519 AAAA…"), so known_hosts can be rebuilt from
+    # libvirt when the state dir is lost. Never a private key.
+    host_key: str | None = None
+    runtime_hash: str = ""
 
     def to_element(self) -> ET.Element:
         """The `<instance>` element, in our namespace, for `<metadata>` or virDomainSetMetadata."""
@@ -39,9 +39,22 @@ class OwnerMetadata:
             ("template", self.template),
             ("index", "" if self.index is None else str(self.index)),
             ("spec-hash", self.spec_hash),
+            ("runtime-hash", self.runtime_hash),
         ):
+            if tag == "runtime-hash" and not value:
+                continue  # unknown (domains defined before vmfleet wrote it)
             ET.SubElement(root, f"{{{NAMESPACE}}}{tag}").text = value
+        if self.host_key is not None:
+            ET.SubElement(root, f"{{{NAMESPACE}}}host-key").text = self.host_key
         return root
+
+    def to_metadata_xml(self) -> str:
+        """The element without namespace declarations, as virDomainSetMetadata takes it
+        (libvirt puts it in our namespace under our prefix)."""
+        root = ET.Element("instance")
+        for child in self.to_element():
+            ET.SubElement(root, child.tag.split("}")[1]).text = child.text
+        return ET.tostring(root, encoding="unicode")
 
     def to_xml(self) -> str:
         """The element as a string with our prefix, as virDomainSetMetadata wants it."""
@@ -64,7 +77,18 @@ class OwnerMetadata:
             parsed_index = int(index) if index else None
         except ValueError:
             return None
-        return cls(fleet=fleet, vm=vm, template=template, index=parsed_index, spec_hash=spec_hash)
+        host_key = text("host-key") or None
+        if host_key is not None and not host_key.startswith("ssh-"):
+            host_key = None  # not a public key line: ignore it rather than trust it
+        return cls(
+            fleet=fleet,
+            vm=vm,
+            template=template,
+            index=parsed_index,
+            spec_hash=spec_hash,
+            host_key=host_key,
+            runtime_hash=text("runtime-hash") or "",
+        )
 
     @classmethod
     def from_domain_xml(cls, domain_xml: str) -> OwnerMetadata | None:
@@ -75,21 +99,3 @@ class OwnerMetadata:
             return None
         found = root.find(f"metadata/{{{NAMESPACE}}}instance")
         return None if found is None else cls.from_element(found)
-
-
-def volume_name(*, fleet: str, vm: str, role: str) -> str:
-    """The pool volume name for one of a VM's files: role is `root`, `data-N` or `seed.iso`."""
-    return f"{VOLUME_PREFIX}{fleet}--{vm}--{role}"
-
-
-def parse_volume_name(name: str) -> tuple[str, str, str] | None:
-    """(fleet, vm, role) for one of our per-VM volume names, else None."""
-    match = _VOLUME_RE.match(name)
-    if match is None:
-        return None
-    return match["fleet"], match["vm"], match["role"]
-
-
-def base_volume_name(*, image: str, digest: str) -> str:
-    """The pool volume holding a base image, shared by every VM cloned from it."""
-    return f"{VOLUME_PREFIX}base--{image}--{digest[:12]}"

@@ -32,7 +32,8 @@ class ImageInfo:
 
     `actual_size` is None when qemu-img cannot tell (some protocols); `backing_file` is the
     resolved path of the backing file (relative names are resolved against the image's
-    directory, as qemu does) and None for an image without one.
+    directory, as qemu does) and None for an image without one; `data_file` is a qcow2's
+    external data file (`format-specific.data.data-file`), None when it has none.
     """
 
     path: str
@@ -42,6 +43,7 @@ class ImageInfo:
     backing_file: str | None
     backing_format: str | None
     dirty: bool = False
+    data_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,4 +234,42 @@ def _image_info(path: str, data: Mapping[str, Any]) -> ImageInfo:
         backing_file=None if backing is None else str(backing),
         backing_format=None if backing_format is None else str(backing_format),
         dirty=bool(data.get("dirty-flag", False)),
+        data_file=_data_file(data),
     )
+
+
+def _data_file(data: Mapping[str, Any]) -> str | None:
+    specific = data.get("format-specific")
+    inner = specific.get("data") if isinstance(specific, dict) else None
+    value = inner.get("data-file") if isinstance(inner, dict) else None
+    return None if value is None else str(value)
+
+
+SAFE_BASE_FORMATS = ("qcow2", "raw")
+
+
+def refuse_unsafe_base(info: ImageInfo) -> None:
+    """Raise ImageError unless an image is safe to hand to QEMU as a guest's base disk.
+
+    A base image comes from outside (a download, a file someone gave you). Its header can
+    name other files that QEMU would open as part of the guest's disk (and that libvirt
+    would chown to the QEMU user): a backing file (`qemu-img create -b /etc/shadow`) or a
+    qcow2 external data file. So only qcow2 and raw are accepted, with neither; the format
+    is the one qemu-img probed from the bytes, never the file's name.
+    """
+    if info.format not in SAFE_BASE_FORMATS:
+        raise ImageError(
+            f"{info.path}: refused: its format is {info.format!r}; base images must be qcow2 or raw"
+        )
+    if info.backing_file is not None:
+        raise ImageError(
+            f"{info.path}: refused: its header names a backing file ({info.backing_file}), "
+            "which QEMU would open from this host as part of the guest's disk; flatten it "
+            "first (`qemu-img convert -O qcow2 IMAGE NEW`)"
+        )
+    if info.data_file is not None:
+        raise ImageError(
+            f"{info.path}: refused: its header names an external data file "
+            f"({info.data_file}), which QEMU would open from this host; flatten it first "
+            "(`qemu-img convert -O qcow2 IMAGE NEW`)"
+        )

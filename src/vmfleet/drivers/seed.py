@@ -16,8 +16,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import pycdlib
-
 VOLUME_IDENT = "cidata"
 
 # (ISO 9660 name, Joliet and Rock Ridge name) of each document, in the order written.
@@ -47,6 +45,8 @@ def build_seed_iso(
         "network-config": network_config,
         "vendor-data": vendor_data,
     }
+    import pycdlib  # here, not at the top: only building a seed needs it
+
     iso = pycdlib.PyCdlib()
     # Interchange level 3 allows the ISO 9660 names above; Joliet level 3 and Rock Ridge
     # carry the exact lowercase names cloud-init opens.

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
-
 from vmfleet.drivers import sshkeys
 from vmfleet.errors import GuestError
 
@@ -50,6 +48,8 @@ async def run_command(
 
     A timeout (TimeoutError) is left to the caller, which owns the deadline.
     """
+    import asyncssh  # here, not at the top: `vmfleet --help` should not pay for it
+
     try:
         async with asyncssh.connect(
             address,

@@ -17,8 +17,9 @@ from vmfleet.core.expand import Instance
 from vmfleet.engine.apply import Observation, observe
 from vmfleet.engine.context import FleetContext, default_uri
 from vmfleet.engine.hostkeys import known_hosts_path, strict_host_keys
+from vmfleet.engine.hostkeys import restore as restore_host_keys
 from vmfleet.engine.operations import discover_ips
-from vmfleet.engine.provision import forward_port
+from vmfleet.engine.provision.ports import leased_port
 from vmfleet.errors import GuestError
 
 
@@ -31,7 +32,7 @@ class Endpoint:
     address: str | None
     port: int
     user: str
-    key: Path
+    key: Path | None  # None: the fleet key was not generated yet (no `up` so far)
     known_hosts: Path
     strict: bool
     proxy_jump: str | None
@@ -62,6 +63,9 @@ def endpoints(
     """Where each VM's SSH is, as things stand on the hosts now."""
     observation = observation or observe(ctx)
     seen = {o.name: o for o in observation.vms}
+    if not ctx.store.readonly:  # after `.vmfleet/` was lost (read-only commands write nothing)
+        for host_name in sorted({o.host for o in observation.vms}):
+            restore_host_keys(ctx, ctx.host(host_name).list_domains(fleet=ctx.fleet))
     out = []
     for inst in instances:
         observed = seen.get(inst.name)
@@ -75,7 +79,9 @@ def endpoints(
         port = 22
         proxy = None
         if any(n.mode == "user" for n in inst.nics):
-            address, port = "127.0.0.1", forward_port(ctx, host=host, vm=inst.name)
+            leased = leased_port(ctx, host=host, vm=inst.name)
+            if leased is not None:  # none until `up` made the VM: no address yet
+                address, port = "127.0.0.1", leased
             proxy = _proxy_jump(ctx, host)
         else:
             found = discover_ips(ctx, inst, observed)
@@ -89,7 +95,7 @@ def endpoints(
                 address=address,
                 port=port,
                 user=inst.fields.cloud_init.user or ctx.loaded.spec.ssh.user,
-                key=ctx.ssh_private_key(),
+                key=ctx.existing_ssh_key(),
                 known_hosts=known_hosts_path(ctx),
                 strict=strict_host_keys(ctx),
                 proxy_jump=proxy,
@@ -137,11 +143,8 @@ def ssh_argv(
             "PubkeyAuthentication=no",
         ]
     else:
-        argv += (
-            ["-i", str(endpoint.key), "-o", "BatchMode=yes"]
-            if command
-            else ["-i", str(endpoint.key)]
-        )
+        identity = [] if endpoint.key is None else ["-i", str(endpoint.key)]
+        argv += [*identity, "-o", "BatchMode=yes"] if command else identity
     if endpoint.proxy_jump:
         argv += ["-J", endpoint.proxy_jump]
     if tty:
@@ -186,7 +189,10 @@ def ssh_config(endpoints_: list[Endpoint]) -> str:
         lines.append(f"    HostName {ep.address or ep.vm}")
         lines.append(f"    Port {ep.port}")
         lines.append(f"    User {ep.user}")
-        lines.append(f"    IdentityFile {ep.key}")
+        if ep.key is not None:
+            lines.append(f"    IdentityFile {ep.key}")
+        else:
+            lines.append("    # IdentityFile: no key yet (vmfleet up generates the fleet's key)")
         lines.append("    IdentitiesOnly yes")
         lines.append(f"    UserKnownHostsFile {ep.known_hosts}")
         lines.append(f"    HostKeyAlias {ep.vm}")
@@ -238,11 +244,12 @@ def hostvars(ep: Endpoint) -> dict[str, object]:
         ]
         + ([f"-J {ep.proxy_jump}"] if ep.proxy_jump else [])
     )
+    key = {} if ep.key is None else {"ansible_ssh_private_key_file": str(ep.key)}
     return {
         "ansible_host": ep.address or ep.vm,
         "ansible_port": ep.port,
         "ansible_user": ep.user,
-        "ansible_ssh_private_key_file": str(ep.key),
+        **key,
         "ansible_ssh_common_args": common,
         "vmfleet_template": ep.template,
         "vmfleet_hypervisor": ep.host,

@@ -8,24 +8,38 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmfleet.core.expand import Instance, Leases, expand
-from vmfleet.core.placement import PlacementResult
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.spec.load import LoadedFleet
-from vmfleet.spec.models import HostSpec
-from vmfleet.state.store import Store
+from vmfleet.errors import HostUnreachableError
+
+if TYPE_CHECKING:
+    # Types only: the CLI imports this module for every command, `--help` included.
+    from vmfleet.core.expand import Instance
+    from vmfleet.core.placement import PlacementResult
+    from vmfleet.drivers.libvirt import LibvirtHost
+    from vmfleet.spec.load import LoadedFleet
+    from vmfleet.spec.models import HostSpec
+    from vmfleet.state.store import Store
 
 LOCAL_HOST = "local"
 
 # (uri, host name) → the host's connection; the seam tests replace (see `vmfleet.Fleet.open`)
-HostFactory = Callable[[str, str], LibvirtHost]
+HostFactory = Callable[[str, str], "LibvirtHost"]
 
 
 def connect_host(uri: str, name: str) -> LibvirtHost:
     """The default host factory: libvirt on the URI, connected on first use."""
+    from vmfleet.drivers.libvirt import LibvirtHost  # libvirt loads on first connection
+
     return LibvirtHost(uri, name=name)
+
+
+def runs_a_command(uri: str) -> bool:
+    """Whether connecting to `uri` runs a local program the URI names (libvirt's `ext`
+    transport, `driver+ext://...?command=...`)."""
+    scheme = uri.split(":", 1)[0].lower()
+    return scheme.endswith("+ext")
 
 
 def default_uri() -> str:
@@ -65,14 +79,23 @@ class FleetContext:
         return self.loaded.name
 
     def host_specs(self) -> dict[str, HostSpec]:
+        from vmfleet.spec.models import HostSpec
+
         return dict(self.loaded.spec.hosts) or {LOCAL_HOST: HostSpec()}
 
     def host(self, name: str) -> LibvirtHost:
         """The connection to a host, opened on first use (HostUnreachableError if it can't)."""
+
         with self._lock:
             if name not in self._hosts:
-                spec = self.host_specs()[name]
-                self._hosts[name] = self.host_factory(spec.uri or default_uri(), name)
+                uri = self.host_specs()[name].uri or default_uri()
+                if self.store.readonly and runs_a_command(uri):
+                    raise HostUnreachableError(
+                        f"not contacted: {uri} runs a local command to connect (ext transport), "
+                        "which read-only commands never do; `up`, `down` and `hosts --probe` do",
+                        host=name,
+                    )
+                self._hosts[name] = self.host_factory(uri, name)
             host = self._hosts[name]
         host.connect()
         return host
@@ -89,6 +112,8 @@ class FleetContext:
         ones it was computed from, or ones recorded from it (provisioning a VM leases the
         very addresses it was given). Any other lease change expands again.
         """
+        from vmfleet.core.expand import Leases, expand
+
         leases = {
             (le.kind, le.vm, le.slot): le.value
             for kind in ("mac", "ip")
@@ -134,12 +159,20 @@ class FleetContext:
         schedulable = [name for name, spec in specs.items() if spec.schedulable]
         return next(iter([*instance.fields.node_preference, *schedulable, *specs]))
 
+    def generated_key_missing(self) -> Path | None:
+        """The fleet's generated login key when the fleet logs in with it and it is gone
+        (never kept in libvirt: VMs made with it accept nothing else)."""
+        return self.state_dir / "id_ed25519" if self.existing_ssh_key() is None else None
+
     def ssh_public_key(self) -> str:
         """The user's default public key, else a fleet key generated in the state folder."""
         private = self.ssh_private_key()
         return Path(str(private) + ".pub").read_text().strip()
 
-    def ssh_private_key(self) -> Path:
+    def existing_ssh_key(self) -> Path | None:
+        """The private key VMs get: configured, the user's default, or the fleet key in the
+        state folder; None when it is the fleet key and that was never generated (read-only
+        commands show that rather than generate one)."""
         configured = self.loaded.spec.ssh.private_key
         if configured:
             return Path(configured).expanduser()
@@ -147,6 +180,14 @@ class FleetContext:
             path = Path.home() / ".ssh" / candidate
             if path.exists() and Path(str(path) + ".pub").exists():
                 return path
+        key = self.state_dir / "id_ed25519"
+        return key if key.exists() else None
+
+    def ssh_private_key(self) -> Path:
+        """`existing_ssh_key`, generating the fleet key in the state folder when there is none."""
+        found = self.existing_ssh_key()
+        if found is not None:
+            return found
         key = self.state_dir / "id_ed25519"
         with self._lock:
             if not key.exists():

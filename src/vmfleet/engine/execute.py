@@ -77,6 +77,8 @@ async def _run_one(ep: Endpoint, command: str, *, timeout: float) -> ExecResult:
     if ep.state != "running" or ep.address is None:
         reason = f"not running ({ep.state})" if ep.state != "running" else "no address yet"
         return ExecResult(ep.vm, None, "", "", 0.0, reason)
+    if ep.key is None:
+        return ExecResult(ep.vm, None, "", "", 0.0, "no SSH key yet (vmfleet up generates it)")
     known = sshkeys.read_entries(ep.known_hosts)
     trust_new = not ep.strict and ep.vm not in known
     try:

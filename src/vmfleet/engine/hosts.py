@@ -1,7 +1,8 @@
 """What the hosts are and hold, gathered in parallel, and the placement of new VMs on them.
 
 `gather` asks every host of the fleet at once for its capabilities (architectures, domain
-types, machine types, emulators; KVM through the probe when `domain_type: auto`), its pool
+types, machine types, emulators; KVM from the probe's cached answer when `domain_type: auto`,
+booting the probe only when asked to: `up` and `hosts --probe`), its pool
 and the domains on it, and turns the answers into `core.placement.HostFacts`. A host that
 does not answer is reported unreachable; it never holds up the others (each connection has
 its own timeout). `placement` places the fleet's new VMs, once per context.
@@ -12,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vmfleet.core import placement as core
+from vmfleet.core import unplaced
 from vmfleet.core.expand import Instance
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import (
@@ -24,6 +27,10 @@ from vmfleet.errors import (
     UsageError,
 )
 from vmfleet.spec.models import HostSpec
+from vmfleet.state import kvmcache
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import HostCapabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +52,9 @@ class HostReport:
     kvm: bool | None = None
 
 
-def gather(ctx: FleetContext, *, probe: bool = True) -> list[HostReport]:
-    """Every host of the fleet, in spec order; unreachable ones with their error."""
+def gather(ctx: FleetContext, *, probe: bool = False) -> list[HostReport]:
+    """Every host of the fleet, in spec order; unreachable ones with their error. With
+    `probe`, KVM is probed where no answer is cached (see `kvm_answer`)."""
     specs = ctx.host_specs()
     with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
         futures = [pool.submit(_one, ctx, name, spec, probe) for name, spec in specs.items()]
@@ -75,13 +83,7 @@ def _one(ctx: FleetContext, name: str, spec: HostSpec, probe: bool) -> HostRepor
 def _ask(ctx: FleetContext, name: str, spec: HostSpec, uri: str, probe: bool) -> HostReport:
     host = ctx.host(name)
     caps = host.capabilities(probe_kvm=False)
-    kvm: bool | None
-    if spec.domain_type == "kvm":
-        kvm = True
-    elif spec.domain_type == "qemu":
-        kvm = False
-    else:
-        kvm = host.probe_kvm(pool=spec.pool) if probe else caps.kvm_usable
+    kvm = kvm_answer(ctx, name, probe=probe, caps=caps)
     machines: dict[str, list[str]] = {}
     emulators: dict[str, str] = {}
     types: dict[str, list[str]] = {}
@@ -98,7 +100,10 @@ def _ask(ctx: FleetContext, name: str, spec: HostSpec, uri: str, probe: bool) ->
         arches = frozenset(a for a, t in types.items() if t)  # qemu, kvm (or test's "test")
     if uri.startswith("test:"):
         arches = frozenset({"*"})  # libvirt's test driver defines domains of any arch
-    kvm_arches = frozenset(a for a in arches if kvm and a == caps.arch and "kvm" in types[a])
+    # An unknown answer (never probed) is planned as the probe's likely one: KVM works
+    # where libvirt offers it; `up` probes before it plans.
+    likely = kvm if kvm is not None else True
+    kvm_arches = frozenset(a for a in arches if likely and a == caps.arch and "kvm" in types[a])
     problem = ""
     try:
         pool = host.pool_info(spec.pool, refresh=True)
@@ -160,6 +165,50 @@ def _ask(ctx: FleetContext, name: str, spec: HostSpec, uri: str, probe: bool) ->
     )
 
 
+def kvm_answer(
+    ctx: FleetContext, name: str, *, probe: bool, caps: HostCapabilities | None = None
+) -> bool | None:
+    """Whether VMs on host `name` run under KVM: as configured, or for `domain_type: auto`
+    the KVM probe's answer, cached across runs (`state.kvmcache`). With `probe`, a host
+    without a cached answer is probed and the answer kept; without, it is None (unknown).
+    """
+    spec = ctx.host_specs()[name]
+    if spec.domain_type != "auto":
+        return spec.domain_type == "kvm"
+    host = ctx.host(name)
+    caps = caps or host.capabilities(probe_kvm=False)
+    if caps.arch != "x86_64" or "kvm" not in caps.domain_types():
+        return False  # nothing to probe: the probe's answer is no without booting it
+    key = kvmcache.probe_key(
+        uri=host.uri,
+        host_uuid=caps.host_uuid or caps.hostname,
+        libvirt_version=caps.libvirt_version,
+        qemu_version=caps.hypervisor_version,
+    )
+    known = kvmcache.lookup(key)
+    if known is None and probe:
+        known = host.probe_kvm(pool=spec.pool)
+        kvmcache.remember(key, known)
+    if known is not None:
+        host.remember_kvm(known)
+    return known
+
+
+def kvm_unknown(ctx: FleetContext) -> list[str]:
+    """The `domain_type: auto` hosts whose KVM answer is not known yet (probed at `up`);
+    unreachable hosts are left out (their error is reported elsewhere)."""
+    unknown = []
+    for name, spec in ctx.host_specs().items():
+        if spec.domain_type != "auto":
+            continue
+        try:
+            if kvm_answer(ctx, name, probe=False) is None:
+                unknown.append(name)
+        except FleetError:
+            continue
+    return unknown
+
+
 def request(instance: Instance) -> core.VmRequest:
     """A VM the fleet wants, as placement sees it."""
     f = instance.fields
@@ -182,7 +231,7 @@ def placement(
     ctx: FleetContext,
     observed: dict[str, str],
     *,
-    probe: bool = True,
+    probe: bool = False,
     explain: Iterable[str] = (),
 ) -> core.PlacementResult:
     """Place the fleet's VMs that no host has (`observed`: VM -> host), all together.
@@ -219,18 +268,10 @@ def placement(
 
 
 def require_placed(result: core.PlacementResult) -> None:
-    """PlacementError listing every VM that has no host, each with its reasons."""
-    if not result.failures:
-        return
-    lines = []
-    for vm, reasons in result.failures.items():
-        lines.append(f"  {vm}:")
-        lines += [f"    - {r}" for r in reasons]
-    count = len(result.failures)
-    raise PlacementError(
-        f"nothing was changed: {count} VM{'s' if count != 1 else ''} cannot be placed:\n"
-        + "\n".join(lines)
-    )
+    """PlacementError listing every VM that has no host with its reasons, VMs failing alike
+    in one block, an unreachable host's error once (`core.unplaced`)."""
+    if result.failures:
+        raise PlacementError(unplaced.report(result.failures, result.unreachable))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmfleet.drivers import download
-from vmfleet.drivers.metadata import VOLUME_PREFIX
+from vmfleet.drivers import download, names
+from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
 from vmfleet.engine import catalog, provision
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import HostUnreachableError, ImageError, UsageError
@@ -70,10 +70,14 @@ def pull(
             assert spec.sha256 is not None
             if download.cached_path(cache, spec.sha256).exists():
                 continue
-            download.fetch(
+            path = download.fetch(
                 spec.source, sha256=spec.sha256, cache=cache, progress=_for_image(progress, name)
             )
             fetched.append(name)
+            try:  # checked again by preflight before use; say it now, naming the image
+                refuse_unsafe_base(QemuImg().info(path))
+            except ImageError as error:
+                raise ImageError(f"image {name}: {error}") from None
     return fetched
 
 
@@ -86,10 +90,6 @@ def _for_image(progress: Progress | None, name: str) -> download.Progress | None
         report(name, done, total)
 
     return one
-
-
-def _base_prefix(image: str) -> str:
-    return f"{VOLUME_PREFIX}base--{image}--"
 
 
 def listing(ctx: FleetContext) -> list[dict[str, object]]:
@@ -125,11 +125,11 @@ def _where(ctx: FleetContext) -> dict[str, dict[str, list[str]]]:
             volumes = ctx.host(host_name).list_volumes(host_spec.pool)
         except HostUnreachableError:
             continue
-        bases = {v.path: v.name for v in volumes if v.name.startswith(f"{VOLUME_PREFIX}base--")}
+        bases = {v.path: v.name for v in volumes if v.name.startswith(names.base_prefix())}
         for volume in volumes:
             for image in ctx.loaded.spec.images:
                 base_path = next(
-                    (p for p, n in bases.items() if n.startswith(_base_prefix(image))), None
+                    (p for p, n in bases.items() if n.startswith(names.base_prefix(image))), None
                 )
                 if base_path is None:
                     continue
@@ -158,7 +158,7 @@ def remove(ctx: FleetContext, name: str) -> list[str]:
     for host_name, host_spec in ctx.host_specs().items():
         host = ctx.host(host_name)
         for volume in host.list_volumes(host_spec.pool):
-            if volume.name.startswith(_base_prefix(name)):
+            if volume.name.startswith(names.base_prefix(name)):
                 host.delete_volume(host_spec.pool, volume.name)
                 removed.append(f"{volume.name} on {host_name}")
     spec = ctx.loaded.spec.images[name]

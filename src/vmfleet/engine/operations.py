@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import Observed
+from vmfleet.engine import provision
 from vmfleet.engine.apply import Outcome, observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, UsageError
@@ -95,14 +96,8 @@ def _row(
 ) -> dict[str, object]:
     address: list[str] = list(ips)
     if user_mode and seen is not None:
-        port = next(
-            (
-                int(le.value)
-                for le in ctx.store.leases("port")
-                if le.vm == name and le.scope == host and le.slot == 0
-            ),
-            None,
-        )
+        # the lease, else read back from the domain (after the state dir was lost)
+        port = provision.existing_forward(ctx, host=host, vm=name)
         if port:
             address.append(f"127.0.0.1:{port}")
     uptime = None
@@ -120,6 +115,8 @@ def _row(
         "ip": address or None,
         "uptime": format_duration(uptime) if uptime is not None else None,
         "uptime_seconds": uptime,
+        # a definition staged for the next boot that the running VM does not run yet
+        "pending": bool(seen and seen.running and seen.spec_hash != seen.defined_hash),
     }
 
 
@@ -148,4 +145,5 @@ def power(ctx: FleetContext, vms: list[str], verb: str) -> list[Outcome]:
             results.append(Outcome(vm, verb, True, "rebooting"))
         else:
             raise UsageError(f"unknown power verb {verb!r}")
+        ctx.store.event(kind="power", vm=vm, message=f"{results[-1].detail} (vmfleet {verb})")
     return results

@@ -2,7 +2,8 @@
 reported here, all at once, and nothing on any host is touched.
 
 - a host that cannot be reached (already raised while planning);
-- a missing or corrupt image file, or one whose sha256 differs from the spec;
+- a missing or corrupt image file, or one whose sha256 differs from the spec, or one whose
+  header names a backing or data file on this host, or that is not qcow2 or raw;
 - a domain of the same name on the host that vmfleet does not own (or another fleet owns);
 - a storage pool without room for what the plan will write.
 """
@@ -13,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from vmfleet.core.plan import Plan
-from vmfleet.drivers.metadata import base_volume_name
-from vmfleet.drivers.qemuimg import QemuImg
+from vmfleet.drivers import names
+from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
 from vmfleet.engine import provision
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, ImageError
@@ -84,7 +85,7 @@ def check(ctx: FleetContext, plan: Plan) -> None:
             if (action.host, fields.image) not in uploads:
                 pool = ctx.host_specs()[action.host].pool
                 if (
-                    host.get_volume(pool, base_volume_name(image=fields.image, digest=digest))
+                    host.get_volume(pool, names.base_volume(image=fields.image, digest=digest))
                     is None
                 ):
                     needed[action.host] += size
@@ -108,6 +109,10 @@ def _check_image(ctx: FleetContext, name: str) -> tuple[Path, str]:
     path = provision.image_path(ctx, spec.source, spec.sha256)
     tool = QemuImg()
     info = tool.info(path)
+    try:
+        refuse_unsafe_base(info)
+    except ImageError as error:
+        raise ImageError(f"image {name}: {error}") from None
     if info.format == "qcow2":
         tool.check(path, format="qcow2")
     if spec.format and spec.format != info.format:

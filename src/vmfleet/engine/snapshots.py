@@ -22,17 +22,19 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from vmfleet.core import groups
 from vmfleet.core.expand import Instance
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import FileSource, SnapshotConfig, SnapshotDisk, VolumeSource
-from vmfleet.drivers.libvirt import DomainState, LibvirtHost, SnapshotInfo
-from vmfleet.drivers.metadata import volume_name
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, GuestError, HypervisorError, UsageError
 from vmfleet.spec.models import FleetSpec
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost, SnapshotInfo
 
 DEFAULT_TIMEOUT = 300.0
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
@@ -312,7 +314,19 @@ def create(
         elif result.ok:
             result = _retain(ctx, member, result, name=name, group=group, timeout=timeout)
         final.append(result)
+    _record(ctx, name, "create", final)
     return CreateReport(name, final, pause_window, time.monotonic() - started)
+
+
+def _record(ctx: FleetContext, name: str, verb: str, results: Sequence[MemberResult]) -> None:
+    """One `snapshot` event per member in the state store (`vmfleet events`)."""
+    for r in results:
+        how = f" ({r.consistency})" if r.ok and r.consistency else ""
+        ctx.store.event(
+            kind="snapshot",
+            vm=r.vm,
+            message=f"snapshot {name} {verb}: {r.detail if r.ok else 'failed: ' + r.detail}{how}",
+        )
 
 
 def _agent_answers(host: LibvirtHost, vm: str) -> bool:
@@ -394,7 +408,10 @@ def snapshot_config(
             target=t,
             mode="external",
             file=str(
-                Path(p).parent / volume_name(fleet=ctx.fleet, vm=member.vm, role=f"{t}.snap-{name}")
+                Path(p).parent
+                / names.volume(
+                    fleet=ctx.fleet, vm=member.vm, role=names.overlay_role(disk=t, snapshot=name)
+                )
             ),
         )
         for t, _f, p in writable
@@ -504,6 +521,8 @@ def revert(
                     f"vm {member.vm}: cannot revert to internal snapshot {name!r} while its "
                     "disks are external overlays; delete the external snapshots first"
                 )
+            from vmfleet.drivers.libvirt import DomainState  # libvirt loads on use
+
             noted, consistency = note(snap)
             state = DomainState(noted) if noted else snap.state
             host.snapshot_revert(member.vm, name, state=state, timeout=timeout)
@@ -516,7 +535,9 @@ def revert(
         return MemberResult(member.vm, True, detail, snap.kind, seconds=time.monotonic() - t0)
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(chosen)))) as pool:
-        return list(pool.map(one, chosen))
+        results = list(pool.map(one, chosen))
+    _record(ctx, name, "revert", results)
+    return results
 
 
 def delete(
@@ -539,4 +560,6 @@ def delete(
         return MemberResult(member.vm, True, detail, seconds=time.monotonic() - t0)
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(chosen)))) as pool:
-        return list(pool.map(one, chosen))
+        results = list(pool.map(one, chosen))
+    _record(ctx, name, "delete", results)
+    return results

@@ -1,8 +1,9 @@
 """Reading a fleet file of any supported format into a validated FleetSpec.
 
 The format is detected from the content: the native fleet file, the replicas doc's Ansible
-`inventory.yml`, the cluster summary's `vms:`/`vm_defaults:` variables, or Kubernetes-style
-`VirtualMachine`/`VirtualMachineGroup` manifests. Importers turn the foreign ones into native
+`inventory.yml`, the ansible_farm test-farm inventory, the cluster summary's
+`vms:`/`vm_defaults:` variables, or Kubernetes-style `VirtualMachine`/`VirtualMachineGroup`
+manifests. Importers turn the foreign ones into native
 data and carry every position across, so errors still point into the file the user wrote.
 """
 
@@ -19,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from vmfleet.errors import Problem, SpecError
+from vmfleet.errors import Position, Problem, SpecError
 from vmfleet.spec import sources, validate
-from vmfleet.spec.importers import ansible, cluster, kubernetes
+from vmfleet.spec.importers import ansible, cluster, farm, kubernetes
 from vmfleet.spec.models import CloudInit, FleetSpec
 from vmfleet.spec.source import Document, load_documents
 
-Format = Literal["native", "ansible-inventory", "cluster-vars", "kubernetes"]
+Format = Literal["native", "ansible-inventory", "ansible-farm", "cluster-vars", "kubernetes"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def detect(documents: list[Document]) -> Format:
     if len(documents) != 1 or not isinstance(documents[0].data, dict):
         return "native"
     data = documents[0].data
+    if farm.looks_like(data):
+        return "ansible-farm"
     if ansible.looks_like(data):
         return "ansible-inventory"
     if cluster.looks_like(data):
@@ -74,8 +77,20 @@ def to_native(documents: list[Document], fmt: Format, *, file: str) -> Document:
         return kubernetes.convert(documents, file=file)
     if not documents:
         return Document(file, {}, {})
+    if len(documents) > 1:
+        raise SpecError(
+            [
+                documents[1].problem(
+                    (),
+                    "a second YAML document (after ---): only Kubernetes manifests may hold "
+                    "several; put everything in one document",
+                )
+            ]
+        )
     if fmt == "ansible-inventory":
         return ansible.convert(documents[0])
+    if fmt == "ansible-farm":
+        return farm.convert(documents[0])
     if fmt == "cluster-vars":
         return cluster.convert(documents[0])
     if not isinstance(documents[0].data, dict):
@@ -141,6 +156,39 @@ def _cut(data: Any, path: tuple[str | int, ...]) -> bool:
     return False
 
 
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""Largest fleet file read (a 2,000-VM file written out VM by VM is about 200 KB)."""
+
+
+def read_text(path: FsPath) -> str:
+    """A fleet file's text: at most MAX_FILE_BYTES of UTF-8, else a SpecError saying why."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise SpecError([Problem(None, "", f"cannot read {path}: {error.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        limit = MAX_FILE_BYTES // (1024 * 1024)
+        raise SpecError(
+            [Problem(Position(str(path), 1, 1), "", f"file is larger than {limit} MiB, the limit")]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = len(raw[raw.rfind(b"\n", 0, error.start) + 1 : error.start].decode("utf-8")) + 1
+        byte = raw[error.start]
+        raise SpecError(
+            [
+                Problem(
+                    Position(str(path), line, column),
+                    "",
+                    f"byte 0x{byte:02x} is not UTF-8 text; save the file as UTF-8",
+                )
+            ]
+        ) from None
+
+
 def load(path: str | FsPath) -> LoadedFleet:
     """Load, import and validate a fleet; SpecError lists every problem.
 
@@ -149,10 +197,14 @@ def load(path: str | FsPath) -> LoadedFleet:
     one fleet, and every position still names the file it came from.
     """
     files = sources.files(path)
-    documents = [doc for file in files for doc in _read(file)]
+    per_file = [_read(file) for file in files]
+    documents = [doc for docs in per_file for doc in docs]
     fmt = detect(documents)
-    if len(files) > 1 and fmt in ("ansible-inventory", "cluster-vars"):
+    if len(files) > 1 and fmt in ("ansible-inventory", "ansible-farm", "cluster-vars"):
         raise SpecError([Problem(None, "", f"a {fmt} file cannot be combined with other files")])
+    for file, docs in zip(files, per_file, strict=True):
+        if fmt != "kubernetes" and len(docs) > 1:
+            to_native(docs, fmt, file=str(file))  # one document per file: says where the second is
     if fmt == "native" and len(documents) > 1:
         documents = [sources.merge(documents)]
     document = to_native(documents, fmt, file=str(files[0]))
@@ -161,12 +213,7 @@ def load(path: str | FsPath) -> LoadedFleet:
 
 
 def _read(file: FsPath) -> list[Document]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpecError([Problem(None, "", f"cannot read {file}: {error.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise SpecError([Problem(None, "", f"{file} is not UTF-8 text")]) from None
+    text = read_text(file)
     return load_documents(text, file=str(file))
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from vmfleet.spec import catalog
+from vmfleet.spec.farm import FarmSpec
 from vmfleet.spec.values import (
     Cidr,
     Count,
@@ -94,11 +95,13 @@ class ImageSpec(Model):
     catalog: Line | None = None
     user: LoginUser | None = None
 
-    @field_validator("sha256")
+    @field_validator("sha256", mode="before")
     @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-            raise ValueError("sha256 must be 64 hex digits")
+    def _sha(cls, value: Any) -> str | None:
+        if value is not None and not (
+            isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value)
+        ):
+            raise ValueError(f"sha256 must be a text of 64 hex digits, got {value!r}")
         return value.lower() if value else value
 
     @model_validator(mode="before")
@@ -384,6 +387,7 @@ class FleetSpec(Model):
     ssh: SshSettings = Field(default_factory=SshSettings)
     snapshots: Retention | None = None
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    farm: FarmSpec | None = None
     trusted_paths: list[Line] = Field(
         default_factory=list,
         description="folders outside the fleet file's that user-data and secret files may be in",

@@ -7,15 +7,16 @@ column. Duplicate keys, which PyYAML silently overwrites, are reported as proble
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from vmfleet.errors import Position, Problem, SpecError
+from vmfleet.spec.compose import MAX_DEPTH, MAX_VALUES, compose_all
 
 Path = tuple[str | int, ...]
 
@@ -66,70 +67,155 @@ def format_path(path: Path) -> str:
 
 
 def load_documents(text: str, *, file: str) -> list[Document]:
-    """Parse every YAML document in `text`; SpecError with all problems on bad YAML."""
-    loader = yaml.SafeLoader(text)
-    documents: list[Document] = []
-    problems: list[Problem] = []
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            builder = _Builder(file)
-            data = builder.build(node, ())
-            problems.extend(builder.problems)
-            documents.append(Document(file, data, builder.positions))
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        position = Position(file, mark.line + 1, mark.column + 1) if mark else None
-        message = " ".join(str(part) for part in (error.context, error.problem) if part)
-        raise SpecError([Problem(position, "", f"YAML syntax error: {message}")]) from None
-    except yaml.YAMLError as error:
-        raise SpecError([Problem(Position(file, 1, 1), "", f"YAML error: {error}")]) from None
-    finally:
-        loader.dispose()
-    if problems:
-        raise SpecError(problems)
+    """Parse every YAML document in `text`; SpecError with all problems on bad YAML.
+
+    Bounded: nesting deeper than `compose.MAX_DEPTH` (also through aliases) and more than
+    `MAX_VALUES` values once aliases and merge keys are expanded are refused.
+    """
+    builder = _Builder(file)
+    documents = [builder.document(root) for root in compose_all(text, file=file)]
+    if builder.problems:
+        raise SpecError(list(dict.fromkeys(builder.problems)))
     return [doc for doc in documents if doc.data is not None]
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "timestamp")
+)
+_COLLECTION_TAGS = frozenset(("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"))
+
+
 class _Builder:
-    """Turns a composed node tree into data, recording positions as it goes."""
+    """Turns composed node graphs into data, recording positions as it goes.
+
+    Aliases are expanded (each use is its own copy), counted against MAX_VALUES and
+    MAX_DEPTH, so neither a "billion laughs" file nor an alias inside its own anchor can
+    exhaust memory or the stack.
+    """
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.positions: dict[Path, Position] = {}
         self.problems: list[Problem] = []
         self._constructor = SafeConstructor()
+        self._count = 0
 
     def _mark(self, node: Node) -> Position:
         return Position(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
-    def build(self, node: Node, path: Path) -> Any:
+    def document(self, root: Node) -> Document:
+        """One document's data and positions."""
+        self.positions = {}
+        data = self.build(root, (), 0)
+        return Document(self.file, data, self.positions)
+
+    def _refuse(self, node: Node, path: Path, message: str) -> SpecError:
+        return SpecError([Problem(self._mark(node), _field(path), message)])
+
+    def build(self, node: Node, path: Path, depth: int) -> Any:
+        self._count += 1
+        if self._count > MAX_VALUES:
+            raise self._refuse(
+                node,
+                path,
+                f"more than {MAX_VALUES} values once aliases are expanded; "
+                "a fleet file needs far fewer (aliases nested in aliases multiply)",
+            )
+        if depth > MAX_DEPTH:
+            raise self._refuse(
+                node,
+                path,
+                f"nested deeper than {MAX_DEPTH} levels once aliases are expanded "
+                "(is an alias used inside its own anchor?)",
+            )
         self.positions.setdefault(path, self._mark(node))
         if isinstance(node, ScalarNode):
-            value = self._constructor.construct_object(node, deep=True)
-            # Dates and times stay text: no vmfleet field wants a datetime.
-            return node.value if hasattr(value, "isoformat") else value
+            return self._scalar(node, path)
+        if node.tag not in _COLLECTION_TAGS:
+            self.problems.append(
+                Problem(self._mark(node), _field(path), f"unsupported YAML tag {node.tag}")
+            )
         if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            self._constructor.flatten_mapping(node)
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int):
-                    key = str(key)
-                child = (*path, key)
-                if key in result:
-                    self.problems.append(
-                        Problem(self._mark(key_node), _field(child), "duplicate key")
-                    )
-                    continue
-                self.positions[child] = self._mark(key_node)
-                result[key] = self.build(value_node, child)
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        assert isinstance(node, MappingNode)
+        return self._mapping(node, path, depth)
+
+    def _scalar(self, node: ScalarNode, path: Path) -> Any:
+        if node.tag not in _SCALAR_TAGS:
+            self.problems.append(
+                Problem(self._mark(node), _field(path), f"unsupported YAML tag {node.tag}")
+            )
+            return node.value
+        if node.tag.endswith(":timestamp"):
+            return node.value  # dates and times stay text: no vmfleet field wants a datetime
+        try:
+            value = self._constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as error:
+            self.problems.append(
+                Problem(self._mark(node), _field(path), f"cannot read {node.value[:40]!r}: {error}")
+            )
+            return node.value
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problems.append(
+                Problem(self._mark(node), _field(path), f"{node.value!r} is not a finite number")
+            )
+        return value
+
+    def _key(self, node: Node, path: Path) -> str | int | None:
+        if not isinstance(node, ScalarNode):
+            self.problems.append(
+                Problem(
+                    self._mark(node),
+                    _field(path),
+                    "a key must be a plain value, not a list or mapping",
+                )
+            )
+            return None
+        key = self._scalar(node, path)
+        return key if isinstance(key, str | int) and not isinstance(key, bool) else str(key)
+
+    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merges: list[Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merges.append(value_node)
+                continue
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            child = (*path, key)
+            if key in result:
+                self.problems.append(Problem(self._mark(key_node), _field(child), "duplicate key"))
+                continue
+            self.positions.setdefault(child, self._mark(key_node))
+            result[key] = self.build(value_node, child, depth + 1)
+        if not merges:
             return result
-        raise SpecError([Problem(self._mark(node), _field(path), "unsupported YAML node")])
+        merged: dict[Any, Any] = {}
+        for source in self._merge_sources(merges, path):
+            for key, value in self._mapping(source, path, depth).items():
+                merged.setdefault(key, value)
+        return {**merged, **result}
+
+    def _merge_sources(self, merges: list[Node], path: Path) -> list[MappingNode]:
+        """The mappings `<<:` names, first one winning, as YAML's merge key says."""
+        sources: list[MappingNode] = []
+        for value in merges:
+            items = value.value if isinstance(value, SequenceNode) else [value]
+            for item in items:
+                if isinstance(item, MappingNode):
+                    sources.append(item)
+                else:
+                    self.problems.append(
+                        Problem(
+                            self._mark(item),
+                            _field((*path, "<<")),
+                            "a merge key (<<) takes a mapping or a list of mappings",
+                        )
+                    )
+        return sources
 
 
 def _field(path: Path) -> str:

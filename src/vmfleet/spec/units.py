@@ -66,6 +66,8 @@ def parse_size(value: object, *, bare_unit: int) -> int:
         raise ValueError(f"cannot parse size {value!r} (use e.g. 4096, 4GiB, 40G, 512MB)")
     number = float(match[1])
     unit = _UNITS[match[2].lower()] or bare_unit
+    if not math.isfinite(number * unit):
+        raise ValueError(f"size {value[:40]!r}... is too large")
     size = int(number * unit)
     if size <= 0:
         raise ValueError(f"a size must be positive, got {value!r}")
@@ -86,11 +88,15 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration such as 30s, got {type(value).__name__}")
     text = value.strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = _DURATION_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"cannot parse duration {value!r} (use e.g. 30s, 1m, 1m30s)")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        seconds = float(text)
+    else:
+        parts = _DURATION_RE.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"cannot parse duration {value!r} (use e.g. 30s, 1m, 1m30s)")
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration {value[:40]!r}... is too large")
+    return seconds
 
 
 def format_size(size: int) -> str:

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from vmfleet.errors import Problem
+from vmfleet.spec import farm
 from vmfleet.spec.addresses import AddressPool, allocates, gateway_of
 from vmfleet.spec.models import FleetSpec, NetworkSpec, VmFields, VmTemplate
 from vmfleet.spec.resolve import (
@@ -22,11 +23,18 @@ from vmfleet.spec.resolve import (
 )
 from vmfleet.spec.source import Document, Path
 
-RESERVED_FLEET_NAMES = frozenset({"base"})
+# Kept equal to drivers.names.RESERVED_FLEETS (a test checks): libvirt object names of
+# these kinds start with `vmf-<name>.`.
+RESERVED_FLEET_NAMES = frozenset({"base", "probe"})
+MAX_VMS = 10_000
+"""Most VMs one fleet may expand to (the other rules, and planning, are per VM)."""
 
 
 def check(spec: FleetSpec, doc: Document) -> list[Problem]:
     """Every cross-field problem in a fleet spec (empty when it is sound)."""
+    total = sum(t.replicas for t in spec.vms.values())
+    if total > MAX_VMS:
+        return [doc.problem(("vms",), f"{total} VMs in one fleet; at most {MAX_VMS} are allowed")]
     problems: list[Problem] = []
     for rule in (
         _fleet_name,
@@ -38,6 +46,7 @@ def check(spec: FleetSpec, doc: Document) -> list[Problem]:
         _address_pools,
         _arch_matches_image,
         _groups,
+        _farm,
     ):
         problems.extend(rule(spec, doc))
     return problems
@@ -52,6 +61,10 @@ def _unknown(doc: Document, path: Path, kind: str, name: str, known: Iterable[st
     known = sorted(known)
     listing = ", ".join(known) if known else "none are defined"
     return doc.problem(path, f"unknown {kind} {name!r}{_suggest(name, known)}; known: {listing}")
+
+
+def _farm(spec: FleetSpec, doc: Document) -> list[Problem]:
+    return farm.problems(spec.farm, spec.images, doc) if spec.farm else []
 
 
 def _fleet_name(spec: FleetSpec, doc: Document) -> list[Problem]:

@@ -250,6 +250,8 @@ Labels = dict[str, str]
 def check_labels(labels: dict[str, Any] | None) -> dict[str, str] | None:
     if labels is None:
         return None
+    if not isinstance(labels, dict):
+        raise ValueError("labels must be a mapping of key: 'text' (e.g. {tier: web})")
     out: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not LABEL_KEY_RE.match(key):

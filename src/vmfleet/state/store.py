@@ -5,7 +5,9 @@ SQLite in `.vmfleet/state.db` beside the fleet file. It keeps:
   it runs (intent) and marked done after, so a run killed at any moment leaves a record of
   what may exist half-made, and the next run can finish or roll it back;
 - leases: MACs, IPs and forwarded ports handed to VMs, so they stay stable;
-- events: a short history for `status`.
+- events: what vmfleet did and saw (`vmfleet events`, `status`), kept within a retention
+  (count and age; `state.events` reads and prunes them).
+- `tmp/` (0700): files with secrets while a run builds them, swept by the next locked run.
 A fleet lock (fcntl on `.vmfleet/lock`) keeps two `up`/`down` runs from interleaving.
 """
 
@@ -58,7 +60,16 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     message TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
 """
+# Event retention: the newest EVENTS_KEEP events no older than EVENTS_MAX_AGE seconds, checked
+# every PRUNE_EVERY writes; the newest event of each object of a RECORD_KINDS kind is kept
+# whatever its age (`status` reads the last group-power record of every group).
+EVENTS_KEEP = 10_000
+EVENTS_MAX_AGE = 30 * 86400.0
+PRUNE_EVERY = 200
+RECORD_KINDS = ("group-power",)
+EventRow = tuple[int, float, str | None, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +99,21 @@ class Lease:
 class Store:
     """One fleet's state. Safe to share between the engine's worker threads."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, readonly: bool = False) -> None:
+        """Open (and create) the store in `directory`; `readonly` creates and writes nothing.
+
+        A read-only store over a folder without a store is empty; over an existing one it
+        reads without locking files or leaving WAL files behind when no writer is active.
+        """
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         self._db_path = directory / "state.db"
         self._lock = threading.Lock()
         try:
+            if readonly:
+                self._db = _open_readonly(self._db_path)
+                return
+            directory.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self._db_path, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -116,8 +136,33 @@ class Store:
         with self._lock:
             self._db.close()
 
+    # --- temporary files ------------------------------------------------------------------
+
+    def tmp_dir(self) -> Path:
+        """`tmp/` in the state dir (mode 0700) for files that hold secrets while a run builds
+        them (seed ISOs with SSH host keys and password hashes); never the system temp dir."""
+        path = self.directory / "tmp"
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)
+        return path
+
+    def sweep_tmp(self) -> list[Path]:
+        """Remove what a killed run left in `tmp/`. Call only while holding the fleet lock:
+        then no other run is writing there."""
+        path = self.directory / "tmp"
+        if not path.is_dir():
+            return []
+        removed = []
+        for leftover in sorted(path.iterdir()):
+            if leftover.is_file() or leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+        return removed
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StateError(f"state store {self._db_path} was opened read-only; not written")
         with self._lock:
             try:
                 yield self._db
@@ -210,10 +255,55 @@ class Store:
 
     def event(self, *, kind: str, message: str, vm: str | None = None) -> None:
         with self._tx() as db:
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO events (at, vm, kind, message) VALUES (?, ?, ?, ?)",
                 (time.time(), vm, kind, message),
             )
+        if (cursor.lastrowid or 0) % PRUNE_EVERY == 0:
+            self.prune_events(keep=EVENTS_KEEP, older_than=time.time() - EVENTS_MAX_AGE)
+
+    def event_rows(
+        self,
+        *,
+        after: int = 0,
+        since: float | None = None,
+        objects: list[str] | None = None,
+        kinds: list[str] | None = None,
+        limit: int = 1000,
+    ) -> list[EventRow]:
+        """Events oldest first as (id, at, object, kind, message): those after id `after`, at
+        or after `since`, about one of `objects`, of one of `kinds`; the newest `limit`."""
+        where: list[str] = ["id > ?"]
+        args: list[object] = [after]
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if objects:
+            where.append(f"vm IN ({', '.join('?' * len(objects))})")
+            args += objects
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        query = (
+            f"SELECT id, at, vm, kind, message FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in reversed(rows)]
+
+    def prune_events(self, *, keep: int, older_than: float) -> int:
+        """Apply the retention: drop events older than `older_than` (epoch seconds) and all
+        but the newest `keep`, except the newest of each object of a RECORD_KINDS kind."""
+        marks = ", ".join("?" * len(RECORD_KINDS))
+        with self._tx() as db:
+            cursor = db.execute(
+                "DELETE FROM events WHERE (at < ? OR id <= (SELECT MAX(id) FROM events) - ?) "
+                f"AND id NOT IN (SELECT MAX(id) FROM events WHERE kind IN ({marks}) "
+                "GROUP BY vm, kind)",
+                (older_than, keep, *RECORD_KINDS),
+            )
+            return cursor.rowcount
 
     def events(
         self, *, vm: str | None = None, limit: int = 100
@@ -230,6 +320,19 @@ class Store:
                     "SELECT at, vm, kind, message FROM events ORDER BY id DESC LIMIT ?", (limit,)
                 ).fetchall()
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that never writes: an empty in-memory store when `path` does not exist,
+    else `path` read-only. With no writer active (no WAL file), it is opened immutable, as
+    sqlite would otherwise leave -wal and -shm files beside it."""
+    if not path.exists():
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.executescript(_SCHEMA)
+        return db
+    live = Path(str(path) + "-wal").exists()
+    mode = "mode=ro" if live else "immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, check_same_thread=False)
 
 
 @contextlib.contextmanager

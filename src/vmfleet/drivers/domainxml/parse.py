@@ -52,6 +52,7 @@ class DomainInfo:
     nics: tuple[NicInfo, ...]
     kernel_boot: KernelBoot | None
     owner: OwnerMetadata | None
+    serial_logs: tuple[str, ...] = ()  # host files the serial consoles log to
 
 
 def parse_domain(domain_xml: str) -> DomainInfo:
@@ -76,6 +77,9 @@ def parse_domain(domain_xml: str) -> DomainInfo:
         + _parse_slirp_nics(root),
         kernel_boot=_parse_kernel_boot(root),
         owner=OwnerMetadata.from_domain_xml(domain_xml),
+        serial_logs=tuple(
+            log.get("file", "") for log in root.iterfind("devices/serial/log") if log.get("file")
+        ),
     )
 
 

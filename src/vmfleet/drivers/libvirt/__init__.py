@@ -2,7 +2,8 @@
 
 One module per concern: `connection` (open, keepalive, errors, deadlines), `storage`,
 `networks`, `domains`, `agent` (guest channel), `snapshots`, `probe` (the KVM boot probe and
-its payload), `console`, `capabilities`, and `host`, which composes them into `LibvirtHost`.
+its payload), `console`, `capabilities`, `stats` (bulk counters), `watch` (lifecycle events), and
+`host`, which composes them into `LibvirtHost`.
 """
 
 from vmfleet.drivers.libvirt.connection import (
@@ -12,6 +13,7 @@ from vmfleet.drivers.libvirt.connection import (
 )
 from vmfleet.drivers.libvirt.host import LibvirtHost
 from vmfleet.drivers.libvirt.probe import PROBE_COPY_ROUNDS, PROBE_DONE_MARKER, probe_payload
+from vmfleet.drivers.libvirt.stats import DomainStats
 from vmfleet.drivers.libvirt.storage import DEFAULT_POOL_PATH
 from vmfleet.drivers.libvirt.types import (
     BootProbe,
@@ -27,6 +29,7 @@ from vmfleet.drivers.libvirt.types import (
     SnapshotInfo,
     VolumeInfo,
 )
+from vmfleet.drivers.libvirt.watch import LifecycleEvent
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -36,11 +39,13 @@ __all__ = [
     "BootProbe",
     "DomainInfo",
     "DomainState",
+    "DomainStats",
     "GuestCapability",
     "HostCapabilities",
     "KeepAlive",
     "Lease",
     "LibvirtHost",
+    "LifecycleEvent",
     "NetworkInfo",
     "PoolInfo",
     "ShutdownResult",

@@ -27,6 +27,7 @@ class _Capabilities(_Probe):
             info = conn.getInfo()
             hostname = str(conn.getHostname())
             version = _version_string(int(conn.getLibVersion()))
+            hypervisor = _version_string(int(conn.getVersion()))
         host_arch = caps.findtext("host/cpu/arch") or ""
         guests = tuple(self._guest_capability(g) for g in caps.findall("guest"))
         result = HostCapabilities(
@@ -37,6 +38,8 @@ class _Capabilities(_Probe):
             guests=guests,
             kvm_usable=self._kvm_usable,
             libvirt_version=version,
+            host_uuid=caps.findtext("host/uuid") or "",
+            hypervisor_version=hypervisor,
         )
         if probe_kvm:
             usable = self._probe_kvm_cached(result, timeout=8.0, pool=pool)
@@ -114,6 +117,12 @@ class _Capabilities(_Probe):
                     self._kvm_probe = probe
                     self._kvm_usable = probe.booted
             return self._kvm_usable
+
+    def remember_kvm(self, usable: bool) -> None:
+        """Take a KVM answer known from an earlier probe (vmfleet's cache), so `probe_kvm`
+        and `capabilities` give it without booting the probe again."""
+        with self._kvm_lock:
+            self._kvm_usable = usable
 
     @property
     def last_kvm_probe(self) -> BootProbe | None:

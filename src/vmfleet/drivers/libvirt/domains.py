@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import libvirt
 
+from vmfleet.drivers import names
 from vmfleet.drivers.libvirt.connection import POLL_INTERVAL, xml_name
 from vmfleet.drivers.libvirt.networks import _Networks
 from vmfleet.drivers.libvirt.types import STATES, DomainInfo, DomainState, KiB, ShutdownResult
@@ -97,13 +98,19 @@ class _Domains(_Networks):
         state = STATES.get(state_code, DomainState.NOSTATE)
         max_vcpus = int(root.findtext("vcpu") or vcpus)
         uptime = None
+        owner = OwnerMetadata.from_domain_xml(xml)
+        config_owner = None
         if state in (DomainState.RUNNING, DomainState.PAUSED, DomainState.BLOCKED):
             uptime = self._local_qemu_uptime(name)
+            if owner is not None and persistent:
+                inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                defined = OwnerMetadata.from_domain_xml(inactive)
+                config_owner = defined if defined != owner else None
         return DomainInfo(
             name=name,
             uuid=str(dom.UUIDString()),
             state=state,
-            owner=OwnerMetadata.from_domain_xml(xml),
+            owner=owner,
             vcpus=int(vcpus),
             max_vcpus=max_vcpus,
             memory_bytes=int(mem_kib) * KiB,
@@ -111,6 +118,7 @@ class _Domains(_Networks):
             autostart=bool(dom.autostart()) if persistent else False,
             persistent=persistent,
             uptime_seconds=uptime,
+            config_owner=config_owner,
         )
 
     def _local_qemu_uptime(self, name: str) -> float | None:
@@ -262,6 +270,27 @@ class _Domains(_Networks):
             dom.undefineFlags(flags)
         return True
 
+    def remove_serial_log(self, path: str, *, vm: str) -> bool:
+        """Delete the console log file vmfleet configured for a VM (`names.serial_log`).
+
+        Only that exact path (ValueError for any other), and only on this machine: libvirt
+        has no call to delete a file on a remote host. False when nothing was deleted (a
+        remote host, or no file); HypervisorError when the file could not be removed.
+        """
+        if path != names.serial_log(vm):
+            raise ValueError(f"{path} is not the serial log vmfleet configures for {vm}")
+        if self.remote or not self.uri.startswith("qemu"):
+            return False
+        try:
+            Path(path).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise HypervisorError(
+                f"remove serial log {path}: {err.strerror or err}", host=self.name, vm=vm
+            ) from err
+        return True
+
     def _has_checkpoints(self, dom: Any, *, name: str) -> bool:
         try:
             return bool(dom.listAllCheckpoints(0))
@@ -295,6 +324,28 @@ class _Domains(_Networks):
         with self._call(f"set vcpus to {count}", vm=name):
             for flag in flags:
                 dom.setVcpusFlags(count, flag | extra)
+
+    def set_owner(self, name: str, owner: OwnerMetadata, *, live: bool, config: bool) -> None:
+        """Rewrite our owner mark in the running domain (`live`) and/or its definition: after
+        a change applied live, the running VM runs the new spec."""
+        flags = _affect_flags(live=live, config=config)
+        dom = self._owned(name, doing="set metadata")
+        with self._call("set the owner metadata", vm=name):
+            for flag in flags:
+                dom.setMetadata(
+                    libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                    owner.to_metadata_xml(),
+                    METADATA_PREFIX,
+                    NAMESPACE,
+                    flag,
+                )
+
+    def block_resize(self, name: str, target: str, capacity: int) -> None:
+        """Grow the disk `target` (vda...) of a running domain to `capacity` bytes: the guest
+        sees it at once, and the volume keeps the size."""
+        dom = self._owned(name, doing="resize a disk")
+        with self._call(f"grow disk {target} to {capacity} bytes", vm=name):
+            dom.blockResize(target, capacity, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
 
     def set_autostart(self, name: str, enabled: bool) -> None:
         """Whether the host starts the domain when libvirtd starts (persistent domains only)."""

@@ -2,7 +2,7 @@
 
 `LibvirtHost` is composed of one mixin per concern, each in its own module and each able to
 call the ones below it: connection ← storage ← networks ← domains ← agent ← snapshots ←
-probe ← capabilities ← `LibvirtHost`.
+probe ← capabilities ← stats ← watch ← `LibvirtHost`.
 
 `LibvirtHost` wraps one libvirt connection (any URI: `qemu:///system`, `qemu+ssh://...`, and
 `test:///default` in fast tests) and returns small frozen dataclasses, never libvirt objects.
@@ -33,10 +33,10 @@ and is called automatically for such URIs unless `keepalive=None`.
 
 from __future__ import annotations
 
-from vmfleet.drivers.libvirt.capabilities import _Capabilities
+from vmfleet.drivers.libvirt.watch import _Watch
 
 
-class LibvirtHost(_Capabilities):
+class LibvirtHost(_Watch):
     """One libvirt host, connected lazily on first use (or eagerly with `LibvirtHost.open`).
 
     `name` is how errors name the host (default: the URI). See the module docstring for

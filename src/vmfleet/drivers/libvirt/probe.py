@@ -14,10 +14,11 @@ from typing import Any
 
 import libvirt
 
+from vmfleet.drivers import names
 from vmfleet.drivers.libvirt.console import ConsoleReader
 from vmfleet.drivers.libvirt.snapshots import _Snapshots
 from vmfleet.drivers.libvirt.types import BootProbe, MiB
-from vmfleet.drivers.metadata import VOLUME_PREFIX, OwnerMetadata
+from vmfleet.drivers.metadata import OwnerMetadata
 from vmfleet.errors import HostUnreachableError, HypervisorError
 
 PROBE_DONE_MARKER = "VMFLEET-PROBE-OK"
@@ -38,14 +39,14 @@ class _Probe(_Snapshots):
         on the serial console, which is read through a libvirt console stream (so it works
         on remote hosts). `booted` is True when the marker arrived within `timeout` s.
 
-        The domain (named `vmf-probe-<type>-<random>`, with our metadata, auto-destroyed if
+        The domain (named `vmf-probe.<type>.<random>`, with our metadata, auto-destroyed if
         we lose the connection) and the volume are always removed before returning. A domain
         libvirt refuses to start (say, /dev/kvm not accessible) is a "no" with libvirt's
         message in `error`; a pool or connection failure raises.
         """
         token = uuid.uuid4().hex[:8]
-        name = f"vmf-probe-{domain_type}-{token}"
-        volume = f"{VOLUME_PREFIX}vmfleet-probe--{token}--kernel"
+        name = names.probe(domain_type=domain_type, token=token)
+        volume = f"{name}.kernel"
         with tempfile.TemporaryDirectory(prefix="vmf-probe-") as scratch:
             payload = Path(scratch) / "payload.bin"
             payload.write_bytes(probe_payload())

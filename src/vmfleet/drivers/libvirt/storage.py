@@ -5,6 +5,7 @@ and find a pool's file by its path.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import time
 import xml.etree.ElementTree as ET
@@ -15,7 +16,7 @@ import libvirt
 
 from vmfleet.drivers.libvirt.connection import POLL_INTERVAL, _Connection, libvirt_message, xml_name
 from vmfleet.drivers.libvirt.types import KiB, MiB, PoolInfo, VolumeInfo
-from vmfleet.drivers.metadata import VOLUME_PREFIX
+from vmfleet.drivers.names import PREFIX as VOLUME_PREFIX
 from vmfleet.errors import HypervisorError, NotOwnedError
 
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
@@ -189,6 +190,49 @@ class _Storage(_Connection):
                 f"host {self.name}: also failed to delete the partial volume {name!r}: "
                 f"{libvirt_message(err)}"
             )
+
+    def create_marker(self, pool: str, name: str, content: bytes) -> bool:
+        """Create a small volume holding `content`, atomically: False when a volume of that
+        name exists already (libvirt refuses a duplicate name), so only one caller wins.
+        Per-fleet locks (`engine.hostlocks`) are such volumes. The bytes go in through a
+        stream (remote hosts too); a failed write deletes the volume again and raises."""
+        _require_our_volume_name(name)
+        handle = self._pool(pool)
+        try:
+            vol = handle.createXML(_upload_volume_xml(name=name, size=len(content)), 0)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_STORAGE_VOL_EXIST:
+                return False
+            raise HypervisorError(
+                f"create volume {name!r} in pool {pool!r}: {libvirt_message(err)}", host=self.name
+            ) from err
+        try:
+            with self._call(f"write volume {name!r}"):
+                stream = self._connection().newStream(0)
+                vol.upload(stream, 0, len(content), 0)
+                stream.sendAll(lambda _s, n, data: data.read(n), io.BytesIO(content))
+                stream.finish()
+        except BaseException as failure:
+            self._delete_after_failure(vol, name=name, failure=failure)
+            raise
+        return True
+
+    def read_marker(self, pool: str, name: str, *, limit: int = 65536) -> bytes | None:
+        """The bytes of a small volume (at most `limit`); None when it does not exist."""
+        vol = self._volume_or_none(self._pool(pool), pool=pool, name=name)
+        if vol is None:
+            return None
+        chunks: list[bytes] = []
+        with self._call(f"read volume {name!r}"):
+            stream = self._connection().newStream(0)
+            vol.download(stream, 0, limit, 0)
+            while True:
+                chunk = stream.recv(limit)
+                if not isinstance(chunk, bytes) or not chunk:
+                    break
+                chunks.append(chunk)
+            stream.finish()
+        return b"".join(chunks)[:limit]
 
     def delete_volume(self, pool: str, name: str) -> bool:
         """Delete one of our volumes; False when it was not there. Others: NotOwnedError."""

@@ -75,6 +75,8 @@ class HostCapabilities:
     guests: tuple[GuestCapability, ...]
     kvm_usable: bool | None
     libvirt_version: str
+    host_uuid: str = ""  # empty when the driver does not say (libvirt's test driver)
+    hypervisor_version: str = ""  # QEMU's version on qemu:// hosts
 
     def domain_types(self, arch: str | None = None) -> tuple[str, ...]:
         """Domain types (`kvm`, `qemu`, ...) offered for `arch` (default: the host's)."""
@@ -120,6 +122,9 @@ class DomainInfo:
     autostart: bool
     persistent: bool
     uptime_seconds: float | None = None
+    # the persistent definition's owner mark, when it differs from the running domain's
+    # (a change staged for the next boot); None when it is the same
+    config_owner: OwnerMetadata | None = None
 
     @property
     def active(self) -> bool:

@@ -1,20 +1,23 @@
 """Making one VM exist, and making it go away, step by step and journaled.
 
 Rooms: `create` and `remove` (the sequences), `definition` (domain config), `seed` (cloud-init
-seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness` (`wait_ready`)
-and `journal` (journaled steps, rollback, recover, volume sweeps).
+seed ISO), `networks`, `ports` (forwards and leases), `base_images`, `readiness`
+(`ReadinessWatcher`, `wait_ready`) and `journal` (journaled steps, rollback, recover, volume
+sweeps).
 
 Create: base image (once per host) → root disk (linked clone or copy, grown) → data disks →
 seed ISO → define → start → ready. Every step that creates something on a host writes an
 intent to the journal first and closes it after, so a run killed at any point leaves a
-record; `recover` rolls such half-done steps back and `up` converges again.
-Remove: stop → undefine → delete every volume with the VM's name prefix → release leases.
+record (a VM-wide entry stays open until the domain is defined and started); `recover` rolls such
+half-done steps back and `up` converges again.
+Remove: stop → undefine → delete the VM's volumes (named for it and listed by its domain or
+made for it) and its serial log → release leases.
 """
 
 from __future__ import annotations
 
 from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
-from vmfleet.engine.provision.create import create
+from vmfleet.engine.provision.create import add_data_disk, create
 from vmfleet.engine.provision.definition import (
     domain_config,
     domain_type,
@@ -31,6 +34,7 @@ from vmfleet.engine.provision.journal import (
 )
 from vmfleet.engine.provision.networks import (
     attachment_for,
+    ensure_network,
     ensure_networks,
     network_name,
     owned_network_xml,
@@ -43,10 +47,11 @@ from vmfleet.engine.provision.ports import (
     PORT_SPAN,
     Access,
     access,
+    existing_forward,
     forward_port,
     record_leases,
 )
-from vmfleet.engine.provision.readiness import wait_ready
+from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
 from vmfleet.engine.provision.remove import remove
 from vmfleet.engine.provision.seed import seed_iso
 
@@ -57,15 +62,19 @@ __all__ = [
     "PORT_SPAN",
     "Access",
     "Progress",
+    "ReadinessWatcher",
     "access",
+    "add_data_disk",
     "attachment_for",
     "create",
     "digest",
     "domain_config",
     "domain_type",
     "ensure_base",
+    "ensure_network",
     "ensure_networks",
     "existing_disks",
+    "existing_forward",
     "forward_port",
     "image_path",
     "network_name",
@@ -80,5 +89,6 @@ __all__ = [
     "sweep_volumes",
     "volume_names",
     "wait_ready",
+    "watcher",
     "with_overlays",
 ]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmfleet.drivers import download, qemuimg
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.drivers.metadata import base_volume_name
-from vmfleet.drivers.qemuimg import QemuImg
+from vmfleet.drivers import download, names, qemuimg
+from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import ImageError
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 _base_locks: dict[tuple[str, str], threading.Lock] = {}
 _base_locks_guard = threading.Lock()
@@ -59,13 +61,14 @@ def ensure_base(
             f"image {image}: sha256 of {path} is {digest_value}, the spec says {spec.sha256}"
         )
     pool = ctx.host_specs()[host_name].pool
-    name = base_volume_name(image=image, digest=digest_value)
+    name = names.base_volume(image=image, digest=digest_value)
     with _base_locks_guard:
         lock = _base_locks.setdefault((host.uri, name), threading.Lock())
     with lock:
         existing = host.get_volume(pool, name)
         if existing is None:
             local = QemuImg().info(path)
+            refuse_unsafe_base(local)  # preflight checked it too; the file may have changed
             fmt = spec.format or local.format
             entry = ctx.store.intent(
                 run=ctx.run_id,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from vmfleet.core import guestarch
 from vmfleet.core.expand import Instance
-from vmfleet.core.plan import spec_hash
+from vmfleet.core.plan import runtime_hash, spec_hash
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import (
     BridgeAttachment,
     DiskConfig,
@@ -20,11 +23,14 @@ from vmfleet.drivers.domainxml import (
     VolumeSource,
     parse_domain,
 )
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.drivers.metadata import OwnerMetadata, volume_name
+from vmfleet.drivers.metadata import OwnerMetadata
+from vmfleet.engine import hostkeys, hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.networks import attachment_for
 from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE, forward_port
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost
 
 
 def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tuple[DiskConfig, ...]:
@@ -33,7 +39,7 @@ def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tup
 
     def vol(role: str) -> VolumeSource:
         return VolumeSource(
-            pool=pool, volume=volume_name(fleet=ctx.fleet, vm=instance.name, role=role)
+            pool=pool, volume=names.volume(fleet=ctx.fleet, vm=instance.name, role=role)
         )
 
     disks = [
@@ -51,24 +57,51 @@ def with_overlays(
     host: LibvirtHost, vm: str, disks: tuple[DiskConfig, ...]
 ) -> tuple[DiskConfig, ...]:
     """`disks`, except that a disk writing to an external snapshot overlay of this VM keeps
-    it: redefining a changed VM must not drop the writes made since the snapshot."""
-    current = {
-        d.target: d.source.path
-        for d in parse_domain(host.domain_xml(vm, inactive=True)).disks
-        if isinstance(d.source, FileSource) and ".snap-" in Path(d.source.path).name
-    }
-    return tuple(
-        replace(d, source=FileSource(path=current[d.target])) if d.target in current else d
-        for d in disks
-    )
+    it: redefining a changed VM must not drop the writes made since the snapshot. Likewise a
+    volume still named the 0.1.0 way (`vmf-<fleet>--<vm>--<role>`) stays the VM's disk."""
+    domain = parse_domain(host.domain_xml(vm, inactive=True))
+    current: dict[str, FileSource | VolumeSource] = {}
+    for d in domain.disks:
+        source = d.source
+        if isinstance(source, FileSource) and names.is_overlay(Path(source.path).name):
+            current[d.target] = FileSource(path=source.path)
+        owner = domain.owner
+        if (
+            isinstance(source, VolumeSource)
+            and owner is not None
+            and names.is_legacy_volume(source.volume, fleet=owner.fleet, vm=vm)
+        ):
+            current[d.target] = source
+    return tuple(replace(d, source=current[d.target]) if d.target in current else d for d in disks)
 
 
-def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str) -> str:
-    """`kvm` or `qemu` for a host: as configured, or `auto` = kvm only where it really works."""
+def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str, arch: str = "x86_64") -> str:
+    """`kvm` or `qemu` for a guest of `arch` on a host: `kvm` only for the host's own arch,
+    as configured, or with `auto` where KVM really works (see `core.guestarch.uses_kvm`)."""
     wanted = ctx.host_specs()[host_name].domain_type
-    if wanted != "auto":
-        return wanted
-    return "kvm" if host.probe_kvm() else "qemu"
+    if wanted == "qemu":
+        return "qemu"
+    host_arch = host.capabilities(probe_kvm=False).arch
+    works = (
+        wanted == "auto"
+        and arch == host_arch
+        and bool(hosts.kvm_answer(ctx, host_name, probe=True))
+    )
+    kvm = guestarch.uses_kvm(arch=arch, host_arch=host_arch, wanted=wanted, kvm_works=works)
+    return "kvm" if kvm else "qemu"
+
+
+def owner(ctx: FleetContext, instance: Instance, host: LibvirtHost) -> OwnerMetadata:
+    """The owner mark of a VM as the spec has it now (with its SSH host public key)."""
+    return OwnerMetadata(
+        fleet=ctx.fleet,
+        vm=instance.name,
+        template=instance.template,
+        index=instance.index,
+        spec_hash=spec_hash(instance),
+        host_key=hostkeys.public_key(ctx, host, instance.name),
+        runtime_hash=runtime_hash(instance),
+    )
 
 
 def domain_config(
@@ -107,17 +140,21 @@ def domain_config(
             attachment = attachment_for(ctx, nic.network)
         nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model))  # type: ignore[arg-type]
     kernel = fields.kernel
+    kvm = domain_type(ctx, host, host_name, fields.arch) == "kvm"
+    runs_as = guestarch.guest_platform(
+        fields.arch, kvm=kvm, machine=fields.machine, cpu_model=fields.cpu_model
+    )
     return DomainConfig(
         name=instance.name,
-        domain_type=domain_type(ctx, host, host_name),  # type: ignore[arg-type]
+        domain_type=runs_as.domain_type,  # type: ignore[arg-type]
         memory_mib=fields.memory // (1024 * 1024),
         vcpus=fields.vcpus,
         arch=fields.arch,
-        machine=fields.machine or "q35",
-        cpu_model=fields.cpu_model,
+        machine=runs_as.machine,
+        cpu_model=runs_as.cpu_model,
         disks=disks,
         nics=tuple(nics),
-        serial_log_path=f"/var/log/libvirt/qemu/{instance.name}-serial.log",
+        serial_log_path=names.serial_log(instance.name),
         guest_agent=True,
         graphics="vnc" if fields.graphics == "vnc" else None,
         firmware=fields.firmware,  # type: ignore[arg-type]
@@ -126,12 +163,6 @@ def domain_config(
         )
         if kernel
         else None,
-        owner=OwnerMetadata(
-            fleet=ctx.fleet,
-            vm=instance.name,
-            template=instance.template,
-            index=instance.index,
-            spec_hash=spec_hash(instance),
-        ),
+        owner=owner(ctx, instance, host),
         description=fields.description,
     )

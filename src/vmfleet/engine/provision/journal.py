@@ -1,18 +1,29 @@
 """Journaled steps and undoing them: every step that creates something on a host writes an
 intent first and closes it after; `rollback`, `recover` and the volume sweeps undo them.
+
+Failure policy: an entry is closed as `undone` only after its cleanup really succeeded. A
+cleanup that fails leaves the entry open (the next `up`/`down` retries it) and is recorded
+as a `cleanup-failed` event and reported; nothing is swallowed.
+
+Ownership: a volume is removed only when its name is one vmfleet builds for this fleet and
+VM (`drivers.names`, unambiguous) and it is either one we would create for that VM or listed
+as a disk by the VM's domain, which carries our metadata.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet.core.expand import Instance
-from vmfleet.drivers.domainxml import VolumeConfig
-from vmfleet.drivers.libvirt import LibvirtHost
-from vmfleet.drivers.metadata import parse_volume_name, volume_name
+from vmfleet.drivers import names
+from vmfleet.drivers.domainxml import DomainInfo, VolumeConfig, VolumeSource, parse_domain
 from vmfleet.engine.context import FleetContext
-from vmfleet.errors import HypervisorError
+from vmfleet.errors import FleetError, HostUnreachableError
+
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
 
 Progress = Callable[[str, str, str], None]  # (vm, phase, detail)
 
@@ -26,14 +37,13 @@ def journaled(
     pool: str,
     action: Callable[[], object],
 ) -> None:
+    """Run `action` between an intent and its close. A failed step stays open: it may have
+    half-happened (a volume created, its upload failed), so the rollback or `recover` that
+    cleans it up is what closes it."""
     entry = ctx.store.intent(
         run=ctx.run_id, host=host, vm=vm, kind=kind, target=target, detail={"pool": pool}
     )
-    try:
-        action()
-    except BaseException:
-        ctx.store.finish(entry, status="failed")
-        raise
+    action()
     ctx.store.finish(entry)
 
 
@@ -53,23 +63,37 @@ def journaled_volume(
     )
 
 
-def rollback(ctx: FleetContext, host_name: str, vm: str) -> None:
-    """Undo a half-made VM: its domain (if ours) and every volume with its name."""
+def rollback(ctx: FleetContext, host_name: str, vm: str, *, data_disks: int = 0) -> None:
+    """Undo a half-made VM: its domain (if ours), its root, seed and `data_disks` data disks,
+    and any other disk of ours its domain lists. Raises when something could not be removed.
+    """
     host = ctx.host(host_name)
     info = host.get_domain(vm)
+    attached: list[str] = []
     if info is not None and info.owner is not None and info.owner.fleet == ctx.fleet:
+        attached = attached_volumes(parse_domain(host.domain_xml(vm)))
         if info.active:
             host.destroy(vm)
         host.undefine(vm)
-    remove_volumes(ctx, host, host_name, vm)
+    remove_volumes(ctx, host, host_name, vm, data_disks=data_disks, extra=attached)
 
 
-def volume_names(ctx: FleetContext, vm: str, instance: Instance | None = None) -> list[str]:
-    """The pool volumes a VM has: root, seed and (if its spec is known) its data disks."""
-    roles = ["root", "seed.iso"]
-    if instance is not None:
-        roles += [f"data-{n}" for n in range(len(instance.fields.data_disks))]
-    return [volume_name(fleet=ctx.fleet, vm=vm, role=role) for role in roles]
+def attached_volumes(domain: DomainInfo) -> list[str]:
+    """The volume (or file) names of every disk a domain lists."""
+    return [
+        d.source.volume if isinstance(d.source, VolumeSource) else Path(d.source.path).name
+        for d in domain.disks
+        if d.source is not None
+    ]
+
+
+def volume_names(
+    ctx: FleetContext, vm: str, instance: Instance | None = None, *, data_disks: int = 0
+) -> list[str]:
+    """The pool volumes a VM has: root, seed and its data disks (from its spec when known)."""
+    count = len(instance.fields.data_disks) if instance is not None else data_disks
+    roles = ["root", "seed.iso", *(f"data-{n}" for n in range(count))]
+    return [names.volume(fleet=ctx.fleet, vm=vm, role=role) for role in roles]
 
 
 def remove_volumes(
@@ -79,57 +103,91 @@ def remove_volumes(
     vm: str,
     *,
     instance: Instance | None = None,
+    data_disks: int = 0,
     extra: Iterable[str] = (),
 ) -> int:
     """Delete the VM's volumes by name (looked up one by one: no scan of the whole pool).
 
-    `extra` may name any volumes (a domain's disks); only this fleet's, of this VM, go.
+    `extra` names the disks the VM's owned domain lists; of those only names built for this
+    fleet's VM go (including the 0.1.0 form, which only the domain's own listing can vouch for).
     """
     pool = ctx.host_specs()[host_name].pool
     removed = 0
-    for name in dict.fromkeys([*volume_names(ctx, vm, instance), *extra]):
-        parsed = parse_volume_name(name)
-        if parsed and parsed[:2] == (ctx.fleet, vm) and host.delete_volume(pool, name):
-            removed += 1
+    built = volume_names(ctx, vm, instance, data_disks=data_disks)
+    listed = [
+        n
+        for n in extra
+        if _named_for(ctx.fleet, vm, n) or names.is_legacy_volume(n, fleet=ctx.fleet, vm=vm)
+    ]
+    for name in dict.fromkeys([*built, *listed]):
+        if _named_for(ctx.fleet, vm, name) or name in listed:
+            removed += host.delete_volume(pool, name)
     return removed
 
 
+def _named_for(fleet: str, vm: str, name: str) -> bool:
+    parsed = names.parse_volume(name)
+    return parsed is not None and parsed[:2] == (fleet, vm)
+
+
 def sweep_volumes(
-    ctx: FleetContext, host: LibvirtHost, host_name: str, vms: Iterable[str] | None = None
+    ctx: FleetContext, host: LibvirtHost, host_name: str, vms: Iterable[str]
 ) -> list[str]:
-    """Delete every volume of this fleet's VMs (or of `vms`) left on a host: one pool scan."""
+    """Delete every volume named for one of `vms` of this fleet left on a host: one pool scan
+    (catches a data disk whose VM's spec changed). The names are exact (`names.volume`)."""
     pool = ctx.host_specs()[host_name].pool
-    only = set(vms) if vms is not None else None
+    only = set(vms)
     removed = []
     for volume in host.list_volumes(pool):
-        parsed = parse_volume_name(volume.name)
-        if parsed and parsed[0] == ctx.fleet and (only is None or parsed[1] in only):
+        parsed = names.parse_volume(volume.name)
+        if parsed and parsed[0] == ctx.fleet and parsed[1] in only:
             host.delete_volume(pool, volume.name)
             removed.append(volume.name)
     return removed
 
 
 def recover(ctx: FleetContext) -> list[str]:
-    """Roll back steps a killed run left open; returns what was cleaned, for the user."""
-    cleaned: list[str] = []
+    """Roll back steps a killed or failed run left open; returns one line per entry for the
+    user: what was cleaned, or why an entry stays open for the next run."""
+    report = [
+        f"removed {p.name}, a temporary file of an interrupted run" for p in ctx.store.sweep_tmp()
+    ]
     for entry in ctx.store.open_entries():
+        what = f"{entry.kind} {entry.target} on {entry.host}"
         try:
-            host = ctx.host(entry.host)
-        except HypervisorError:
+            if _undo(ctx, entry.host, entry.kind, entry.target, entry.detail):
+                report.append(f"rolled back {what} left by an interrupted run")
+        except HostUnreachableError:
             continue  # unreachable now: keep the entry for a later run
-        pool = str(entry.detail.get("pool", "default"))
-        if entry.kind == "volume":
-            with contextlib.suppress(HypervisorError):
-                if host.get_volume(pool, entry.target) is not None:
-                    host.delete_volume(pool, entry.target)
-                    cleaned.append(f"volume {entry.target} on {entry.host}")
-        elif entry.kind == "domain":
-            info = host.get_domain(entry.target)
-            if info is not None and info.owner is not None and info.owner.fleet == ctx.fleet:
-                if info.active:
-                    host.destroy(entry.target)
-                host.undefine(entry.target)
-                remove_volumes(ctx, host, entry.host, entry.target)
-                cleaned.append(f"domain {entry.target} on {entry.host}")
+        except FleetError as error:
+            ctx.store.event(kind="cleanup-failed", vm=entry.vm, message=f"{what}: {error}")
+            report.append(f"could not roll back {what}: {error} (kept for the next run)")
+            continue
         ctx.store.finish(entry.id, status="undone")
-    return cleaned
+    return report
+
+
+def _undo(
+    ctx: FleetContext, host_name: str, kind: str, target: str, detail: dict[str, object]
+) -> bool:
+    """Undo one journal entry; True when something was removed. Raises when it failed."""
+    host = ctx.host(host_name)
+    pool = str(detail.get("pool", "default"))
+    if kind == "volume":
+        if host.get_volume(pool, target) is None:
+            return False
+        return host.delete_volume(pool, target)
+    if kind in ("domain", "vm"):
+        info = host.get_domain(target)
+        existed = info is not None
+        data = detail.get("data_disks", 0)
+        rollback(ctx, host_name, target, data_disks=data if isinstance(data, int) else 0)
+        return existed
+    return False
+
+
+def close_open(ctx: FleetContext, vm: str, *, status: str = "undone") -> None:
+    """Close this run's open entries for one VM (after its rollback succeeded)."""
+    for entry in ctx.store.open_entries():
+        if entry.run == ctx.run_id and entry.vm == vm:
+            ctx.store.finish(entry.id, status=status)

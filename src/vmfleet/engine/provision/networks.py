@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import threading
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 from vmfleet.core.expand import Instance
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import BridgeAttachment, NetworkAttachment, NetworkConfig
-from vmfleet.drivers.libvirt import LibvirtHost
 from vmfleet.drivers.metadata import NAMESPACE, PREFIX
 from vmfleet.engine.context import FleetContext
 from vmfleet.spec.resolve import networks
 
+if TYPE_CHECKING:
+    from vmfleet.drivers.libvirt import LibvirtHost  # types only: libvirt loads on use
+
 
 def network_name(fleet: str, network: str) -> str:
     """The libvirt name of a network vmfleet creates for a fleet."""
-    return f"vmf-{fleet}-{network}"
+    return names.network(fleet=fleet, network=network)
 
 
 def attachment_for(ctx: FleetContext, network: str) -> NetworkAttachment | BridgeAttachment:
@@ -35,23 +39,14 @@ def ensure_networks(ctx: FleetContext, host: LibvirtHost, instance: Instance) ->
     make its name and `NAME.FLEET` resolve to its address there for the other VMs."""
     nets = networks(ctx.loaded.spec)
     for nic in instance.nics:
-        spec = nets[nic.network]
-        if spec.mode not in ("nat", "isolated"):
-            continue
-        config = NetworkConfig(
-            name=network_name(ctx.fleet, nic.network),
-            mode=spec.mode,
-            cidr=spec.cidr,
-            gateway=spec.gateway,
-            domain=spec.domain,
-        )
-        with _network_guard:
-            host.ensure_network(
-                owned_network_xml(config.to_xml(), fleet=ctx.fleet, network=nic.network)
-            )
-            if nic.ip:
-                names = (instance.name, f"{instance.name}.{ctx.fleet}")
-                host.put_dns_host(config.name, nic.ip, names)
+        ensure_network(ctx, host, nic.network)
+        if nic.ip and nets[nic.network].mode in ("nat", "isolated"):
+            with _network_guard:
+                host.put_dns_host(
+                    network_name(ctx.fleet, nic.network),
+                    nic.ip,
+                    (instance.name, f"{instance.name}.{ctx.fleet}"),
+                )
 
 
 def forget_dns(ctx: FleetContext, host: LibvirtHost, vm: str) -> None:
@@ -60,6 +55,23 @@ def forget_dns(ctx: FleetContext, host: LibvirtHost, vm: str) -> None:
         if spec.mode in ("nat", "isolated"):
             with _network_guard:
                 host.drop_dns_host(network_name(ctx.fleet, name), vm)
+
+
+def ensure_network(ctx: FleetContext, host: LibvirtHost, network: str) -> None:
+    """Create the fleet's network `network` on a host unless it is there (nat/isolated
+    only: the other modes attach to what the host has)."""
+    spec = networks(ctx.loaded.spec)[network]
+    if spec.mode not in ("nat", "isolated"):
+        return
+    config = NetworkConfig(
+        name=network_name(ctx.fleet, network),
+        mode=spec.mode,
+        cidr=spec.cidr,
+        gateway=spec.gateway,
+        domain=spec.domain,
+    )
+    with _network_guard:
+        host.ensure_network(owned_network_xml(config.to_xml(), fleet=ctx.fleet, network=network))
 
 
 _network_guard = threading.Lock()

@@ -7,8 +7,9 @@ import zlib
 from dataclasses import dataclass
 
 from vmfleet.core.expand import Instance
+from vmfleet.drivers.domainxml import parse_domain
 from vmfleet.engine.context import FleetContext
-from vmfleet.errors import HypervisorError
+from vmfleet.errors import HostUnreachableError, HypervisorError
 
 PORT_BASE = 22000
 PORT_SPAN = 20000
@@ -26,11 +27,25 @@ class Access:
     port: int
 
 
-def forward_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int:
-    """A 127.0.0.1 port for a VM's forward, stable across runs and unique on the host."""
+def leased_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int | None:
+    """The port of a VM's forward: its lease, else the port its existing domain (ours, of
+    this fleet) forwards for that slot, read back from libvirt (so a lost state dir does not
+    lose it); None when neither exists. Read-only: leases nothing."""
     for lease in ctx.store.leases("port"):
         if lease.scope == host and lease.vm == vm and lease.slot == slot:
             return int(lease.value)
+    return _domain_forwards(ctx, host=host, vm=vm).get(slot)
+
+
+def forward_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int:
+    """A 127.0.0.1 port for a VM's forward, stable across runs and unique on the host.
+
+    Order: the lease; else the port the VM's existing domain already forwards (leased
+    again); else a new free port, leased.
+    """
+    known = existing_forward(ctx, host=host, vm=vm, slot=slot)
+    if known is not None:
+        return known
     taken = {int(le.value) for le in ctx.store.leases("port") if le.scope == host}
     start = zlib.crc32(f"{ctx.fleet}/{vm}/{slot}".encode()) % PORT_SPAN
     for step in range(PORT_SPAN):
@@ -40,6 +55,41 @@ def forward_port(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int
         ctx.store.lease(kind="port", scope=host, value=str(port), vm=vm, slot=slot)
         return port
     raise HypervisorError("no free port for a forward", host=host, vm=vm)
+
+
+def existing_forward(ctx: FleetContext, *, host: str, vm: str, slot: int = 0) -> int | None:
+    """The port leased for a forward, else the one the VM's domain (ours, of this fleet)
+    forwards for that slot, leased again; None when neither exists. Slot numbers as in
+    `forward_port`: a NIC's index for its SSH forward, FORWARD_SLOT_BASE + guest port for
+    the first NIC's others."""
+    port = leased_port(ctx, host=host, vm=vm, slot=slot)
+    if port is not None and not ctx.store.readonly:
+        ctx.store.lease(kind="port", scope=host, value=str(port), vm=vm, slot=slot)
+    return port
+
+
+def _domain_forwards(ctx: FleetContext, *, host: str, vm: str) -> dict[int, int]:
+    """slot → 127.0.0.1 port of the user-mode forwards in the VM's domain XML."""
+    try:
+        target = ctx.host(host)
+        info = target.get_domain(vm)
+        if info is None or info.owner is None or info.owner.fleet != ctx.fleet:
+            return {}
+        nics = parse_domain(target.domain_xml(vm)).nics
+    except HostUnreachableError:
+        return {}
+    # A NIC's slot is its index in the spec; MACs are derived from fleet, VM and slot.
+    wanted = next((i for i in ctx.instances() if i.name == vm), None)
+    by_mac = {n.mac: slot for slot, n in enumerate(wanted.nics)} if wanted else {}
+    slots: dict[int, int] = {}
+    for position, nic in enumerate(n for n in nics if n.forwards):
+        index = by_mac.get(nic.mac, position)
+        for forward in nic.forwards:
+            if forward.guest_port == 22:
+                slots.setdefault(index, forward.host_port)
+            if index == 0:
+                slots.setdefault(FORWARD_SLOT_BASE + forward.guest_port, forward.host_port)
+    return slots
 
 
 def _port_free(port: int) -> bool:

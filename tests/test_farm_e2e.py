@@ -1,0 +1,72 @@
+"""A farm on real Debian guests: the cell's phases run over SSH in the guest (`main` prints
+`uname -m`), and a second run at the same revision reverts to the `init` snapshot, skips
+`dependencies` and still finds what dependencies left in the guest. Timings are printed for
+docs/benchmarks.md (cold vs cached)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import junitparser
+import pytest
+from tests.e2e_support import debian_fleet_head, leftovers, login_key, unique_fleet, vmfleet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("debian")]
+
+
+def test_debian_cell_runs_phases_and_a_second_run_restores_init(tmp_path: Path) -> None:
+    fleet = unique_fleet("farm")
+    key = login_key(tmp_path)
+    phases = tmp_path / "phases"
+    (phases / "common").mkdir(parents=True)
+    (phases / "debian").mkdir()
+    (phases / "debian" / "dependencies.sh").write_text(
+        "set -e\nsleep 20\necho installed > /tmp/deps-done\n"
+    )
+    (phases / "common" / "main.sh").write_text("set -e\ncat /tmp/deps-done\nuname -m\n")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        debian_fleet_head(fleet, key).replace("domain_type: qemu", "domain_type: auto")
+        + f"""
+networks: {{fwd: {{mode: user}}}}
+defaults: {{memory: 512MiB, disk: 3GiB, network: fwd}}
+farm:
+  project: {{id: {fleet}, revision: 1}}
+  platforms: {{debian: {{image: debian}}}}
+  matrix: {{targets: [amd64], platforms: [debian]}}
+"""
+    )
+    f = str(path)
+    junit = tmp_path / "junit.xml"
+    try:
+        t0 = time.monotonic()
+        cold = vmfleet("farm", "run", f, "-o", "json", "--junit", str(junit), timeout=1500)
+        cold_s = time.monotonic() - t0
+        assert cold.returncode == 0, cold.stderr
+        (cell,) = json.loads(cold.stdout)["cells"]
+        phases_run = {p["phase"]: p for p in cell["phase_results"]}
+        assert phases_run["dependencies"]["status"] == "passed"
+        main_log = Path(phases_run["main"]["log"]).read_text()
+        assert "installed\nx86_64" in main_log
+        suite = next(iter(junitparser.JUnitXml.fromfile(str(junit))))
+        assert {c.name: c.is_passed for c in suite}["main"]
+
+        t0 = time.monotonic()
+        cached = vmfleet("farm", "run", f, "-o", "json", timeout=1500)
+        cached_s = time.monotonic() - t0
+        assert cached.returncode == 0, cached.stderr
+        (cell,) = json.loads(cached.stdout)["cells"]
+        again = {p["phase"]: p for p in cell["phase_results"]}
+        assert again["restore init"]["status"] == "passed"
+        assert again["dependencies"]["status"] == "skipped"
+        assert "restored from the init snapshot" in Path(again["dependencies"]["log"]).read_text()
+        assert "installed\nx86_64" in Path(again["main"]["log"]).read_text()
+        print(f"\nfarm benchmark: cold {cold_s:.1f} s, cached {cached_s:.1f} s")
+        print("cold phases:", {k: v["seconds"] for k, v in phases_run.items()})
+        print("cached phases:", {k: v["seconds"] for k, v in again.items()})
+        assert cached_s < cold_s
+    finally:
+        vmfleet("farm", "clean", f)
+    assert leftovers(f"{fleet}-farm") == []

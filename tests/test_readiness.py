@@ -1,0 +1,160 @@
+"""Readiness: a slow SSH greeting is waited for on one connection; `ssh` readiness means a
+login with the fleet key against the recorded host key works; one watcher serves many VMs;
+a timeout says what to raise, and the default timeout grows with the VMs booting at once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from vmfleet.drivers import sshkeys
+from vmfleet.drivers.guest import ssh_banner
+from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.engine.provision.readiness import (
+    Check,
+    Login,
+    ReadinessWatcher,
+    default_timeout,
+)
+from vmfleet.errors import GuestError
+
+
+def _slow_banner_server(delay: float) -> tuple[socket.socket, int]:
+    """Accepts at once, greets after `delay` seconds (sshd in a loaded TCG guest)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Timer(
+                delay, lambda c=conn: (c.sendall(b"SSH-2.0-slow\r\n"), c.close())
+            ).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, int(server.getsockname()[1])
+
+
+def test_a_banner_sent_seconds_after_accepting_is_read_on_the_same_connection() -> None:
+    server, port = _slow_banner_server(3.0)
+    with server:
+        assert ssh_banner("127.0.0.1", port, timeout=2.0) == "SSH-2.0-slow"
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[tuple[int, sshkeys.KeyPair, Path]]:
+    """A real SSH server on 127.0.0.1 that accepts the client key and runs any command as
+    exit 0; yields its port, its host key pair and the client's private key file."""
+    host_key = sshkeys.generate_ed25519()
+    client = sshkeys.generate_ed25519()
+    key = tmp_path / "id_ed25519"
+    key.write_text(client.private)
+    key.chmod(0o600)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    async def start() -> asyncssh.SSHAcceptor:
+        return await asyncssh.create_server(
+            asyncssh.SSHServer,
+            "127.0.0.1",
+            0,
+            server_host_keys=[asyncssh.import_private_key(host_key.private)],
+            authorized_client_keys=asyncssh.import_authorized_keys(client.public),
+            process_factory=lambda process: process.exit(0),
+        )
+
+    acceptor = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    port = acceptor.sockets[0].getsockname()[1]
+    yield port, host_key, key
+    loop.call_soon_threadsafe(acceptor.close)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+def _ssh_check(port: int, key: Path, known: Path, *, timeout: float) -> Check:
+    login = Login(user="tester", key=key, known_hosts=known, trust_new=False)
+    return Check("vm1", "local", "ssh", timeout, "127.0.0.1", port, None, login)
+
+
+@pytest.fixture
+def watcher() -> Iterator[ReadinessWatcher]:
+    made = ReadinessWatcher()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def host() -> LibvirtHost:
+    return LibvirtHost("test:///default", name="local")
+
+
+def test_ssh_is_ready_when_a_login_with_the_fleet_key_and_known_host_key_works(
+    sshd: tuple[int, sshkeys.KeyPair, Path],
+    tmp_path: Path,
+    watcher: ReadinessWatcher,
+    host: LibvirtHost,
+) -> None:
+    port, host_key, key = sshd
+    known = tmp_path / "known_hosts"
+    sshkeys.set_entry(known, "vm1", host_key.public)
+    waited = watcher.watch(_ssh_check(port, key, known, timeout=20), host).result(30)
+    assert waited < 10
+
+
+def test_ssh_is_not_ready_while_the_host_key_does_not_match(
+    sshd: tuple[int, sshkeys.KeyPair, Path],
+    tmp_path: Path,
+    watcher: ReadinessWatcher,
+    host: LibvirtHost,
+) -> None:
+    port, _host_key, key = sshd
+    known = tmp_path / "known_hosts"
+    sshkeys.set_entry(known, "vm1", sshkeys.generate_ed25519().public)
+    with pytest.raises(GuestError, match="login failed"):
+        watcher.watch(_ssh_check(port, key, known, timeout=2), host).result(30)
+
+
+def test_a_banner_alone_is_not_ssh_readiness_and_the_timeout_says_what_to_raise(
+    tmp_path: Path, watcher: ReadinessWatcher, host: LibvirtHost
+) -> None:
+    server, port = _slow_banner_server(0.0)
+    key = tmp_path / "id"
+    key.write_text(sshkeys.generate_ed25519().private)
+    with server, pytest.raises(GuestError, match=r"after 2s .*raise `ready.timeout`"):
+        watcher.watch(_ssh_check(port, key, tmp_path / "kh", timeout=2), host).result(30)
+
+
+def test_one_watcher_watches_many_vms_at_once(watcher: ReadinessWatcher, host: LibvirtHost) -> None:
+    server, port = _slow_banner_server(1.0)
+    checks = [Check(f"vm{n}", "local", "port", 10, "127.0.0.1", port) for n in range(20)]
+    before = _threads()
+    started = time.monotonic()
+    with server:
+        futures = [watcher.watch(c, host) for c in checks]
+        time.sleep(0.5)  # every VM is being waited for now
+        assert _threads() <= before + 1  # the watcher's one thread
+        assert all(f.result(30) < 10 for f in futures)
+    # all at once on one loop: about one probe's time, not twenty after one another
+    assert time.monotonic() - started < 8
+
+
+def _threads() -> int:
+    """Threads other than the test server's greeting timers."""
+    return sum(not isinstance(t, threading.Timer) for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(("booting", "seconds"), [(1, 300.0), (2, 360.0), (5, 540.0), (20, 1440.0)])
+def test_the_default_timeout_grows_with_the_vms_booting_on_the_host(
+    booting: int, seconds: float
+) -> None:
+    assert default_timeout(booting) == seconds

@@ -1,0 +1,85 @@
+"""What libvirt keeps so a lost `.vmfleet/` loses no access: each VM's SSH host public key in
+its domain metadata, read back into known_hosts; the generated login key, which is never in
+libvirt, is not silently made anew (test driver, in-process)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vmfleet.drivers import sshkeys
+from vmfleet.drivers.metadata import OwnerMetadata
+from vmfleet.engine import access, hostkeys
+from vmfleet.engine.context import FleetContext
+from vmfleet.spec.load import load
+from vmfleet.state.store import Store
+
+KEY = sshkeys.generate_ed25519().public
+
+
+def test_the_host_public_key_travels_in_the_domain_metadata() -> None:
+    owner = OwnerMetadata(fleet="f", vm="a", template="a", index=None, spec_hash="h", host_key=KEY)
+    xml = f"<domain><name>a</name><metadata>{owner.to_xml()}</metadata></domain>"
+    assert OwnerMetadata.from_domain_xml(xml) == owner
+
+
+def test_a_host_key_that_is_not_a_public_key_line_is_ignored() -> None:
+    owner = OwnerMetadata(fleet="f", vm="a", template="a", index=None, spec_hash="h", host_key="x")
+    xml = f"<domain><name>a</name><metadata>{owner.to_xml()}</metadata></domain>"
+    read = OwnerMetadata.from_domain_xml(xml)
+    assert read is not None and read.host_key is None
+
+
+def test_known_hosts_is_rebuilt_from_libvirt_after_the_state_dir_is_lost(
+    fleet_file: Callable[[str], Path], tmp_path: Path
+) -> None:
+    fleet = f"kh{uuid.uuid4().hex[:6]}"
+    vm = f"a{fleet}"
+    path = fleet_file(
+        f"""
+fleet: {fleet}
+hosts: {{local: {{uri: "test:///default", domain_type: qemu, pool: default-pool}}}}
+vms: {{{vm}: {{}}}}
+"""
+    )
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    host = ctx.host("local")
+    owner = OwnerMetadata(fleet=fleet, vm=vm, template=vm, index=None, spec_hash="h", host_key=KEY)
+    host.define(
+        f"<domain type='test'><name>{vm}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        f"<metadata>{owner.to_xml()}</metadata><os><type>hvm</type></os></domain>"
+    )
+    try:
+        assert hostkeys.public_key(ctx, host, vm) == KEY  # a redefine keeps it
+        assert hostkeys.restore(ctx, host.list_domains(fleet=fleet)) == [vm]
+        entries = sshkeys.read_entries(hostkeys.known_hosts_path(ctx))
+        assert entries == {vm: " ".join(KEY.split()[:2])}
+        assert hostkeys.restore(ctx, host.list_domains(fleet=fleet)) == []
+    finally:
+        host.undefine(vm)
+        ctx.close()
+
+
+def test_read_only_access_never_remakes_a_lost_generated_login_key(
+    fleet_file: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh key: the fleet's own is used
+    fleet = f"lk{uuid.uuid4().hex[:6]}"
+    path = fleet_file(
+        f"""
+fleet: {fleet}
+hosts: {{local: {{uri: "test:///default", domain_type: qemu, pool: default-pool}}}}
+vms: {{a{fleet}: {{}}}}
+"""
+    )
+    ctx = FleetContext(loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s")
+    try:
+        (endpoint,) = access.endpoints(ctx, ctx.instances())
+        assert endpoint.key is None  # shown as missing, never remade
+        assert not (tmp_path / "s" / "id_ed25519").exists()
+        assert ctx.generated_key_missing() == tmp_path / "s" / "id_ed25519"
+    finally:
+        ctx.close()
