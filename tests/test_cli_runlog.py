@@ -29,13 +29,15 @@ def test_version(tmp_path: Path) -> None:
 
 def test_debug_logs_libvirt_calls_with_timings_and_writes_a_run_log(tmp_path: Path) -> None:
     (tmp_path / "vmfleet.yaml").write_text(FLEET + "vms:\n  web: {}\n")
-    result = vmfleet("--debug", "plan", cwd=tmp_path)
+    result = vmfleet("--debug", "down", "--yes", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "libvirt: open connection host=local uri=test:///default ms=" in result.stderr
-    quiet = vmfleet("plan", cwd=tmp_path)
+    quiet = vmfleet("down", "--yes", cwd=tmp_path)
     assert "libvirt:" not in quiet.stderr
-    runs = sorted((tmp_path / ".vmfleet" / "logs").glob("*-plan.log"))
+    runs = sorted((tmp_path / ".vmfleet" / "logs").glob("*-down.log"))
     assert len(runs) == 2  # one per run, with or without -v
+    vmfleet("plan", cwd=tmp_path)
+    assert not list((tmp_path / ".vmfleet" / "logs").glob("*-plan.log"))  # read-only: none
     events = [json.loads(line) for line in runs[0].read_text().splitlines()]
     opened = [e for e in events if e["message"] == "open connection"]
     assert opened and opened[0]["host"] == "local" and opened[0]["ms"] >= 0

@@ -13,6 +13,7 @@ from tests.e2e_support import unique_fleet
 from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet
+from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import DnsHost
 
 
@@ -38,7 +39,7 @@ def test_dns_entries_follow_vms(tmp_path: Path) -> None:
         "defaults: {image: base, memory: 64MiB, disk: 16MiB, network: lab}\n"
         "vms:\n  db: {ips: 10.77.0.20}\n  web: {replicas: 2}\n"
     )
-    network = f"vmf-{fleet}-lab"
+    network = names.network(fleet=fleet, network="lab")
     with Fleet.open(path, hosts=TestDriverHost.factory) as opened:
         opened.up().raise_for_failures()
         entries = _dns(network)

@@ -123,7 +123,8 @@ def open_fleet(
 ) -> Iterator[Fleet]:
     """The command's `Fleet`, drawing its progress on stderr; closed at the end.
 
-    With `run_log` (commands that may touch a host), every event of the run also goes to a
+    With `run_log` (commands that may change something; read-only ones pass False and leave
+    the state folder as it was), every event of the run also goes to a
     new file in the state folder's `logs/`."""
     loaded = load_fleet(file)
     with (

@@ -116,7 +116,7 @@ def status(
     """Without GROUP, every VM and its state first (as `vagrant status`); then the group tree:
     each member's GroupLinked, PowerStateSynced and PlacementReady, each group's Ready and
     when its power state last changed. JSON and YAML hold the group tree only."""
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         found = fleet.status(group)
         vms = fleet.list() if group is None and output is OutputFormat.table else ()
     if vms:

@@ -141,7 +141,7 @@ def plan(
     ] = False,
 ) -> None:
     """Show what `up` would create, change and delete. Touches nothing."""
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         if explain:
             from vmfleet.cli.hosts import show_explanation
 
@@ -257,7 +257,7 @@ def list_vms(
 ) -> None:
     """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime (and the
     login user with `-o wide`)."""
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         rows = [render.plain(vm) for vm in fleet.list()]
     emit(
         [{**r, "pending": "next boot" if r["pending"] else ""} for r in rows],
