@@ -14,10 +14,15 @@ SYSTEM_URI = "qemu:///system"
 
 
 def vmfleet(
-    *args: str, cwd: Path | None = None, timeout: float = 900, input: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 900,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the vmfleet CLI as a user would; output captured, exit code returned."""
-    env = {**os.environ, "COLUMNS": "200"}
+    """Run the vmfleet CLI as a user would; output captured, exit code returned. `env` adds
+    to (or, with "", blanks) the environment; $VMFLEET_FILE is blank unless given."""
+    env = {**os.environ, "COLUMNS": "200", "VMFLEET_FILE": "", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "vmfleet.cli.main", *args],
         capture_output=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ POSITION = re.compile(r"^  \S.*:\d+:\d+: ", re.MULTILINE)
 
 
 def run_validate(path: Path) -> tuple[int, str]:
-    """(exit code, stderr) of `vmfleet validate -o json PATH`; any other exception escapes."""
+    """(exit code, error text) of `vmfleet validate -o json PATH`; any other exception escapes.
+
+    With `-o json` an error is a JSON object on stdout: its message (the text stderr would
+    show) is appended to stderr's warnings."""
     err, out = io.StringIO(), io.StringIO()
     argv = sys.argv
     sys.argv = ["vmfleet", "validate", "-o", "json", str(path)]
@@ -27,4 +31,7 @@ def run_validate(path: Path) -> tuple[int, str]:
         code = stop.code
     finally:
         sys.argv = argv
-    return (code if isinstance(code, int) else 1), err.getvalue()
+    text = err.getvalue()
+    if out.getvalue().startswith('{\n  "error"'):
+        text += json.loads(out.getvalue())["error"]["message"]
+    return (code if isinstance(code, int) else 1), text

@@ -13,7 +13,7 @@ from vmfleet.api.events import EventCallback, ImageProgress, Notice, Stage, VmPr
 from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.engine import hostlocks, images
+from vmfleet.engine import catalog, hostlocks, images
 from vmfleet.engine.apply import Observation, Progress
 from vmfleet.engine.context import FleetContext, HostFactory, default_uri, state_dir_for
 from vmfleet.errors import UsageError
@@ -99,7 +99,7 @@ class FleetBase:
         the first operation that writes reopens it writable."""
         if self._ctx is None:
             self._ctx = FleetContext(
-                loaded=self.loaded,
+                loaded=catalog.pinned(self.loaded, self.state_dir),
                 store=Store(self.state_dir, readonly=readonly),
                 state_dir=self.state_dir,
                 runner=self._runner,
@@ -137,11 +137,18 @@ class FleetBase:
 
         return progress
 
-    def _pull(self, ctx: FleetContext, names: list[str] | None) -> tuple[str, ...]:
+    def _pull(
+        self,
+        ctx: FleetContext,
+        names: list[str] | None,
+        *,
+        update: bool = False,
+        check: bool = False,
+    ) -> tuple[str, ...]:
         def report(image: str, done: int, total: int | None) -> None:
             self._on_event(ImageProgress(image, done, total))
 
-        return tuple(images.pull(ctx, names, progress=report))
+        return tuple(images.pull(ctx, names, progress=report, update=update, check=check))
 
     # --- targets ------------------------------------------------------------------------------
 

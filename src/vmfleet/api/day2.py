@@ -190,9 +190,11 @@ class Day2(FleetBase):
         ctx = self._context(readonly=not probe)
         return tuple(engine_hosts.rows(engine_hosts.gather(ctx, probe=probe)))
 
-    def image_pull(self, names: Sequence[str] = ()) -> tuple[str, ...]:
-        """Download the fleet's URL images (or those named) into the cache; those fetched."""
-        return self._pull(self._context(), list(names) or None)
+    def image_pull(self, names: Sequence[str] = (), *, update: bool = False) -> tuple[str, ...]:
+        """Download the fleet's URL images (or those named) into the cache; those fetched.
+        Catalog images are pinned at their first pull; a later pull that finds the publisher's
+        "latest" changed raises ImageError, unless `update` takes the new one."""
+        return self._pull(self._context(), list(names) or None, update=update, check=True)
 
     def image_list(self) -> tuple[ImageRow, ...]:
         """Each image: source, local file, hosts holding its base volume, disks using it."""

@@ -193,7 +193,7 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
                 self._on_event(Recovered(item))
             self._cluster_apply(ctx, targets)
             targets = self._split(targets)[1] if targets else targets
-            if targets == [] or not ctx.instances():
+            if targets == []:  # only HA VMs were named: their cluster has them
                 return UpResult(self.name, Plan(()), (), (), None, recovered, (), up_to_date=True)
             lost_key = ctx.generated_key_missing()  # before anything makes a new one
             pulled = self._pull(ctx, None) if engine.images.missing(ctx) else ()

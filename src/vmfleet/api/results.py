@@ -81,6 +81,7 @@ class VmInfo:
     ip: tuple[str, ...] | None
     uptime: str | None
     uptime_seconds: int | None
+    user: str | None = None  # the login user (None for a VM the spec dropped)
     pending: bool = False  # a change is defined for its next boot and not running yet
 
 

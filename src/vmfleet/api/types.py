@@ -1,7 +1,15 @@
 """The engine's result types and endpoint helpers that `Fleet` methods hand out, under the
 API's name, so callers (the CLI included) need nothing from the engine itself."""
 
-from vmfleet.engine.access import Endpoint, dynamic_inventory, hostvars, require_reachable, ssh_argv
+from vmfleet.engine.access import (
+    Endpoint,
+    dynamic_inventory,
+    forward_argv,
+    hostvars,
+    require_reachable,
+    scp_argv,
+    ssh_argv,
+)
 from vmfleet.engine.execute import ExecResult
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
 from vmfleet.engine.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
@@ -19,7 +27,9 @@ __all__ = [
     "SnapshotReport",
     "SnapshotResult",
     "dynamic_inventory",
+    "forward_argv",
     "hostvars",
     "require_reachable",
+    "scp_argv",
     "ssh_argv",
 ]

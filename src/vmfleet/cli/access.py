@@ -15,12 +15,18 @@ from typer import _click as click
 from typer.core import TyperCommand
 
 from vmfleet.api import types as access
+from vmfleet.cli import completion
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.errors import FleetError, GuestError, UsageError
 
 Target = Annotated[
-    str, typer.Argument(help="VM: NAME, NAME-i or NAME@i (replica i).", show_default=False)
+    str,
+    typer.Argument(
+        help="VM: NAME, NAME-i or NAME@i (replica i).",
+        show_default=False,
+        autocompletion=completion.names,
+    ),
 ]
 
 
@@ -73,7 +79,7 @@ def _address(ep: access.Endpoint) -> str | None:
 @app.command("ssh-config")
 def ssh_config(file: FleetFile, state: StateOpt = None) -> None:
     """Print a Host block per VM; `Include` it in ~/.ssh/config and `ssh NAME` just works."""
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         text = fleet.ssh_config()
     sys.stdout.write(f"# vmfleet ssh-config for fleet {fleet.name} ({file})\n" + text)
 
@@ -89,7 +95,7 @@ def inventory(
     state: StateOpt = None,
 ) -> None:
     """An Ansible inventory of the fleet: groups per template, group, host and label."""
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         endpoints = fleet.endpoints()
         inv = fleet.inventory()
     if host is not None:
@@ -112,7 +118,7 @@ def ips(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = 
 
     User-mode VMs give 127.0.0.1 and NAME_SSH_PORT. VMs without an address yet are left out.
     """
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         found = fleet.ips()
     if output is not OutputFormat.table:
         emit(

@@ -44,7 +44,7 @@ def show_events(
         age = None if since is None else parse_duration(since)
     except ValueError as error:
         raise UsageError(f"--since: {error}") from None
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         found = fleet.events(names or [], since=age, limit=limit)
         if not follow:
             rows = [_row(e) if output is OutputFormat.table else e.to_json() for e in found]

@@ -11,7 +11,7 @@ import typer
 
 from vmfleet.api.day2 import POWER_VERBS
 from vmfleet.api.types import GroupPowerError
-from vmfleet.cli import render
+from vmfleet.cli import completion, render
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.core import groups as core
@@ -105,15 +105,27 @@ def _depth(g: core.GroupStatus, by_name: dict[str, core.GroupStatus]) -> int:
 def status(
     file: FleetFile,
     group: Annotated[
-        str | None, typer.Argument(help="Only this group and its nested ones.")
+        str | None,
+        typer.Argument(
+            help="Only this group and its nested ones.", autocompletion=completion.names
+        ),
     ] = None,
     state: StateOpt = None,
     output: Output = OutputFormat.table,
 ) -> None:
-    """The group tree: each member's GroupLinked, PowerStateSynced and PlacementReady, each
-    group's Ready and when its power state last changed."""
-    with open_fleet(file, state) as fleet:
+    """Without GROUP, every VM and its state first (as `vagrant status`); then the group tree:
+    each member's GroupLinked, PowerStateSynced and PlacementReady, each group's Ready and
+    when its power state last changed. JSON and YAML hold the group tree only."""
+    with open_fleet(file, state, run_log=False) as fleet:
         found = fleet.status(group)
+        vms = fleet.list() if group is None and output is OutputFormat.table else ()
+    if vms:
+        emit(
+            [render.plain(vm) for vm in vms],
+            fmt=output,
+            title=f"fleet {fleet.name}",
+            columns=[("name", "VM"), ("state", "State"), ("host", "Host"), ("ip", "IP")],
+        )
     by_name = {g.name: g for g in found}
     data = [_group_json(g) for g in found]
     rows: list[dict[str, object]] = []

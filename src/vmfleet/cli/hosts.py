@@ -31,7 +31,7 @@ def hosts(
     Hosts are asked in parallel; one that does not answer is shown unreachable and does not
     hold up the others. Exits 1 when any host is unreachable.
     """
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         rows = [dict(r) for r in fleet.hosts(probe=probe)]
     table = [_table_row(r) for r in rows]
     emit(

@@ -19,10 +19,14 @@ def image_pull(
     file: FleetFile,
     names: Annotated[list[str] | None, typer.Argument(help="Only these images.")] = None,
     state: StateOpt = None,
+    update: Annotated[
+        bool, typer.Option(help="Take a catalog image's new 'latest' instead of the pinned one.")
+    ] = False,
 ) -> None:
-    """Download the fleet's URL images into the cache (resumable, sha256-verified)."""
+    """Download the fleet's URL images into the cache (resumable, sha256-verified); catalog
+    images are checked against the publisher's checksum list and pinned."""
     with open_fleet(file, state) as fleet:
-        fetched = fleet.image_pull(names or ())
+        fetched = fleet.image_pull(names or (), update=update)
     console.print(f"pulled: {', '.join(fetched)}" if fetched else "all images are present")
 
 
@@ -61,3 +65,25 @@ def image_rm(
         console.print(f"removed {item}")
     if not removed:
         console.print(f"image {name}: nothing to remove")
+
+
+@image_app.command("catalog")
+def image_catalog(output: Output = OutputFormat.table) -> None:
+    """Known cloud images: name, architecture, login user, URL and checksum list
+    (use as `images: {NAME: {catalog: NAME}}`)."""
+    from vmfleet.spec.catalog import IMAGES
+
+    rows = [render.plain(image) for image in IMAGES]
+    emit(
+        rows,
+        fmt=output,
+        title="image catalog ($VMFLEET_CATALOG_MIRROR serves it from a mirror)",
+        columns=[
+            ("name", "Name"),
+            ("arch", "Arch"),
+            ("user", "User"),
+            ("description", "Description"),
+            ("url", "URL"),
+            ("checksums", "Checksums"),
+        ],
+    )

@@ -6,15 +6,15 @@ Each command parses its arguments, asks what must be asked, calls `Fleet` and re
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
-from rich.markup import escape
 
 from vmfleet.api import Confirm
-from vmfleet.cli import render
+from vmfleet.cli import completion, render
 from vmfleet.cli.common import (
     FleetFile,
     Output,
@@ -22,19 +22,19 @@ from vmfleet.cli.common import (
     WaitOpt,
     WorkersOpt,
     app,
+    load_fleet,
     open_fleet,
 )
-from vmfleet.cli.output import OutputFormat, console, emit, err_console
+from vmfleet.cli.output import OutputFormat, console, emit
 from vmfleet.cli.planview import show_plan
 from vmfleet.core.plan import Plan
-from vmfleet.errors import FleetError
-from vmfleet.spec.load import load_text
 
 Targets = Annotated[
     list[str] | None,
     typer.Argument(
         help="Only these: VM names, NAME@i, templates (all replicas) or groups (nested too).",
         show_default=False,
+        autocompletion=completion.names,
     ),
 ]
 NeededTargets = Annotated[
@@ -42,6 +42,7 @@ NeededTargets = Annotated[
     typer.Argument(
         help="VM names, NAME@i, templates (all replicas), groups (nested too) or `all`.",
         show_default=False,
+        autocompletion=completion.names,
     ),
 ]
 
@@ -58,7 +59,7 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
     fleet's folder or `trusted_paths`), `{env:}` secrets are set, and each VM's user-data
     renders to valid cloud-config. Exits 2 when there are problems. No host is touched.
     """
-    with open_fleet(file, None) as fleet:
+    with open_fleet(file, None, run_log=False) as fleet:
         summary = fleet.validate()
     rows = [render.plain(t) for t in summary.details]
     emit(
@@ -86,7 +87,7 @@ def validate(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
     """Show every VM the fleet file expands to: names, sizes, MACs, IPs, groups, labels."""
-    with open_fleet(file, None) as fleet:
+    with open_fleet(file, None, run_log=False) as fleet:
         rows = [render.plain(vm) for vm in fleet.show()]
     emit(
         rows,
@@ -109,18 +110,10 @@ def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def convert(file: FleetFile) -> None:
     """Print the native fleet-file form of any supported format (validated first)."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise FleetError(f"cannot read {file}: {error.strerror}") from None
-    document, fmt = load_text(text, file=str(file))
-    from vmfleet.spec.load import parse
-
-    parse(document)
-    for warning in document.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
-    header = f"# converted by vmfleet from {file.name} ({fmt})\n"
-    sys.stdout.write(header + yaml.safe_dump(document.data, sort_keys=False, allow_unicode=True))
+    loaded = load_fleet(file)
+    header = f"# converted by vmfleet from {file.name} ({loaded.format})\n"
+    data = loaded.document.data
+    sys.stdout.write(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 @app.command()
@@ -139,9 +132,16 @@ def plan(
         str | None,
         typer.Option(help="Show, host by host, why this VM goes where it goes (and no plan)."),
     ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 when nothing would change, 2 when something would, 1 on an error.",
+        ),
+    ] = False,
 ) -> None:
     """Show what `up` would create, change and delete. Touches nothing."""
-    with open_fleet(file, state) as fleet:
+    with open_fleet(file, state, run_log=False) as fleet:
         if explain:
             from vmfleet.cli.hosts import show_explanation
 
@@ -152,6 +152,8 @@ def plan(
             for host in fleet.kvm_unknown():
                 console.print(f"host {host}: kvm: unknown (probed at up)", highlight=False)
         show_plan(the_plan, output=output)
+    if detailed_exitcode and not the_plan.empty:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -235,19 +237,32 @@ def down(
     result.raise_for_failures()
 
 
+class ListFormat(StrEnum):
+    """`list` also has `wide`: the table with the login user."""
+
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
 @app.command("list")
 def list_vms(
     file: FleetFile,
-    output: Output = OutputFormat.table,
+    output: Annotated[
+        ListFormat,
+        typer.Option("--output", "-o", help="Output format.", case_sensitive=False),
+    ] = ListFormat.table,
     state: StateOpt = None,
 ) -> None:
-    """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime."""
-    with open_fleet(file, state) as fleet:
+    """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime (and the
+    login user with `-o wide`)."""
+    with open_fleet(file, state, run_log=False) as fleet:
         rows = [render.plain(vm) for vm in fleet.list()]
     emit(
         [{**r, "pending": "next boot" if r["pending"] else ""} for r in rows],
         data=rows,
-        fmt=output,
+        fmt=OutputFormat.table if output is ListFormat.wide else OutputFormat(output.value),
         title=f"fleet {fleet.name}",
         columns=[
             ("template", "Template"),
@@ -260,6 +275,7 @@ def list_vms(
             ("ip", "IP"),
             ("uptime", "Uptime"),
             ("pending", "Pending restart"),
+            *([("user", "User")] if output is ListFormat.wide else []),
         ],
     )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,17 +71,42 @@ class AddressPoolExhaustedError(FleetError):
     """
 
 
-def user_data_variables(instance: Instance, *, fleet: str) -> dict[str, Any]:
-    """The variables a VM's user-data template sees."""
+def user_data_variables(
+    instance: Instance, *, fleet: str, everyone: Sequence[Instance] = ()
+) -> dict[str, Any]:
+    """The variables a VM's user-data template sees; with `everyone` (the fleet's VMs) also
+    `vms` (name → name, ip, ips, template, index, hostname, labels), `templates` (template →
+    its VMs) and `groups` (group → its VMs; a template name that is no group gives its
+    replicas), so `{{ vms['db'].ip }}` or `{{ groups['web'] | map(attribute='ip') | list }}`
+    configure one tier with another's addresses."""
+    peers = {i.name: _peer(i) for i in everyone}
+    templates: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for other in everyone:
+        templates.setdefault(other.template, []).append(peers[other.name])
+        if other.fields.group:
+            groups.setdefault(other.fields.group, []).append(peers[other.name])
+    return {
+        **_peer(instance),
+        "fleet": fleet,
+        "macs": [n.mac for n in instance.nics],
+        "vms": peers,
+        "templates": templates,
+        "groups": {**templates, **groups},
+    }
+
+
+def _peer(instance: Instance) -> dict[str, Any]:
+    """What a template may know of one VM."""
+    ips = [n.ip for n in instance.nics if n.ip]
     return {
         "name": instance.name,
         "template": instance.template,
         "index": instance.index,
         "hostname": instance.hostname,
-        "fleet": fleet,
         "labels": dict(instance.fields.labels),
-        "ips": [n.ip for n in instance.nics if n.ip],
-        "macs": [n.mac for n in instance.nics],
+        "ips": ips,
+        "ip": ips[0] if ips else None,
     }
 
 

@@ -160,6 +160,7 @@ def spec_hash(instance: Instance) -> str:
     """A short, stable hash of everything that shapes a VM's domain and disks."""
     fields = _plain(asdict(instance.fields))
     assert isinstance(fields, dict)
+    fields.pop("power", None)  # whether `up` starts the VM does not shape its domain
     # A password (even as a reference) never goes into a hash stored in domain metadata;
     # cloud-init applies it at first boot only, so changing it is no reason to redefine.
     cloud_init = fields.get("cloud_init")
@@ -214,14 +215,16 @@ def diff(
     """The plan turning `observed` into `wanted` ((instance, host) pairs), wanted order first.
 
     `prune` removes orphans; `restart` stops and starts running VMs with pending changes;
-    VMs in `hold` (their group decides their power) are never started or stopped. `hosts`
+    VMs in `hold` (their group decides their power) and standby VMs (`power: off`) are never
+    started or stopped. `hosts`
     (what each host has) adds the hosts' network and image steps; without it, none.
     """
     have = {o.name: o for o in observed}
     actions: list[Action] = []
     for instance, host in wanted:
         seen = have.pop(instance.name, None)
-        held = instance.name in hold
+        # Standby VMs (`power: off`) are defined but never started, like a group's VMs.
+        held = instance.name in hold or instance.fields.power == "off"
         if seen is None:
             start = () if held else (Step("start", host, instance.name),)
             create = (Step("create", host, instance.name), *start)

@@ -18,7 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vmfleet import logs
 from vmfleet.errors import FleetError, OperationTimeout
+
+_log = logs.get("commands")
 
 STDERR_TAIL_LINES = 20
 
@@ -134,16 +137,17 @@ class SubprocessRunner:
         extra = {**(self._env or {}), **(env or {})}
         child_env = {**os.environ, **extra} if extra else None
         try:
-            completed = subprocess.run(
-                args,
-                input=input,
-                stdin=subprocess.DEVNULL if input is None else None,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-                shell=False,
-                env=child_env,
-            )
+            with logs.timed(_log, "run", argv=format_argv(args)):
+                completed = subprocess.run(
+                    args,
+                    input=input,
+                    stdin=subprocess.DEVNULL if input is None else None,
+                    capture_output=True,
+                    timeout=timeout,
+                    check=False,
+                    shell=False,
+                    env=child_env,
+                )
         except subprocess.TimeoutExpired as err:
             raise OperationTimeout(
                 f"command `{format_argv(args)}` did not finish within {timeout} s and was killed"

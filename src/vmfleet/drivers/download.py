@@ -8,6 +8,7 @@ pull starts clean.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,12 +42,56 @@ def fetch(
     final = cached_path(cache, sha256)
     if final.exists():
         return final
+    part = final.with_suffix(".part")
+    _download(url, part, progress=progress, timeout=timeout)
+    digest = qemuimg.sha256(part)
+    if digest != sha256.lower():
+        part.unlink(missing_ok=True)
+        raise ImageError(f"download of {url}: sha256 is {digest}, expected {sha256.lower()}")
+    os.replace(part, final)
+    return final
+
+
+def fetch_checked(
+    url: str, *, algorithm: str, digest: str, cache: Path, progress: Progress | None = None
+) -> tuple[Path, str]:
+    """(cached file, its sha256) for `url` whose `algorithm` (sha256 or sha512) digest is
+    `digest`, as a publisher's checksum list gives it; cached under its sha256 like `fetch`."""
+    if algorithm == "sha256":
+        return fetch(url, sha256=digest, cache=cache, progress=progress), digest
+    part = cache / f"{algorithm}-{digest[:64]}.part"
+    _download(url, part, progress=progress, timeout=30.0)
+    with part.open("rb") as handle:
+        got = hashlib.file_digest(handle, algorithm).hexdigest()
+    if got != digest.lower():
+        part.unlink(missing_ok=True)
+        raise ImageError(f"download of {url}: {algorithm} is {got}, expected {digest.lower()}")
+    sha256 = qemuimg.sha256(part)
+    final = cached_path(cache, sha256)
+    os.replace(part, final)
+    return final, sha256
+
+
+def read_text(url: str, *, timeout: float = 30.0, limit: int = 1 << 20) -> str:
+    """A small text file (a checksum list) over http(s); ImageError when it cannot be read."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "vmfleet"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bytes(response.read(limit)).decode("utf-8", errors="replace")
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        raise ImageError(f"cannot read {url}: {getattr(error, 'reason', error)}") from None
+
+
+def _download(url: str, part: Path, *, progress: Progress | None, timeout: float) -> None:
+    """Download (or resume) `url` into `part`."""
     # Imported here: urllib.request loads ssl, a noticeable share of every command's start-up.
     import urllib.error
     import urllib.request
 
-    cache.mkdir(parents=True, exist_ok=True)
-    part = final.with_suffix(".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "vmfleet"})
     if have:
@@ -76,9 +121,3 @@ def fetch(
             f"download of {url} stopped ({reason}); run again to resume from "
             f"{part.stat().st_size if part.exists() else 0} bytes"
         ) from None
-    digest = qemuimg.sha256(part)
-    if digest != sha256.lower():
-        part.unlink(missing_ok=True)
-        raise ImageError(f"download of {url}: sha256 is {digest}, expected {sha256.lower()}")
-    os.replace(part, final)
-    return final

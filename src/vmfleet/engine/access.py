@@ -155,6 +155,32 @@ def ssh_argv(
     return argv
 
 
+def scp_argv(endpoint: Endpoint, paths: list[str], *, recursive: bool = False) -> list[str]:
+    """The system scp command line copying `paths` (the last is the destination); a path
+    `VM:rest` is on the VM and becomes `user@address:rest`. Same key and known_hosts as ssh."""
+    assert endpoint.address is not None
+    argv = ["scp", *endpoint.ssh_options(), "-P", str(endpoint.port), "-i", str(endpoint.key)]
+    if endpoint.proxy_jump:
+        argv += ["-J", endpoint.proxy_jump]
+    if recursive:
+        argv.append("-r")
+    prefix = f"{endpoint.vm}:"
+    remote = f"{endpoint.user}@{endpoint.address}:"
+    converted = [remote + p.removeprefix(prefix) if p.startswith(prefix) else p for p in paths]
+    return [*argv, "--", *converted]
+
+
+def forward_argv(endpoint: Endpoint, *, local: int, remote: int) -> list[str]:
+    """The system ssh command line forwarding 127.0.0.1:`local` to port `remote` on the VM
+    (its own loopback), with no shell, until interrupted."""
+    assert endpoint.address is not None
+    argv = ["ssh", *endpoint.ssh_options(), "-p", str(endpoint.port), "-i", str(endpoint.key)]
+    if endpoint.proxy_jump:
+        argv += ["-J", endpoint.proxy_jump]
+    argv += ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:localhost:{remote}"]
+    return [*argv, f"{endpoint.user}@{endpoint.address}"]
+
+
 def ssh_config(endpoints_: list[Endpoint]) -> str:
     """An ssh_config fragment: `Host NAME` blocks, so plain `ssh NAME` works."""
     blocks = []

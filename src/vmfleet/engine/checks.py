@@ -28,20 +28,19 @@ def offline(
     """
     problems = files.problems(loaded.spec, loaded.document, images=images)
     if not problems:
-        for instance in (
-            instances if instances is not None else expand(loaded.spec, fleet=loaded.name)
-        ):
-            problems += _user_data(loaded, instance)
+        everyone = instances if instances is not None else expand(loaded.spec, fleet=loaded.name)
+        for instance in everyone:
+            problems += _user_data(loaded, instance, everyone)
             if len(problems) >= 20:  # one broken template breaks every VM: enough to act on
                 break
     if problems:
         raise SpecError(_unique(problems))
 
 
-def _user_data(loaded: LoadedFleet, instance: Instance) -> list[Problem]:
+def _user_data(loaded: LoadedFleet, instance: Instance, everyone: list[Instance]) -> list[Problem]:
     """The VM's user-data as `up` renders it (less what only a run makes: keys, NICs)."""
     try:
-        request = seed.seed_request(loaded, instance)  # checks its own fields
+        request = seed.seed_request(loaded, instance, everyone)  # checks its own fields
         if request.user_template is not None:  # without one, ours is built from checked data
             cloudinit.render_user_data(request)
     except SpecError as error:

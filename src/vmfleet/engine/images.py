@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from vmfleet.drivers import download, names
 from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
-from vmfleet.engine import provision
+from vmfleet.engine import catalog, provision
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import HostUnreachableError, ImageError, UsageError
 from vmfleet.spec.units import format_size
@@ -15,34 +15,59 @@ Progress = Callable[[str, int, int | None], None]  # (image, bytes, total)
 
 
 def missing(ctx: FleetContext) -> list[str]:
-    """URL images of the fleet that are not in the download cache yet."""
+    """URL images of the fleet that are not in the download cache yet (catalog images also
+    when not pinned yet)."""
     cache = download.default_cache_dir()
     return [
         name
         for name, spec in ctx.loaded.spec.images.items()
-        if spec.sha256
-        and spec.source.startswith(("http://", "https://"))
-        and not download.cached_path(cache, spec.sha256).exists()
+        if (spec.catalog and not spec.sha256)
+        or (
+            spec.sha256
+            and spec.source.startswith(("http://", "https://"))
+            and not download.cached_path(cache, spec.sha256).exists()
+        )
     ]
 
 
 def pull(
-    ctx: FleetContext, names: list[str] | None = None, progress: Progress | None = None
+    ctx: FleetContext,
+    names: list[str] | None = None,
+    progress: Progress | None = None,
+    *,
+    update: bool = False,
+    check: bool = False,
 ) -> list[str]:
     """Download every URL image (or those named) into the cache; returns those fetched.
 
-    Local image files are left to preflight, which reports every missing one at once.
+    Catalog images are resolved from the publisher's checksum list and pinned
+    (`engine.catalog`; `check` re-reads the list of a pinned one, `update` takes a changed
+    "latest"). Local image files are left to
+    preflight, which reports every missing one at once.
     """
     images = ctx.loaded.spec.images
     unknown = sorted(set(names or []) - set(images))
     if unknown:
         raise UsageError(f"unknown image {', '.join(unknown)}; known: {', '.join(images)}")
     fetched = []
+    cache = download.default_cache_dir()
     for name in names or list(images):
         spec = images[name]
-        if spec.source.startswith(("http://", "https://")):
+        if spec.catalog:
+            report = _for_image(progress, name)
+            got = catalog.pull(
+                name,
+                spec,
+                state_dir=ctx.state_dir,
+                cache=cache,
+                progress=report,
+                update=update,
+                check=check,
+            )
+            ctx.loaded = catalog.pinned(ctx.loaded, ctx.state_dir)
+            fetched += [name] if got else []
+        elif spec.source.startswith(("http://", "https://")):
             assert spec.sha256 is not None
-            cache = download.default_cache_dir()
             if download.cached_path(cache, spec.sha256).exists():
                 continue
             path = download.fetch(

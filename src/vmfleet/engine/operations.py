@@ -36,18 +36,17 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
         )
         if instance.name in moving:
             state += f" (moving to {moving[instance.name][1]})"
-        rows.append(
-            _row(
-                ctx,
-                instance.name,
-                instance.template,
-                host,
-                state,
-                seen,
-                ips=discover_ips(ctx, instance, seen),
-                user_mode=any(n.mode == "user" for n in instance.nics),
-            )
+        row = _row(
+            ctx,
+            instance.name,
+            instance.template,
+            host,
+            state,
+            seen,
+            ips=discover_ips(ctx, instance, seen),
+            user_mode=any(n.mode == "user" for n in instance.nics),
         )
+        rows.append({**row, "user": instance.fields.cloud_init.user or ctx.loaded.spec.ssh.user})
     for name, seen in sorted(have.items()):
         template = str(observation.details.get(name, {}).get("template", "?"))
         rows.append(

@@ -117,7 +117,10 @@ def _outcome(action: Action, started: bool) -> str:
     if action.kind == "orphan":
         return "removed"
     if action.kind == "create":
-        return "created" if started else "defined; its group starts it"
+        if started:
+            return "created"
+        standby = action.instance is not None and action.instance.fields.power == "off"
+        return "defined; standby (power: off)" if standby else "defined; its group starts it"
     if action.kind == "unchanged" and not action.pending:
         return "started"
     pending = [c.field for c in action.pending]

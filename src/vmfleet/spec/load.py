@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from vmfleet.errors import Position, Problem, SpecError
-from vmfleet.spec import validate
+from vmfleet.spec import sources, validate
 from vmfleet.spec.importers import ansible, cluster, farm, kubernetes
-from vmfleet.spec.models import FleetSpec
+from vmfleet.spec.models import CloudInit, FleetSpec
 from vmfleet.spec.source import Document, load_documents
 
 Format = Literal["native", "ansible-inventory", "ansible-farm", "cluster-vars", "kubernetes"]
@@ -189,11 +190,31 @@ def read_text(path: FsPath) -> str:
 
 
 def load(path: str | FsPath) -> LoadedFleet:
-    """Load, import and validate a fleet file; SpecError lists every problem."""
-    file_path = FsPath(path)
-    text = read_text(file_path)
-    document, fmt = load_text(text, file=str(file_path))
-    return LoadedFleet(parse(document), document, fmt, file_path.resolve())
+    """Load, import and validate a fleet; SpecError lists every problem.
+
+    `path` is a file, a folder (its `*.yaml`/`*.yml` files, in name order) or several of
+    either joined by `os.pathsep` (`group.yaml:vms.yaml`, as KUBECONFIG): together they form
+    one fleet, and every position still names the file it came from.
+    """
+    files = sources.files(path)
+    per_file = [_read(file) for file in files]
+    documents = [doc for docs in per_file for doc in docs]
+    fmt = detect(documents)
+    if len(files) > 1 and fmt in ("ansible-inventory", "ansible-farm", "cluster-vars"):
+        raise SpecError([Problem(None, "", f"a {fmt} file cannot be combined with other files")])
+    for file, docs in zip(files, per_file, strict=True):
+        if fmt != "kubernetes" and len(docs) > 1:
+            to_native(docs, fmt, file=str(file))  # one document per file: says where the second is
+    if fmt == "native" and len(documents) > 1:
+        documents = [sources.merge(documents)]
+    document = to_native(documents, fmt, file=str(files[0]))
+    where = FsPath(str(path).split(os.pathsep)[0])
+    return LoadedFleet(parse(document), document, fmt, where.resolve())
+
+
+def _read(file: FsPath) -> list[Document]:
+    text = read_text(file)
+    return load_documents(text, file=str(file))
 
 
 # --- pydantic errors to problems ------------------------------------------------------------
@@ -210,6 +231,8 @@ def pydantic_problems(error: ValidationError, document: Document) -> list[Proble
             key = str(loc[-1])
             allowed = _allowed_keys(FleetSpec, loc[:-1])
             hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            if key in CloudInit.model_fields and "cloud_init" in allowed:
+                hint = [f"cloud_init.{key}"]  # `packages:` written on the VM itself
             message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         elif item["type"] == "missing":
             message = f"required field {loc[-1]!r} is missing"

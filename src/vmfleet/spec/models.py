@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from vmfleet.spec import catalog
 from vmfleet.spec.farm import FarmSpec
 from vmfleet.spec.values import (
     Cidr,
@@ -26,6 +27,7 @@ from vmfleet.spec.values import (
     DiskSize,
     Duration,
     HttpUrl,
+    ImageName,
     IPv4,
     Labels,
     Line,
@@ -33,11 +35,13 @@ from vmfleet.spec.values import (
     Mac,
     MemorySize,
     Name,
+    Power,
     Reserved,
     SshKey,
     Text,
     WaitFor,
     check_labels,
+    one_or_list,
 )
 
 
@@ -81,12 +85,15 @@ class HostSpec(Model):
 
 
 class ImageSpec(Model):
-    """A base image: a local path, or an http(s) URL with its sha256."""
+    """A base image: a local path, an http(s) URL with its sha256, or a `catalog` name (the
+    URL from the catalog, the digest from the publisher's checksum list at pull time)."""
 
-    source: Line
+    source: Line = ""
     sha256: str | None = None
     format: Literal["qcow2", "raw"] | None = None
     arch: Line = "x86_64"
+    catalog: Line | None = None
+    user: LoginUser | None = None
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -97,9 +104,29 @@ class ImageSpec(Model):
             raise ValueError(f"sha256 must be a text of 64 hex digits, got {value!r}")
         return value.lower() if value else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_catalog(cls, data: Any) -> Any:
+        """A catalog name gives the source URL and the login user (unless given)."""
+        if not isinstance(data, dict) or not isinstance(data.get("catalog"), str):
+            return data
+        if data.get("source"):
+            raise ValueError("give either catalog or source, not both")
+        arch = data.get("arch", "x86_64")
+        entry = catalog.find(data["catalog"], str(arch))
+        if entry is None:
+            raise ValueError(
+                f"{data['catalog']!r} for {arch} is not in the catalog; known: "
+                f"{', '.join(catalog.NAMES)} (`vmfleet image catalog` lists them)"
+            )
+        return {**data, "source": entry.url, "user": data.get("user", entry.user)}
+
     @model_validator(mode="after")
     def _url_needs_sha(self) -> ImageSpec:
-        if self.source.startswith(("http://", "https://")) and not self.sha256:
+        if not self.source:
+            raise ValueError("an image needs a source (a path or URL) or a catalog name")
+        url = self.source.startswith(("http://", "https://"))
+        if self.catalog is None and url and not self.sha256:
             raise ValueError("an image downloaded from a URL needs its sha256")
         return self
 
@@ -295,6 +322,8 @@ class NicSpec(Model):
     ips: list[IPv4] | None = None
     model: Literal["virtio", "e1000", "rtl8139"] = "virtio"
 
+    _one_address = field_validator("mac_addresses", "ips", mode="before")(one_or_list)
+
 
 class VmFields(Model):
     """Everything a template, a profile or `defaults` may set. None means 'not set here'."""
@@ -304,7 +333,7 @@ class VmFields(Model):
     memory: MemorySize | None = None
     vcpus: Count | None = Field(default=None, gt=0, le=1024)
     disk: DiskSize | None = None
-    image: Name | None = None
+    image: ImageName | None = None
     clone: Literal["linked", "full"] | None = None
     data_disks: list[DataDisk] | None = None
     network: Name | None = None
@@ -324,10 +353,17 @@ class VmFields(Model):
     cloud_init: CloudInit | None = None
     ready: Ready | None = None
     autostart: bool | None = None
+    power: Power | None = None
     snapshot_type: Literal["auto", "internal", "external"] | None = None
     ha: HaSettings | None = None
 
     _labels = field_validator("labels", mode="before")(check_labels)
+
+    @field_validator("ready", mode="before")
+    @classmethod
+    def _ready_shorthand(cls, value: Any) -> Any:
+        """`ready: ssh` means `ready: {wait_for: ssh}`."""
+        return {"wait_for": value} if isinstance(value, str) else value
 
     @field_validator("node_preference", mode="before")
     @classmethod
@@ -347,6 +383,8 @@ class VmTemplate(VmFields):
     mac_addresses: list[Mac] | None = None
     ips: list[IPv4] | None = None
     overrides: dict[int, VmOverride] = Field(default_factory=dict)
+
+    _one_address = field_validator("mac_addresses", "ips", mode="before")(one_or_list)
 
     @field_validator("extends", mode="before")
     @classmethod
@@ -404,7 +442,7 @@ class FleetSpec(Model):
 
     fleet: Name | None = None
     hosts: dict[Name, HostSpec] = Field(default_factory=dict)
-    images: dict[Name, ImageSpec] = Field(default_factory=dict)
+    images: dict[ImageName, ImageSpec] = Field(default_factory=dict)
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
     defaults: VmFields = Field(default_factory=VmFields)
     profiles: dict[Name, VmFields] = Field(default_factory=dict)

@@ -60,6 +60,7 @@ class Effective:
     ready: Ready
     autostart: bool
     snapshot_type: str
+    power: str  # "off": a standby VM, defined by `up` but not started
     hostname: str | None
     description: str | None
 
@@ -99,6 +100,15 @@ def _merged_cloud_init(stack: list[VmFields]) -> CloudInit:
         merged["packages"] = packages + [DOCKER_PACKAGE] * (DOCKER_PACKAGE not in packages)
         merged["runcmd"] = runcmd + [DOCKER_ENABLE] * (DOCKER_ENABLE not in runcmd)
     return CloudInit.model_validate(merged)
+
+
+def _with_image_user(spec: FleetSpec, cloud_init: CloudInit, image: str | None) -> CloudInit:
+    """The login user: `cloud_init.user`, else `ssh.user` when the file sets it, else the
+    image's `user` (catalog images have one: debian, ubuntu, ...), else `ssh.user`'s default."""
+    if cloud_init.user or "user" in spec.ssh.model_fields_set or image not in spec.images:
+        return cloud_init
+    user = spec.images[image].user
+    return cloud_init.model_copy(update={"user": user}) if user else cloud_init
 
 
 def template_network(spec: FleetSpec, template: VmTemplate) -> str:
@@ -148,10 +158,11 @@ def effective(spec: FleetSpec, template: VmTemplate, index: int | None) -> Effec
         node_preference=tuple(_top(stack, "node_preference") or ()),
         affinity=_top(stack, "affinity"),
         max_per_host=_top(stack, "max_per_host"),
-        cloud_init=_merged_cloud_init(stack),
+        cloud_init=_with_image_user(spec, _merged_cloud_init(stack), _top(stack, "image")),
         ready=_top(stack, "ready") or Ready(),
         autostart=bool(_top(stack, "autostart")),
         snapshot_type=_top(stack, "snapshot_type") or "auto",
+        power=_top(stack, "power") or "on",
         hostname=_top(stack, "hostname"),
         description=_top(stack, "description"),
     )

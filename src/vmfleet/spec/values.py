@@ -20,6 +20,7 @@ from vmfleet.spec.units import GIB, MIB, format_size, parse_duration, parse_size
 # A DNS label: lowercase letters, digits and hyphens, not starting or ending with a hyphen.
 # Nothing here can break out of XML, a file path or a shell word.
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+IMAGE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 LABEL_KEY_RE = re.compile(r"^([a-z0-9.-]+/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
@@ -35,6 +36,27 @@ def _name(value: Any) -> str:
             "at most 63 characters, not starting or ending with '-'"
         )
     return value
+
+
+def _image_name(value: Any) -> str:
+    """Image names may hold dots, as releases do (`ubuntu-24.04`); never `..` or a slash."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a name, got {type(value).__name__}")
+    if not IMAGE_NAME_RE.match(value) or ".." in value:
+        raise ValueError(
+            f"{value!r} is not a valid image name: use lowercase letters, digits, '-' and '.', "
+            "at most 63 characters, not starting or ending with '-' or '.'"
+        )
+    return value
+
+
+def _power(value: Any) -> str:
+    """`on` or `off`; YAML reads a bare on/off as a boolean, which means the same."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value in ("on", "off"):
+        return str(value)
+    raise ValueError(f"{value!r} is not a power setting: use on or off")
 
 
 def _mac(value: Any) -> str:
@@ -206,6 +228,8 @@ def _wait(value: Any) -> str:
 
 
 Name = Annotated[str, BeforeValidator(_name)]
+ImageName = Annotated[str, BeforeValidator(_image_name)]
+Power = Annotated[str, BeforeValidator(_power)]
 Mac = Annotated[str, BeforeValidator(_mac)]
 IPv4 = Annotated[str, BeforeValidator(_ipv4)]
 Cidr = Annotated[str, BeforeValidator(_cidr)]
@@ -243,3 +267,8 @@ def check_labels(labels: dict[str, Any] | None) -> dict[str, str] | None:
             raise ValueError(f"label value {text!r} for {key!r} is not valid")
         out[key] = text
     return out
+
+
+def one_or_list(value: Any) -> Any:
+    """A single address where a list of one per replica is expected: `ips: 10.0.0.5`."""
+    return [value] if isinstance(value, str) else value

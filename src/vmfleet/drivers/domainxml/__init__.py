@@ -52,7 +52,7 @@ from vmfleet.drivers.domainxml.disks import (
     VolumeSource,
 )
 from vmfleet.drivers.domainxml.domain import DomainConfig, KernelBoot
-from vmfleet.drivers.domainxml.networks import DhcpHost, NetworkConfig
+from vmfleet.drivers.domainxml.networks import DhcpHost, DnsHost, NetworkConfig
 from vmfleet.drivers.domainxml.nics import (
     Attachment,
     BridgeAttachment,
@@ -81,6 +81,7 @@ __all__ = [
     "DiskInfo",
     "DiskIo",
     "DiskSource",
+    "DnsHost",
     "DomainConfig",
     "DomainInfo",
     "DomainType",

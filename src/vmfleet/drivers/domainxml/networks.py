@@ -23,6 +23,25 @@ class DhcpHost:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DnsHost:
+    """Names the network's DNS server answers with this address (`<dns><host>`)."""
+
+    ip: str
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        ipaddress.IPv4Address(self.ip)
+        require(bool(self.names), f"a DNS host entry for {self.ip} needs a name")
+
+    def to_xml(self) -> str:
+        """The `<host>` element, as virNetworkUpdate takes it."""
+        host = ET.Element("host", ip=self.ip)
+        for name in self.names:
+            sub(host, "hostname", name)
+        return tostring(host)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetworkConfig:
     """A libvirt network.
 

@@ -14,12 +14,14 @@ from urllib.parse import urlsplit
 
 import libvirt
 
+from vmfleet import logs
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
 from vmfleet.drivers.libvirt.types import BootProbe, KeepAlive
 from vmfleet.errors import HostUnreachableError, HypervisorError
 
 DEFAULT_CONNECT_TIMEOUT = 15.0
 POLL_INTERVAL = 0.1
+_log = logs.get("libvirt")
 
 
 _setup_lock = threading.Lock()
@@ -156,7 +158,8 @@ class _Connection:
             use_keepalive = self._keepalive is not None and self.remote
             if use_keepalive:
                 start_event_loop()
-            conn = _open_with_timeout(self.uri, host=self.name, timeout=self._connect_timeout)
+            with logs.timed(_log, "open connection", host=self.name, uri=self.uri):
+                conn = _open_with_timeout(self.uri, host=self.name, timeout=self._connect_timeout)
             if use_keepalive and self._keepalive is not None:
                 self._set_keepalive(conn, self._keepalive)
             self._conn = conn
@@ -198,7 +201,8 @@ class _Connection:
     @contextlib.contextmanager
     def _call(self, doing: str, *, vm: str | None = None) -> Iterator[None]:
         try:
-            yield
+            with logs.timed(_log, doing, host=self.name, vm=vm or "-"):
+                yield
         except libvirt.libvirtError as err:
             raise self._error(err, doing=doing, vm=vm) from err
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import libvirt
 
+from vmfleet.drivers.domainxml import DnsHost
 from vmfleet.drivers.libvirt.connection import xml_name
 from vmfleet.drivers.libvirt.storage import _Storage
 from vmfleet.drivers.libvirt.types import Lease, NetworkInfo
@@ -77,6 +79,43 @@ class _Networks(_Storage):
             if net.isPersistent():
                 net.undefine()
         return True
+
+    def put_dns_host(self, network: str, ip: str, names: Sequence[str]) -> None:
+        """Make `names` resolve to `ip` on one of our running networks (live and in its
+        definition), replacing entries for that address or those names."""
+        self._drop_dns(
+            network, lambda host_ip, hostnames: host_ip == ip or bool(hostnames & set(names))
+        )
+        entry = DnsHost(ip=ip, names=tuple(names)).to_xml()
+        self._update_dns(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, entry)
+
+    def drop_dns_host(self, network: str, name: str) -> None:
+        """Remove the DNS entries that name `name` from one of our networks (if it exists)."""
+        self._drop_dns(network, lambda _ip, hostnames: name in hostnames)
+
+    def _drop_dns(self, network: str, doomed: Callable[[str, set[str]], bool]) -> None:
+        net = self._network_or_none(network)
+        if net is None:
+            return
+        self._require_owned_network(net, name=network, doing="change DNS of")
+        with self._call(f"read network {network!r}"):
+            root = ET.fromstring(net.XMLDesc(0))
+        for host in root.findall("dns/host"):
+            names = {h.text or "" for h in host.findall("hostname")}
+            ip = host.get("ip", "")
+            if doomed(ip, names):
+                entry = f"<host ip='{ip}'/>"
+                self._update_dns(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, entry)
+
+    def _update_dns(self, network: str, command: int, entry: str) -> None:
+        net = self._network_or_none(network)
+        if net is None:
+            return
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG if net.isPersistent() else 0
+        if net.isActive():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        with self._call(f"update DNS of network {network!r}"):
+            net.update(command, libvirt.VIR_NETWORK_SECTION_DNS_HOST, -1, entry, flags)
 
     def dhcp_leases(self, network: str) -> list[Lease]:
         """Current DHCP leases of a network (any network: reading changes nothing)."""

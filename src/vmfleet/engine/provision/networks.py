@@ -35,9 +35,26 @@ def attachment_for(ctx: FleetContext, network: str) -> NetworkAttachment | Bridg
 
 
 def ensure_networks(ctx: FleetContext, host: LibvirtHost, instance: Instance) -> None:
-    """Create the fleet's nat/isolated networks this VM needs (once; owned by the fleet)."""
+    """Create the fleet's nat/isolated networks this VM needs (once; owned by the fleet), and
+    make its name and `NAME.FLEET` resolve to its address there for the other VMs."""
+    nets = networks(ctx.loaded.spec)
     for nic in instance.nics:
         ensure_network(ctx, host, nic.network)
+        if nic.ip and nets[nic.network].mode in ("nat", "isolated"):
+            with _network_guard:
+                host.put_dns_host(
+                    network_name(ctx.fleet, nic.network),
+                    nic.ip,
+                    (instance.name, f"{instance.name}.{ctx.fleet}"),
+                )
+
+
+def forget_dns(ctx: FleetContext, host: LibvirtHost, vm: str) -> None:
+    """Take a removed VM's name out of the DNS of every network the fleet created."""
+    for name, spec in networks(ctx.loaded.spec).items():
+        if spec.mode in ("nat", "isolated"):
+            with _network_guard:
+                host.drop_dns_host(network_name(ctx.fleet, name), vm)
 
 
 def ensure_network(ctx: FleetContext, host: LibvirtHost, network: str) -> None:

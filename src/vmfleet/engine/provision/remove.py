@@ -9,6 +9,7 @@ from vmfleet.drivers.domainxml import parse_domain
 from vmfleet.engine import hostkeys
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.journal import Progress, attached_volumes, remove_volumes
+from vmfleet.engine.provision.networks import forget_dns
 from vmfleet.errors import HypervisorError
 
 
@@ -37,6 +38,7 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
         parsed = names.parse_volume(Path(path).name)
         if parsed and parsed[:2] == (ctx.fleet, vm):
             host.delete_file_volume(path, vm=vm)
+    forget_dns(ctx, host, vm)
     for log in logs:
         if not host.remove_serial_log(log, vm=vm) and host.remote:
             ctx.store.event(kind="left", vm=vm, message=f"serial log {log} left on {host_name}")

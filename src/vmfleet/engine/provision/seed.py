@@ -6,6 +6,7 @@ trusted path (`spec.files`), relative to the fleet file.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
         )
     host_key = hostkeys.record_host_key(ctx, instance.name)
     request = replace(
-        seed_request(ctx.loaded, instance),
+        seed_request(ctx.loaded, instance, ctx.instances()),
         instance_id=f"{ctx.fleet}-{instance.name}-{spec_hash(instance)}",
         ssh_authorized_keys=keys,
         password_hash=_password_hash(ctx, ci.password),
@@ -59,9 +60,12 @@ def seed_iso(ctx: FleetContext, instance: Instance) -> bytes:
     return iso
 
 
-def seed_request(loaded: LoadedFleet, instance: Instance) -> cloudinit.SeedRequest:
+def seed_request(
+    loaded: LoadedFleet, instance: Instance, everyone: Sequence[Instance] = ()
+) -> cloudinit.SeedRequest:
     """What the spec alone says of a VM's seed (its template read, nothing made by a run:
-    no keys, password hash or NICs; the instance id is the VM's name). `validate` renders it."""
+    no keys, password hash or NICs; the instance id is the VM's name). `validate` renders it.
+    `everyone` (the fleet's VMs) lets its template refer to other VMs (`vms`, `groups`)."""
     ci = instance.fields.cloud_init
     template_text, template_source = _user_template(loaded, ci.user_data)
     return cloudinit.SeedRequest(
@@ -80,7 +84,7 @@ def seed_request(loaded: LoadedFleet, instance: Instance) -> cloudinit.SeedReque
         user_template=template_text,
         user_template_source=template_source,
         template_mode=ci.user_data_mode or "merge",
-        template_vars=user_data_variables(instance, fleet=loaded.name),
+        template_vars=user_data_variables(instance, fleet=loaded.name, everyone=everyone),
     )
 
 
