@@ -18,7 +18,7 @@ def test_fleet_up_list_and_down_on_micro_guests(tmp_path: Path) -> None:
     name = unique_fleet("e2eapi")
     t = name.replace("-", "")  # domain names are per host: other tests' fleets run beside
     path = tmp_path / "fleet.yaml"
-    path.write_text(micro_fleet_yaml(name, replicas=2, ready="ssh", template=t))
+    path.write_text(micro_fleet_yaml(name, replicas=2, ready="port:22", template=t))
     events: list[Event] = []
     try:
         with Fleet.open(path, on_event=events.append) as fleet:

@@ -40,7 +40,7 @@ vms:
     disk: 64MiB
     network: fwd
     kernel: {{kernel: {arm64_kernel()}, initrd: {arm64_initrd()}, cmdline: {ARM64_CMDLINE}}}
-    ready: {{wait_for: ssh, timeout: 900s}}
+    ready: {{wait_for: "port:22", timeout: 900s}}
 """)
     try:
         up = vmfleet("up", str(path), timeout=1200)

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 
 def micro_fleet(
-    tmp_path: Path, fleet: str, template: str, replicas: int = 3, ready: str = "ssh"
+    tmp_path: Path, fleet: str, template: str, replicas: int = 3, ready: str = "port:22"
 ) -> Path:
     """VM names are global on a host: each test names its template differently."""
     path = tmp_path / "fleet.yaml"

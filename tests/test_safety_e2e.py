@@ -132,7 +132,7 @@ def test_up_after_a_kill_waits_until_the_vms_it_did_not_start_are_ready(tmp_path
     fleet = f"rdy{uuid.uuid4().hex[:4]}"
     template = f"r{fleet}"
     path = tmp_path / "fleet.yaml"
-    text = micro_fleet_yaml(fleet, replicas=2, ready="ssh", template=template)
+    text = micro_fleet_yaml(fleet, replicas=2, ready="port:22", template=template)
     path.write_text(text.replace("timeout: 90s", "timeout: 600s"))  # TCG on a busy machine
     vms = [f"{template}-0", f"{template}-1"]
     db = tmp_path / ".vmfleet" / "state.db"

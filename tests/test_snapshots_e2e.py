@@ -58,7 +58,7 @@ def _backing(path: Path) -> str | None:
 def test_a_group_of_three_is_captured_at_once_kept_to_one_and_reverted(tmp_path: Path) -> None:
     fleet = unique_fleet("e2es")
     path = tmp_path / "fleet.yaml"
-    text = micro_fleet_yaml(fleet, replicas=3, ready="ssh", template="sgrp")
+    text = micro_fleet_yaml(fleet, replicas=3, ready="port:22", template="sgrp")
     path.write_text(text + "groups:\n  trio: {members: [sgrp], snapshots: {keep: 1}}\n")
     vms = ["sgrp-0", "sgrp-1", "sgrp-2"]
     try:
@@ -98,7 +98,7 @@ def test_external_snapshots_revert_merge_back_and_leave_nothing(tmp_path: Path) 
         micro_fleet_yaml(
             fleet,
             replicas=1,
-            ready="ssh",
+            ready="port:22",
             template="sext",
             extra_defaults="  snapshot_type: external",
         )
