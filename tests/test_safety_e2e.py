@@ -189,6 +189,10 @@ def test_a_lost_state_dir_keeps_ports_and_host_keys(tmp_path: Path) -> None:
         known = (tmp_path / ".vmfleet" / "known_hosts").read_text()
         shutil.rmtree(tmp_path / ".vmfleet")
         assert _access(path, vm) == before  # read back from the domain, not leased anew
+        assert not (tmp_path / ".vmfleet").exists()  # read-only commands write nothing
+        # a command that writes (here ssh; a micro guest then refuses the login) rebuilds
+        # known_hosts from the host keys kept in the domain's metadata
+        vmfleet("ssh", str(path), vm, "--", "true")
         assert (tmp_path / ".vmfleet" / "known_hosts").read_text() == known
         # the generated login key is not in libvirt: said, and not silently made anew
         config = vmfleet("ssh-config", str(path))
