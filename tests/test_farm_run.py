@@ -85,6 +85,7 @@ def open_fleet(path: Path, shell: GuestShell) -> Fleet:
 
 
 DEB, ALP = "deb/amd64", "alp/amd64"
+pytestmark = pytest.mark.usefixtures("test_driver_daemon")
 
 
 def vm(run: FarmRun, label: str) -> str:
@@ -150,11 +151,6 @@ def test_second_run_at_same_revision_restores_init_and_skips_dependencies(
     assert all(n.endswith("-r1") for n in status[DEB].snapshots)
 
 
-@pytest.mark.xfail(
-    reason="known flake since the HA merge: the second run at a new revision sometimes finds "
-    "the r1 snapshots gone (2 of 3 runs); being investigated",
-    strict=False,
-)
 def test_a_new_revision_does_not_restore_and_clean_stale_removes_old_snapshots(
     farm_file: Path,
 ) -> None:
