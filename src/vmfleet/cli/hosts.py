@@ -92,30 +92,33 @@ def show_explanation(fleet: Fleet, vm: str, output: OutputFormat) -> None:
         "hosts": rows,
         "unplaceable": list(result.failure),
     }
+    unplaceable = bool(result.failure) and not result.current_host
     if output is not OutputFormat.table:
         emit(rows, fmt=output, columns=[], data=data)
-    else:
-        if result.current_host:
-            console.print(
-                f"{vm} runs on {result.current_host} and stays there (running VMs move only "
-                "on request: vmfleet migrate, drain); were it new, placement would decide:",
-                highlight=False,
-            )
-        strategy = fleet.spec.placement.strategy
+        if unplaceable:  # the reasons are in the document already: one document, exit 1
+            raise typer.Exit(PlacementError.exit_code)
+        return
+    if result.current_host:
         console.print(
-            f"placement of {vm}: among hosts not rejected, the best by node_preference, then "
-            f"preferred affinity, then kvm, then {strategy} load, then host order",
+            f"{vm} runs on {result.current_host} and stays there (running VMs move only "
+            "on request: vmfleet migrate, drain); were it new, placement would decide:",
             highlight=False,
         )
-        colours = {"chosen": "green", "possible": "dim", "rejected": "red"}
-        for row in rows:
-            verdict = str(row["verdict"])
-            reasons = "; ".join(row["reasons"])
-            console.print(
-                f"[{colours[verdict]}]{row['host']:<20} {verdict:<9}[/] {reasons}",
-                highlight=False,
-            )
-    if result.failure and not result.current_host:
+    strategy = fleet.spec.placement.strategy
+    console.print(
+        f"placement of {vm}: among hosts not rejected, the best by node_preference, then "
+        f"preferred affinity, then kvm, then {strategy} load, then host order",
+        highlight=False,
+    )
+    colours = {"chosen": "green", "possible": "dim", "rejected": "red"}
+    for row in rows:
+        verdict = str(row["verdict"])
+        reasons = "; ".join(row["reasons"])
+        console.print(
+            f"[{colours[verdict]}]{row['host']:<20} {verdict:<9}[/] {reasons}",
+            highlight=False,
+        )
+    if unplaceable:
         raise PlacementError(
             f"{vm} cannot be placed:\n" + "\n".join(f"  - {r}" for r in result.failure)
         )
