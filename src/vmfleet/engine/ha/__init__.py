@@ -142,10 +142,25 @@ def start(ctx: FleetContext, vm: str, *, timeout: float = START_TIMEOUT) -> str:
     tools = _tools(ctx, config)
     tools.set_target_role(ha.resource, "Started")
     status = wait_for(
-        tools, lambda s: len(_active_nodes(s, ha)) == 1, timeout=timeout, what=f"{vm} to start"
+        tools,
+        lambda s: _runs_on_one_node(ctx, config, ha, s),
+        timeout=timeout,
+        what=f"{vm} to start",
     )
     ctx.store.event(kind="power", vm=vm, message="started through the cluster")
     return _active_nodes(status, ha)[0]
+
+
+def _runs_on_one_node(
+    ctx: FleetContext, config: ClusterConfig, vm: HaVm, status: ClusterStatus
+) -> bool:
+    """Pacemaker reports the VM on one node and that node's libvirt runs it: crm_mon alone
+    can still show a copy that went away since the last probe or monitor."""
+    nodes = _active_nodes(status, vm)
+    if len(nodes) != 1:
+        return False
+    there = node_tools(ctx.runner, config.spec, nodes[0])
+    return vm.name in there.running_domains(config.spec.hypervisor)
 
 
 def stop(ctx: FleetContext, vm: str, *, timeout: float = START_TIMEOUT) -> None:
@@ -181,7 +196,12 @@ def migrate(ctx: FleetContext, vm: str, node: str, *, timeout: float = MIGRATE_T
         )
     finally:
         tools.clear(ha.resource)
-    wait_for(tools, lambda s: _active_nodes(s, ha) == [node], timeout=timeout, what=f"{vm} to stay")
+    wait_for(
+        tools,
+        lambda s: _active_nodes(s, ha) == [node] and _runs_on_one_node(ctx, config, ha, s),
+        timeout=timeout,
+        what=f"{vm} to stay",
+    )
     ctx.store.event(kind="migrate", vm=vm, message=f"{source[0]} -> {node}")
     return source[0]
 
