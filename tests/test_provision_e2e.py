@@ -161,11 +161,6 @@ def _journal_count(db: Path) -> int:
 
 
 @pytest.mark.xdist_group("debian")
-@pytest.mark.xfail(
-    reason="seen failing once at the stop of the session that changed ssh readiness to a "
-    "login: an ssh command into a Debian replica failed after up returned; not yet diagnosed",
-    strict=False,
-)
 def test_debian_replicas_get_hostname_static_ip_and_key(tmp_path: Path) -> None:
     fleet = unique_fleet("e2ed")
     key = login_key(tmp_path)
@@ -186,7 +181,7 @@ vms:
     nics:
       - {network: user}
       - {network: back, ips: [10.251.7.10, 10.251.7.11, 10.251.7.12]}
-    ready: {wait_for: ssh, timeout: 6m}
+    ready: {wait_for: cloud-init, timeout: 6m}
     cloud_init:
       password: {env: E2E_VM_PASSWORD}
       apt_proxy: "http://10.251.7.1:3142"

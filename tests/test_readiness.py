@@ -8,7 +8,8 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncssh
@@ -52,10 +53,16 @@ def test_a_banner_sent_seconds_after_accepting_is_read_on_the_same_connection() 
         assert ssh_banner("127.0.0.1", port, timeout=2.0) == "SSH-2.0-slow"
 
 
+SERVER: dict[str, object] = {}
+
+
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[tuple[int, sshkeys.KeyPair, Path]]:
     """A real SSH server on 127.0.0.1 that accepts the client key and runs any command as
-    exit 0; yields its port, its host key pair and the client's private key file."""
+    exit `SERVER["exit"]` (0 unless a test sets it), noting it in `SERVER["commands"]`;
+    yields its port, its host key pair and the client's private key file."""
+    SERVER.clear()
+    SERVER.update(exit=0, commands=[])
     host_key = sshkeys.generate_ed25519()
     client = sshkeys.generate_ed25519()
     key = tmp_path / "id_ed25519"
@@ -71,7 +78,7 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, sshkeys.KeyPair, Path]]:
             0,
             server_host_keys=[asyncssh.import_private_key(host_key.private)],
             authorized_client_keys=asyncssh.import_authorized_keys(client.public),
-            process_factory=lambda process: process.exit(0),
+            process_factory=_serve,
         )
 
     acceptor = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
@@ -81,9 +88,16 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, sshkeys.KeyPair, Path]]:
     loop.call_soon_threadsafe(loop.stop)
 
 
-def _ssh_check(port: int, key: Path, known: Path, *, timeout: float) -> Check:
+def _serve(process: asyncssh.SSHServerProcess[str]) -> None:
+    commands = SERVER["commands"]
+    assert isinstance(commands, list)
+    commands.append(process.command)
+    process.exit(int(str(SERVER["exit"])))
+
+
+def _ssh_check(port: int, key: Path, known: Path, *, timeout: float, kind: str = "ssh") -> Check:
     login = Login(user="tester", key=key, known_hosts=known, trust_new=False)
-    return Check("vm1", "local", "ssh", timeout, "127.0.0.1", port, None, login)
+    return Check("vm1", "local", kind, timeout, "127.0.0.1", port, None, login)
 
 
 @pytest.fixture
@@ -98,16 +112,19 @@ def host() -> LibvirtHost:
     return LibvirtHost("test:///default", name="local")
 
 
-def test_ssh_is_ready_when_a_login_with_the_fleet_key_and_known_host_key_works(
-    sshd: tuple[int, sshkeys.KeyPair, Path],
-    tmp_path: Path,
-    watcher: ReadinessWatcher,
-    host: LibvirtHost,
-) -> None:
+@pytest.fixture
+def trusted(sshd: tuple[int, sshkeys.KeyPair, Path], tmp_path: Path) -> Callable[..., Check]:
+    """A check of the `sshd` server whose host key the fleet's known_hosts holds."""
     port, host_key, key = sshd
     known = tmp_path / "known_hosts"
     sshkeys.set_entry(known, "vm1", host_key.public)
-    waited = watcher.watch(_ssh_check(port, key, known, timeout=20), host).result(30)
+    return lambda **kw: _ssh_check(port, key, known, **kw)
+
+
+def test_ssh_is_ready_when_a_login_with_the_fleet_key_and_known_host_key_works(
+    trusted: Callable[..., Check], watcher: ReadinessWatcher, host: LibvirtHost
+) -> None:
+    waited = watcher.watch(trusted(timeout=20), host).result(30)
     assert waited < 10
 
 
@@ -122,6 +139,29 @@ def test_ssh_is_not_ready_while_the_host_key_does_not_match(
     sshkeys.set_entry(known, "vm1", sshkeys.generate_ed25519().public)
     with pytest.raises(GuestError, match="login failed"):
         watcher.watch(_ssh_check(port, key, known, timeout=2), host).result(30)
+
+
+@pytest.mark.parametrize("status", [0, 2])
+def test_cloud_init_readiness_waits_for_cloud_init_status_over_the_login(
+    trusted: Callable[..., Check], watcher: ReadinessWatcher, host: LibvirtHost, status: int
+) -> None:
+    SERVER["exit"] = status  # the guest's shell maps 2 (done, with warnings) to 0 itself
+    check = trusted(timeout=20, kind="cloud-init")
+    if status == 0:
+        assert watcher.watch(check, host).result(30) < 10
+    else:
+        with pytest.raises(GuestError, match="not ready"):
+            watcher.watch(replace(check, timeout=2), host).result(30)
+    assert "cloud-init status --wait" in str(SERVER["commands"])
+
+
+def test_cloud_init_errors_fail_the_vm_at_once(
+    trusted: Callable[..., Check], watcher: ReadinessWatcher, host: LibvirtHost
+) -> None:
+    SERVER["exit"] = 1
+    check = trusted(timeout=600, kind="cloud-init")
+    with pytest.raises(GuestError, match="cloud-init finished with errors"):
+        watcher.watch(check, host).result(30)  # long before the VM's timeout
 
 
 def test_a_banner_alone_is_not_ssh_readiness_and_the_timeout_says_what_to_raise(

@@ -24,7 +24,7 @@ IMAGE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 LABEL_KEY_RE = re.compile(r"^([a-z0-9.-]+/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
-WAIT_RE = re.compile(r"^(none|running|agent|ssh|command|port:\d{1,5})$")
+WAIT_RE = re.compile(r"^(none|running|agent|ssh|cloud-init|command|port:\d{1,5})$")
 
 
 def _name(value: Any) -> str:
@@ -220,7 +220,8 @@ def _duration(value: Any) -> float:
 def _wait(value: Any) -> str:
     if not isinstance(value, str) or not WAIT_RE.match(value):
         raise ValueError(
-            f"{value!r} is not a readiness check: use none, running, agent, ssh, command or port:N"
+            f"{value!r} is not a readiness check: use none, running, agent, ssh, cloud-init, "
+            "command or port:N"
         )
     if value.startswith("port:") and not 0 < int(value[5:]) < 65536:
         raise ValueError(f"{value!r}: port must be 1-65535")

@@ -1,9 +1,11 @@
-"""Waiting until VMs pass their readiness checks (running, agent, ssh, port:N).
+"""Waiting until VMs pass their readiness checks (running, agent, ssh, cloud-init, port:N).
 
 One `ReadinessWatcher` (an asyncio loop on one thread) watches every VM handed to it, so no
 thread and no worker slot is held per waiting VM: `add` returns a Future at once. `ssh`
 means a login works: the banner, then an authenticated `true` with the fleet's key against
 the host key in the fleet's known_hosts, so callers can use SSH as soon as it returns.
+`cloud-init` logs in the same way and waits for `cloud-init status --wait`: cloud-init's
+later stages (packages, runcmd, the sshd restart for `ssh_pwauth`) are done when it returns.
 
 The default timeout (the spec's `ready.timeout` when not written) grows with the number of
 VMs booting on the same host at the same time: guests under TCG share the host's cores.
@@ -61,7 +63,7 @@ class Check:
 
     vm: str
     host: str
-    kind: str  # running | agent | ssh | port
+    kind: str  # running | agent | ssh | cloud-init | port
     timeout: float | None  # None: the default, scaled with the VMs booting at once
     address: str | None = None
     port: int = 22
@@ -76,9 +78,9 @@ def check_for(ctx: FleetContext, instance: Instance, host_name: str, reach: Acce
     timeout = ready.timeout if "timeout" in ready.model_fields_set else None
     if kind in ("running", "agent"):
         return Check(instance.name, host_name, kind, timeout)
-    if kind == "ssh":
+    if kind in ("ssh", "cloud-init"):
         if reach.address is None:
-            raise GuestError("no address to check SSH on", vm=instance.name)
+            raise GuestError(f"no address to check {kind} on", vm=instance.name)
         known = known_hosts_path(ctx)
         login = Login(
             user=instance.fields.cloud_init.user or ctx.loaded.spec.ssh.user,
@@ -88,7 +90,7 @@ def check_for(ctx: FleetContext, instance: Instance, host_name: str, reach: Acce
             and instance.name not in sshkeys.read_entries(known),
         )
         return Check(
-            instance.name, host_name, "ssh", timeout, reach.address, reach.port, None, login
+            instance.name, host_name, kind, timeout, reach.address, reach.port, None, login
         )
     if kind.startswith("port:"):
         return _port_check(ctx, instance, host_name, reach, int(kind[5:]), timeout)
@@ -197,7 +199,7 @@ class ReadinessWatcher:
 
 
 def _timeout_message(check: Check, limit: float, last: str) -> str:
-    what = "ssh" if check.kind == "ssh" else check.kind
+    what = check.kind
     return (
         f"not ready ({what}) after {limit:.0f}s (last: {last}); raise `ready.timeout` for this"
         f" VM (e.g. `ready: {{wait_for: {what}, timeout: {int(limit * 2 // 60) or 1}m}}`) if"
@@ -223,10 +225,18 @@ async def _probe(check: Check, host: LibvirtHost) -> tuple[bool, str]:
         else:
             ok = await guest.async_port_open(check.address, check.port)
         return ok, f"port {check.port} open" if ok else f"port {check.port} not open"
-    return await _ssh_login(check)
+    return await _ssh_login(check, CLOUD_INIT_DONE if check.kind == "cloud-init" else "true")
 
 
-async def _ssh_login(check: Check) -> tuple[bool, str]:
+# Exit 0 when cloud-init is done (2: done with warnings, cloud-init 23.4+), 1 on its errors;
+# a guest without cloud-init passes once the login works.
+CLOUD_INIT_DONE = (
+    "command -v cloud-init >/dev/null 2>&1 || exit 0; "
+    "cloud-init status --wait >/dev/null; s=$?; [ $s -eq 2 ] && exit 0; exit $s"
+)
+
+
+async def _ssh_login(check: Check, command: str) -> tuple[bool, str]:
     assert check.address is not None and check.login is not None
     banner = await guest.async_ssh_banner(check.address, check.port)
     if banner is None:
@@ -235,7 +245,7 @@ async def _ssh_login(check: Check) -> tuple[bool, str]:
     try:
         result = await ssh.run_command(
             check.address,
-            "true",
+            command,
             port=check.port,
             user=login.user,
             key=login.key,
@@ -249,7 +259,12 @@ async def _ssh_login(check: Check) -> tuple[bool, str]:
         # key exchange, so the next try waits a little longer than a refused connection.
         await asyncio.sleep(LOGIN_RETRY)
         return False, f"banner {banner!r}, login failed: {error.reason}"
-    return result.exit_status == 0, f"login ran `true`: exit {result.exit_status}"
+    if check.kind == "cloud-init" and result.exit_status == 1:
+        raise GuestError(
+            "cloud-init finished with errors (see `cloud-init status --long` in the guest)",
+            vm=check.vm,
+        )
+    return result.exit_status == 0, f"login ran `{command}`: exit {result.exit_status}"
 
 
 _shared = ReadinessWatcher()
