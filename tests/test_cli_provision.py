@@ -55,7 +55,10 @@ def test_plan_in_colour_says_what_up_would_do(
     path = fleet_file(fleet_on_test_driver("  web: {replicas: 2}", image))
     result = vmfleet("plan", str(path))
     assert "+ web-0" in result.stdout
-    assert "plan: 2 to create, 0 to change, 0 unchanged, 0 not in the spec" in result.stdout
+    assert (
+        "Plan: 2 to create, 0 to change, 0 to remove; 0 networks, 1 image upload" in result.stdout
+    )
+    assert "0 unchanged, 0 not in the spec" in result.stdout
 
 
 def test_up_refuses_a_domain_it_does_not_own(

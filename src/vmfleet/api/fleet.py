@@ -329,7 +329,8 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
         names = {i.name for i in chosen}
         actions = tuple(a for a in plan.actions if a.vm in names)
         hosts = {a.host for a in actions if a.kind != "orphan"}
-        return Plan(actions, tuple(s for s in plan.host_steps if s.host in hosts))
+        steps = tuple(s for s in plan.host_steps if s.host in hosts)
+        return Plan(actions, steps, plan.facts)
 
     @staticmethod
     def _agree(confirm: ConfirmCallback | None, action: str, vms: Sequence[str]) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from vmfleet.core.expand import Instance
@@ -132,9 +132,37 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkFacts:
+    """What a network step creates or removes: its mode and address range."""
+
+    mode: str
+    cidr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """What an image upload sends: the local file's size and format. None when not known
+    before `up` (a URL image not downloaded yet; a file qemu-img cannot read, which `up`'s
+    preflight reports)."""
+
+    source: str
+    size_bytes: int | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the plan shows about the networks and images its host steps name (by name)."""
+
+    networks: Mapping[str, NetworkFacts] = field(default_factory=dict)
+    images: Mapping[str, ImageFacts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     actions: tuple[Action, ...] = field(default=())
     host_steps: tuple[Step, ...] = ()
+    facts: Facts = field(default_factory=Facts)
 
     def of(self, kind: ActionKind) -> list[Action]:
         return [a for a in self.actions if a.kind == kind]
@@ -245,10 +273,12 @@ def replan(
     restart: bool = False,
     hold: Collection[str] = frozenset(),
 ) -> Plan:
-    """The same diff with other options (after the user declined --restart or --prune)."""
+    """The same diff with other options (after the user declined --restart or --prune),
+    keeping the plan's facts."""
     wanted = [(a.instance, a.host) for a in plan.actions if a.instance is not None]
     observed = [a.observed for a in plan.actions if a.observed is not None]
-    return diff(wanted, observed, hosts=hosts, prune=prune, restart=restart, hold=hold)
+    again = diff(wanted, observed, hosts=hosts, prune=prune, restart=restart, hold=hold)
+    return replace(again, facts=plan.facts)
 
 
 def _existing(instance: Instance, seen: Observed, *, restart: bool, held: bool) -> Action:
@@ -353,3 +383,44 @@ def _host_steps(
         if prune and not staying:
             out += [Step("network-remove", name, target=n) for n in sorted(have.networks)]
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The plan in counts, as Terraform's "Plan: …" line: VMs to create, change (restarts
+    included), remove (pruned), start (unchanged but off); networks to create and remove;
+    image uploads and their bytes (`upload_unknown`: uploads whose size is not known yet)."""
+
+    create: int = 0
+    change: int = 0
+    remove: int = 0
+    start: int = 0
+    unchanged: int = 0
+    not_in_spec: int = 0  # orphans kept (removed only with prune)
+    pending: int = 0  # VMs whose changes stay staged for their next boot (not restarted)
+    networks_create: int = 0
+    networks_remove: int = 0
+    uploads: int = 0
+    upload_bytes: int = 0
+    upload_unknown: int = 0
+
+
+def summarize(plan: Plan) -> Summary:
+    """Count what the plan does (see `Summary`)."""
+    actions, steps = plan.actions, plan.host_steps
+    uploads = [plan.facts.images.get(s.target) for s in steps if s.kind == "image-upload"]
+    sizes = [f.size_bytes for f in uploads if f is not None and f.size_bytes is not None]
+    return Summary(
+        create=sum(a.kind == "create" for a in actions),
+        change=sum(a.kind == "change" for a in actions),
+        remove=sum(a.kind == "orphan" and bool(a.steps) for a in actions),
+        start=sum(a.kind == "unchanged" and bool(a.steps) for a in actions),
+        unchanged=sum(a.kind == "unchanged" and not a.steps for a in actions),
+        not_in_spec=sum(a.kind == "orphan" and not a.steps for a in actions),
+        pending=sum(not any(s.kind == "stop" for s in a.steps) for a in plan.pending),
+        networks_create=sum(s.kind == "network-create" for s in steps),
+        networks_remove=sum(s.kind == "network-remove" for s in steps),
+        uploads=len(uploads),
+        upload_bytes=sum(sizes),
+        upload_unknown=len(uploads) - len(sizes),
+    )

@@ -10,13 +10,22 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from vmfleet.core.plan import Action, HostObserved, Observed, Plan, Step, diff
+from vmfleet.core.plan import (
+    Action,
+    Facts,
+    HostObserved,
+    NetworkFacts,
+    Observed,
+    Plan,
+    Step,
+    diff,
+)
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import VolumeSource, parse_domain
-from vmfleet.engine import hosts, provision, steps
+from vmfleet.engine import hosts, images, provision, steps
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
 from vmfleet.spec.resolve import networks
@@ -119,12 +128,12 @@ def _host_observed(ctx: FleetContext, host_name: str, volumes: set[str]) -> Host
         n for n, spec in networks(ctx.loaded.spec).items() if spec.mode in ("nat", "isolated")
     ]
     present = {n for n in managed if host.get_network(provision.network_name(ctx.fleet, n))}
-    images = {
+    based = {
         name
         for name in ctx.loaded.spec.images
         if any(v.startswith(names.base_prefix(name)) for v in volumes)
     }
-    return HostObserved(host_name, frozenset(present), frozenset(images))
+    return HostObserved(host_name, frozenset(present), frozenset(based))
 
 
 def make_plan(
@@ -151,7 +160,23 @@ def make_plan(
     for action in plan.of("create"):
         if action.host in observation.unreachable:
             raise observation.unreachable[action.host]
-    return plan
+    return replace(plan, facts=_facts(ctx, plan))
+
+
+def _facts(ctx: FleetContext, plan: Plan) -> Facts:
+    """Mode and CIDR of the networks the plan's host steps name, size and format of the
+    images they upload (read from the local files, which nothing changes)."""
+    spec_nets = networks(ctx.loaded.spec)
+    nets = {s.target for s in plan.host_steps if s.kind.startswith("network-")}
+    uploads = sorted({s.target for s in plan.host_steps if s.kind == "image-upload"})
+    return Facts(
+        networks={
+            n: NetworkFacts(spec_nets[n].mode, str(spec_nets[n].cidr or "") or None)
+            for n in sorted(nets)
+            if n in spec_nets
+        },
+        images=images.facts(ctx, uploads),
+    )
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vmfleet.core.plan import ImageFacts
 from vmfleet.drivers import download, names
 from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
 from vmfleet.engine import catalog, provision
@@ -79,6 +80,32 @@ def pull(
             except ImageError as error:
                 raise ImageError(f"image {name}: {error}") from None
     return fetched
+
+
+def facts(ctx: FleetContext, wanted: list[str]) -> dict[str, ImageFacts]:
+    """Size and format of each named image's local file, as `up` uploads it: the format the
+    spec states, else the one qemu-img reads. Read-only; an image not downloaded yet (or a
+    file qemu-img cannot read, which preflight reports at `up`) has them as None."""
+    out: dict[str, ImageFacts] = {}
+    for name in wanted:
+        spec = ctx.loaded.spec.images[name]
+        remote = spec.source.startswith(("http://", "https://"))
+        if remote and not spec.sha256:  # a catalog image not pinned yet
+            out[name] = ImageFacts(spec.source)
+            continue
+        try:
+            path = provision.image_path(ctx, spec.source, spec.sha256)
+        except ImageError:  # not downloaded yet, or missing: `up` pulls it or says so
+            out[name] = ImageFacts(spec.source, format=spec.format)
+            continue
+        fmt: str | None = spec.format
+        if fmt is None:
+            try:
+                fmt = QemuImg().info(path).format
+            except ImageError:  # unreadable: `up`'s preflight refuses it, with qemu-img's words
+                fmt = None
+        out[name] = ImageFacts(spec.source, path.stat().st_size, fmt)
+    return out
 
 
 def _for_image(progress: Progress | None, name: str) -> download.Progress | None:
