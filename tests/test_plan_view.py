@@ -51,6 +51,10 @@ NEW_VMS = """
     data_disks: [{size: 64MiB}]
     ips: 192.168.91.50
   edge: {image: remote, nics: [{network: lab}, {network: office}]}
+  spare: {power: off}
+  queue: {}
+groups:
+  backend: {members: [queue], power_state: PoweredOn}
 """
 
 
@@ -89,10 +93,10 @@ def test_the_table_shows_networks_images_sizes_addresses_and_a_count(
     assert lines[:3] == [
         "+ network lab create on local nat 192.168.91.0/24",
         f"+ image base upload on local {format_size(size)} qcow2 from {image}",
-        "+ image remote upload on local size known once pulled (format unknown) from "
+        "+ image remote upload on local size and format known once pulled from "
         "http://127.0.0.1:9/remote.qcow2",
     ]
-    assert lines[3:7] == [
+    assert lines[3:9] == [
         "+ web-0 create on local 1 vCPU, 64MiB memory, 16MiB disk; lab 192.168.91.2; "
         "ready: ssh within 2m",
         "+ web-1 create on local 1 vCPU, 64MiB memory, 16MiB disk; lab 192.168.91.3; "
@@ -101,9 +105,13 @@ def test_the_table_shows_networks_images_sizes_addresses_and_a_count(
         "lab 192.168.91.50; ready: not awaited",
         "+ edge create on local 1 vCPU, 64MiB memory, 16MiB disk; lab 192.168.91.4, "
         "office dhcp; ready: not awaited",
+        "+ spare create on local 1 vCPU, 64MiB memory, 16MiB disk; lab 192.168.91.5; "
+        "standby (not started)",
+        "+ queue create on local 1 vCPU, 64MiB memory, 16MiB disk; lab 192.168.91.6; "
+        "started by group backend",
     ]
-    assert lines[7] == (
-        "Plan: 4 to create, 0 to change, 0 to remove; 1 network to create, "
+    assert lines[9] == (
+        "Plan: 6 to create, 0 to change, 0 to remove; 1 network to create, "
         f"2 image uploads ({format_size(size)} + 1 of size known once pulled); "
         "0 unchanged, 0 not in the spec"
     )

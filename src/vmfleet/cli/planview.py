@@ -173,8 +173,10 @@ def _host_line(facts: Facts, step: Step) -> str:
     if isinstance(net := row.get("network"), dict):
         detail = " ".join(str(v) for v in (net["mode"], net["cidr"]) if v)
     elif isinstance(image := row.get("image"), dict):
-        size = image["size"] or "size known once pulled"
-        detail = f"{size} {image['format'] or '(format unknown)'} from {image['source']}"
+        what = " ".join(str(v) for v in (image["size"], image["format"]) if v)
+        if image["size"] is None:
+            what += (", size" if what else "size and format") + " known once pulled"
+        detail = f"{what} from {image['source']}"
     name = f"{thing} {step.target}"
     return f"[{colour}]{sign} {name:<24} {verb:<12}[/] on {step.host}" + (
         f"  {detail}" if detail else ""
@@ -187,7 +189,8 @@ def _vm_line(action: Action) -> str:
     colour, sign = _COLOURS.get(kind, "magenta"), _SIGNS.get(kind, "!")
     line = f"[{colour}]{sign} {action.vm:<24} {what:<12}[/] on {action.host}"
     if action.kind == "create" and action.instance is not None:
-        return line + "  " + describe_new(action.instance)
+        started = any(s.kind == "start" for s in action.steps)
+        return line + "  " + describe_new(action.instance, started=started)
     if action.changes:
         line += "  " + "; ".join(_change_text(c) for c in action.changes)
     if action.steps and action.kind != "create":
@@ -195,9 +198,10 @@ def _vm_line(action: Action) -> str:
     return line
 
 
-def describe_new(instance: Instance) -> str:
+def describe_new(instance: Instance, *, started: bool = True) -> str:
     """A new VM in one line: `2 vCPUs, 1GiB memory, 10GiB disk + 20GiB data; lab
-    192.168.88.10; ready: ssh within 5m`."""
+    192.168.88.10; ready: ssh within 5m`. Not `started` by `up` itself: a standby VM, or
+    one its group starts (then the group's tier gate, not `ready`, is awaited)."""
     fields = instance.fields
     sizes = (
         f"{fields.vcpus} vCPU{'s' if fields.vcpus != 1 else ''}, "
@@ -209,12 +213,15 @@ def describe_new(instance: Instance) -> str:
         for n in instance.nics
     )
     ready = fields.ready
-    if fields.power == "off":
-        waits = "standby (not started)"
-    elif ready.wait_for == "none":
+    if ready.wait_for == "none":
         waits = "ready: not awaited"
     else:
         waits = f"ready: {ready.wait_for} within {format_duration(ready.timeout)}"
+    if fields.power == "off":
+        waits = "standby (not started)"
+    elif not started:  # its group's boot order starts it, gated by the tier's readiness
+        waits = f"started by group {', '.join(instance.groups)}" if instance.groups else ""
+        waits = waits or "started by its group"
     return "; ".join(p for p in (sizes, addresses or "no network", waits) if p)
 
 
