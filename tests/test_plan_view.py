@@ -14,6 +14,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from tests.e2e_support import unique_fleet, vmfleet
+from tests.support.snapshot import folder
 from tests.support.testhost import TestDriverHost
 from typer.testing import CliRunner
 
@@ -73,6 +74,16 @@ def held() -> Iterator[None]:
         yield
     finally:
         conn.close()
+
+
+def _bases() -> set[str]:
+    """The base image volumes on the test driver (other tests' too)."""
+    conn = libvirt.open("test:///default")
+    try:
+        volumes = conn.storagePoolLookupByName("default-pool").listVolumes()
+    finally:
+        conn.close()
+    return {v for v in volumes if v.startswith("vmf-base.base.")}
 
 
 def _cli(*args: str) -> str:
@@ -184,15 +195,15 @@ def test_up_does_what_the_plan_showed_and_list_shows_its_addresses(
     fleet = unique_fleet("pv")
     path = _steady(tmp_path, image, fleet, "64MiB", "16MiB")
     planned = json.loads(_cli("plan", str(path), "-o", "json"))
+    before = _bases()
     with Fleet.open(path, hosts=TestDriverHost.factory) as opened:
         result = opened.up()
         result.raise_for_failures()
     try:
         conn = libvirt.open("test:///default")
         assert f"vmf-{fleet}.lab" in conn.listNetworks()
-        pool = conn.storagePoolLookupByName("default-pool")
-        bases = [v for v in pool.listVolumes() if v.startswith("vmf-base.base.")]
-        assert len(bases) == 1  # the image the plan said it would upload
+        conn.close()
+        assert len(_bases() - before) == 1  # the image the plan said it would upload
         listed = {r["name"]: r["ip"] for r in json.loads(_cli("list", str(path), "-o", "json"))}
         shown = {r["vm"]: r["ips"] for r in planned if r["vm"]}
         expected = {"web-0": ["192.168.91.2"], "web-1": ["192.168.91.3"], "db": ["192.168.91.50"]}
@@ -258,3 +269,30 @@ def test_pruning_the_last_vm_shows_its_network_removed(
 )  # fmt: skip
 def test_the_count_says_what_the_plan_does(summary: Summary, line: str) -> None:
     assert summary_line(summary) == line
+
+
+def test_a_changed_image_file_is_shown_as_uploaded_again(
+    tmp_path: Path, image: Path, held: None
+) -> None:
+    """`up` uploads a base for the file as it is now (its volume is named by its digest); the
+    plan says so when a new VM needs it, though an older base of that image is there."""
+    fleet = unique_fleet("pv")
+    path = _steady(tmp_path, image, fleet, "64MiB", "16MiB")
+    with Fleet.open(path, hosts=TestDriverHost.factory) as opened:
+        opened.up().raise_for_failures()
+    try:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "24M"], check=True)
+        before = _bases()
+        path.write_text(path.read_text().replace("replicas: 2", "replicas: 3"))
+        state = folder(tmp_path / ".vmfleet")
+        shown = " ".join(_cli("plan", str(path)).split())
+        assert folder(tmp_path / ".vmfleet") == state  # the new digest is not cached by plan
+        assert f"+ image base upload on local {format_size(image.stat().st_size)} qcow2" in shown
+        assert "Plan: 1 to create, 0 to change, 0 to remove; 0 networks, 1 image upload" in shown
+        with Fleet.open(path, hosts=TestDriverHost.factory) as opened:
+            opened.up().raise_for_failures()
+        assert len(_bases() - before) == 1
+        assert "0 networks, 0 image uploads; 4 unchanged" in _cli("plan", str(path))
+    finally:
+        with Fleet.open(path, hosts=TestDriverHost.factory) as opened:
+            opened.down()

@@ -73,12 +73,14 @@ class Observed:
 
 @dataclass(frozen=True, slots=True)
 class HostObserved:
-    """What a host already has for the fleet: its networks (by fleet network name) and the
-    images (by image name) whose base volume is there."""
+    """What a host already has for the fleet: its networks (by fleet network name), the
+    images (by image name) with a base volume there, and those volumes' names (a base is
+    named by its file's digest: a changed file gets a new one)."""
 
     name: str
     networks: frozenset[str] = frozenset()
     images: frozenset[str] = frozenset()
+    bases: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

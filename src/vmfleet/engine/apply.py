@@ -31,6 +31,7 @@ from vmfleet.errors import FleetError, HostUnreachableError
 from vmfleet.spec.resolve import networks
 
 if TYPE_CHECKING:
+    from vmfleet.core.expand import Instance
     from vmfleet.drivers.libvirt import DomainInfo, VolumeInfo
 
 Progress = Callable[[str, str, str], None]
@@ -128,12 +129,13 @@ def _host_observed(ctx: FleetContext, host_name: str, volumes: set[str]) -> Host
         n for n, spec in networks(ctx.loaded.spec).items() if spec.mode in ("nat", "isolated")
     ]
     present = {n for n in managed if host.get_network(provision.network_name(ctx.fleet, n))}
+    bases = {v for v in volumes if v.startswith(names.base_prefix())}
     based = {
         name
         for name in ctx.loaded.spec.images
-        if any(v.startswith(names.base_prefix(name)) for v in volumes)
+        if any(v.startswith(names.base_prefix(name)) for v in bases)
     }
-    return HostObserved(host_name, frozenset(present), frozenset(based))
+    return HostObserved(host_name, frozenset(present), frozenset(based), frozenset(bases))
 
 
 def make_plan(
@@ -151,6 +153,7 @@ def make_plan(
     answer is not cached; without it an unknown answer is planned as its likely one."""
     observation = observation or observe(ctx)
     observed = {o.name: o.host for o in observation.vms}
+    _settle_images(ctx, observation, new=[i for i in ctx.instances() if i.name not in observed])
     placed = hosts.placement(ctx, observed, probe=probe)
     hosts.require_placed(placed)
     wanted = [(i, placed.hosts.get(i.name, observed.get(i.name, ""))) for i in ctx.instances()]
@@ -161,6 +164,22 @@ def make_plan(
         if action.host in observation.unreachable:
             raise observation.unreachable[action.host]
     return replace(plan, facts=_facts(ctx, plan))
+
+
+def _settle_images(ctx: FleetContext, observation: Observation, *, new: list[Instance]) -> None:
+    """An image new VMs need counts as on a host only when a base there holds its file as
+    it is now: `up` uploads a changed file again (a base is named by its digest), so the
+    plan must say so. Settled in the observation, so a replan with it sees the same. Only
+    images some host has a base of are hashed (a cached digest after any `up`)."""
+    needed = {i.fields.image for i in new if i.fields.image}
+    wanted: dict[str, str | None] = {}
+    for name, have in observation.hosts.items():
+        for image in sorted(have.images & needed):
+            if image not in wanted:
+                wanted[image] = provision.base_name(ctx, image)
+        stale = {i for i in have.images & needed if wanted[i] not in (None, *have.bases)}
+        if stale:
+            observation.hosts[name] = replace(have, images=have.images - stale)
 
 
 def _facts(ctx: FleetContext, plan: Plan) -> Facts:

@@ -16,7 +16,7 @@ made for it) and its serial log → release leases.
 
 from __future__ import annotations
 
-from vmfleet.engine.provision.base_images import digest, ensure_base, image_path
+from vmfleet.engine.provision.base_images import base_name, digest, ensure_base, image_path
 from vmfleet.engine.provision.create import add_data_disk, create
 from vmfleet.engine.provision.definition import (
     domain_config,
@@ -66,6 +66,7 @@ __all__ = [
     "access",
     "add_data_disk",
     "attachment_for",
+    "base_name",
     "create",
     "digest",
     "domain_config",

@@ -36,17 +36,35 @@ def image_path(ctx: FleetContext, source: str, sha256: str | None = None) -> Pat
 
 
 def digest(ctx: FleetContext, path: Path) -> str:
-    """sha256 of an image, cached by path, size and mtime."""
+    """sha256 of an image, cached by path, size and mtime (a read-only command reads the
+    cache but writes nothing: it hashes again next time)."""
     stat = path.stat()
     key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
     cache = ctx.state_dir / "digests"
-    cache.mkdir(parents=True, exist_ok=True)
     entry = cache / hashlib.sha256(key.encode()).hexdigest()
     if entry.exists():
         return entry.read_text().strip()
     value = qemuimg.sha256(path)
-    entry.write_text(value)
+    if not ctx.store.readonly:
+        cache.mkdir(parents=True, exist_ok=True)
+        entry.write_text(value)
     return value
+
+
+def base_name(ctx: FleetContext, image: str) -> str | None:
+    """The base volume `ensure_base` would use for the image's file as it is now (named by
+    its digest: the spec's, else the file's); None when that cannot be known before `up`
+    (a catalog image not pinned yet, a file that is missing: `up` pulls it or refuses)."""
+    spec = ctx.loaded.spec.images[image]
+    if spec.sha256:
+        return names.base_volume(image=image, digest=spec.sha256)
+    if spec.source.startswith(("http://", "https://")):
+        return None
+    try:
+        path = image_path(ctx, spec.source, spec.sha256)
+    except ImageError:
+        return None
+    return names.base_volume(image=image, digest=digest(ctx, path))
 
 
 def ensure_base(
