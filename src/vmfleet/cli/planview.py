@@ -20,6 +20,7 @@ def plan_rows(plan: Plan) -> list[dict[str, object]]:
             what = "start"
         else:
             what = action.kind
+        drift = action.drift
         rows.append(
             {
                 "vm": action.vm,
@@ -34,6 +35,7 @@ def plan_rows(plan: Plan) -> list[dict[str, object]]:
                 ],
                 "pending": [c.field for c in action.pending],
                 "steps": [_step_row(s) for s in action.steps],
+                "drift": None if drift is None else {"pinned": drift.pinned, "host": drift.host},
             }
         )
     for step in plan.host_steps:
@@ -83,10 +85,15 @@ def show_plan(plan: Plan, *, output: OutputFormat) -> None:
             + (f"  [dim]steps: {', '.join(steps)}[/]" if steps and action != "create" else ""),
             highlight=False,
         )
+    for drift in plan.drift:
+        console.print(
+            f"[magenta]! {drift.vm:<24} drift[/]        {drift.describe()}", highlight=False
+        )
     counts = {k: len(plan.of(k)) for k in ("create", "change", "unchanged", "orphan")}
-    pending = len(plan.pending)
+    pending, drifted = len(plan.pending), len(plan.drift)
     console.print(
         f"plan: {counts['create']} to create, {counts['change']} to change, "
         f"{counts['unchanged']} unchanged, {counts['orphan']} not in the spec"
         + (f", {pending} with changes pending a restart (up --restart)" if pending else "")
+        + (f", {drifted} off their pinned host (not moved)" if drifted else "")
     )
