@@ -96,8 +96,8 @@ class SilenceWatcher:
         self._thread.join(timeout=5)
 
 
-def group_of(status: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    (g,) = [g for g in status if g["name"] == name]
+def group_of(status: dict[str, Any], name: str) -> dict[str, Any]:
+    (g,) = [g for g in status["groups"] if g["name"] == name]
     return g
 
 
@@ -217,7 +217,7 @@ def test_a_nested_group_walks_its_tiers_inside_its_parents_tier(tmp_path: Path) 
         assert first(path, "gnz", "ready (running)") <= w
 
         status = run_json("status", str(path))
-        assert [g["name"] for g in status] == ["gnparent", "gnchild"]
+        assert [g["name"] for g in status["groups"]] == ["gnparent", "gnchild"]
         assert group_of(status, "gnchild")["parent"] == "gnparent"
         (child,) = [m for m in group_of(status, "gnparent")["members"] if m["name"] == "gnchild"]
         assert child["kind"] == "VirtualMachineGroup"

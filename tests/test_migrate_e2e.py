@@ -3,7 +3,8 @@ migration copies only the VM's own layers and the guest does not reboot; an offl
 boots it there; a `kill -9` mid-migration leaves one running copy, settled by the next
 command; a drain of four VMs keeps zone anti-affinity; an evacuated host's stale copy is
 removed by `up` once the host is back; a rebalance after adding a host moves one VM of
-two. Exactly one copy of a VM exists after every step."""
+two; another process's `status` shows a slowed live migration in flight, then the VM's
+drift from its pin. Exactly one copy of a VM exists after every step."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -90,6 +92,15 @@ def serial_log(daemon: multihost.Daemon, vm: str) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+def wait_ready(daemon: multihost.Daemon, vm: str) -> None:
+    """Until the micro guest's init says it is ready on the serial console (booted: its
+    banner server runs)."""
+    deadline = time.monotonic() + 120
+    while "vmfleet-micro: ready" not in serial_log(daemon, vm):
+        assert time.monotonic() < deadline, f"{vm} did not boot on {daemon.name}"
+        time.sleep(1)
+
+
 def banner(port: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         return sock.recv(100).decode(errors="replace")
@@ -117,9 +128,7 @@ def test_live_then_offline_migration_keep_one_copy_and_the_guest_state(
     try:
         run("up", str(path))
         assert copies(daemons, fleet, "m") == {"mv-a": (True, 2)}  # overlay + seed
-        deadline = time.monotonic() + 120
-        while "vmfleet-micro: ready" not in serial_log(a, "m") and time.monotonic() < deadline:
-            time.sleep(1)
+        wait_ready(a, "m")
 
         moved = json.loads(run("migrate", str(path), "m", "--to", "mv-b", "-o", "json").stdout)
         assert moved["mode"].startswith("live") and moved["target"] == "mv-b"
@@ -150,6 +159,67 @@ def test_live_then_offline_migration_keep_one_copy_and_the_guest_state(
     assert copies(daemons, fleet, "m") == {}
 
 
+def test_status_shows_a_live_migration_in_flight_then_the_vm_off_its_pin(
+    tmp_path: Path, daemons: list[multihost.Daemon]
+) -> None:
+    fleet = unique_fleet("mf")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(fleet_yaml(fleet, daemons, "  f: {host: mv-a}"))
+    try:
+        run("up", str(path))
+        wait_ready(daemons[0], "f")
+        began = time.monotonic()
+        mover = subprocess.Popen(  # 3 MiB/s: slow enough to be watched from outside
+            [sys.executable, "-m", "vmfleet.cli.main", "migrate", str(path), "f", "--to", "mv-b",
+             "--force", "--bandwidth", "3", "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        watched: list[dict[str, Any]] = []
+        hosts: dict[str, Any] = {}
+        while mover.poll() is None and time.monotonic() < began + 300:
+            status = vmfleet("status", str(path), "-o", "json")
+            assert status.returncode == 0, status.stderr
+            (row,) = [v for v in json.loads(status.stdout)["vms"] if v["name"] == "f"]
+            if row["migration"] and row["migration"]["memory_total"]:
+                watched.append(row)
+                if not hosts:
+                    listing = json.loads(run("hosts", str(path), "-o", "json").stdout)
+                    hosts = {r["host"]: r["migrations"] for r in listing}
+        out, err = mover.communicate(timeout=60)
+        assert mover.returncode == 0, err + out
+        moved = json.loads(out)
+        print(f"live migration at 3 MiB/s: {moved['seconds']:.1f} s, watched {len(watched)}x")
+        assert watched, "status never showed the migration with libvirt's job"
+        first, last = watched[0], watched[-1]
+        assert (first["host"], first["state"]) == ("mv-a", "running")
+        move = first["migration"]
+        assert (move["source"], move["target"], move["mode"]) == ("mv-a", "mv-b", "live")
+        assert move["phase"] == "migrate" and not move["interrupted"]
+        assert move["transfer"] in ("disks", "memory") or move["transfer"].startswith("memory")
+        assert 0 <= move["memory_remaining"] <= move["memory_total"]
+        assert (
+            last["migration"]["memory_remaining"] + last["migration"]["disk_remaining"]
+            <= move["memory_remaining"] + move["disk_remaining"]
+        )
+        if hosts:  # asked while the move still ran
+            assert hosts["mv-a"]["out"] == ["f"] and hosts["mv-b"]["in"] == ["f"]
+
+        assert copies(daemons, fleet, "f") == {"mv-b": (True, 2)}
+        status = json.loads(run("status", str(path), "-o", "json").stdout)
+        (row,) = [v for v in status["vms"] if v["name"] == "f"]
+        assert (row["host"], row["migration"]) == ("mv-b", None)
+        assert row["drift"] == {"vm": "f", "host": "mv-b", "pinned": "mv-a"}
+        planned = {r["vm"]: r for r in json.loads(run("plan", str(path), "-o", "json").stdout)}
+        assert planned["f"]["drift"] == {"pinned": "mv-a", "host": "mv-b"}
+        assert (planned["f"]["action"], planned["f"]["steps"]) == ("unchanged", [])
+        assert "not moved" in run("plan", str(path)).stdout
+    finally:
+        run("down", str(path), "--yes")
+    assert copies(daemons, fleet, "f") == {}
+
+
 def test_kill_9_mid_migration_leaves_one_running_copy_that_the_next_command_settles(
     tmp_path: Path, daemons: list[multihost.Daemon]
 ) -> None:
@@ -170,7 +240,8 @@ def test_kill_9_mid_migration_leaves_one_running_copy_that_the_next_command_sett
         proc.wait()
         during = copies(daemons, fleet, "k")
         assert sum(running for running, _n in during.values()) <= 1
-        assert "(moving to mv-b)" in str(listed(path)["k"]["state"])  # the open move shows
+        move = listed(path)["k"]["migration"]  # the open move shows, its process gone
+        assert isinstance(move, dict) and move["target"] == "mv-b" and move["interrupted"]
 
         settled = run("up", str(path))
         assert "recovered:" in settled.stderr

@@ -190,3 +190,18 @@ def test_base_images_are_uploaded_once_per_host_for_new_vms_only() -> None:
     assert [(s.kind, s.target) for s in plan.host_steps] == [("image-upload", "d")]
     there = {"local": HostObserved("local", images=frozenset({"d"}))}
     assert diff([(web0, "local"), (web1, "local")], [], hosts=there).host_steps == ()
+
+
+def test_a_vm_running_off_its_pin_is_drift_and_stays_where_it_runs() -> None:
+    (pinned,) = fleet(web={"host": "far"})
+    (action,) = diff([(pinned, "local")], [seen(pinned)]).actions
+    assert (action.kind, action.host, action.steps) == ("unchanged", "local", ())
+    assert action.drift is not None and action.drift.describe().startswith(
+        "pinned to far (host:) but runs on local; not moved"
+    )
+    for vm, running_on in [({}, "local"), ({"host": "local"}, "local")]:
+        (instance,) = fleet(web=vm)
+        plan = diff([(instance, running_on)], [seen(instance, host=running_on)])
+        assert plan.drift == [], vm
+    (new,) = fleet(web={"host": "far"})
+    assert diff([(new, "far")], []).drift == []  # not created yet: placement follows the pin

@@ -82,3 +82,18 @@ def test_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StateError, match="unusable"):
         Store(tmp_path)
+
+
+def test_a_note_adds_to_an_open_entry_and_a_read_only_store_reads_it(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    entry = store.intent(
+        run="r", host="a", vm="m", kind="migration", target="m", detail={"to": "b"}
+    )
+    store.note(entry, phase="migrate")
+    reader = Store(tmp_path, readonly=True)  # another process while the writer is open
+    (seen,) = reader.open_entries()
+    assert seen.detail == {"to": "b", "phase": "migrate"}
+    with pytest.raises(StateError, match="read-only"):
+        reader.note(entry, phase="x")
+    with pytest.raises(StateError, match="no journal entry"):
+        store.note(entry + 1, phase="x")

@@ -27,6 +27,7 @@ from vmfleet.api.results import (
     VmInfo,
     VmOutcome,
 )
+from vmfleet.api.types import MigrationInFlight, PinDrift
 
 __all__ = [
     "Confirm",
@@ -37,10 +38,12 @@ __all__ = [
     "Fleet",
     "ImageProgress",
     "ImageRow",
+    "MigrationInFlight",
     "MoveReport",
     "MoveResult",
     "Notice",
     "Outcomes",
+    "PinDrift",
     "Planned",
     "Recovered",
     "SnapshotRow",

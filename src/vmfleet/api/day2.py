@@ -9,7 +9,7 @@ from vmfleet.api.base import FleetBase
 from vmfleet.api.events import Notice
 from vmfleet.api.results import ImageRow, SnapshotRow, from_row
 from vmfleet.core import groups as core_groups
-from vmfleet.engine import access, execute, images, observe, snapshots
+from vmfleet.engine import access, execute, images, inflight, observe, snapshots
 from vmfleet.engine import groups as engine_groups
 from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.context import FleetContext
@@ -186,9 +186,11 @@ class Day2(FleetBase):
     def hosts(self, *, probe: bool = False) -> tuple[Mapping[str, object], ...]:
         """Each host: reachable or not, capabilities, capacity, allocation, VMs (one row each,
         numbers in bytes and vCPUs). `probe` boots the KVM probe on `domain_type: auto` hosts
-        whose answer is not cached (and caches it); without, an unknown answer is None."""
+        whose answer is not cached (and caches it); without, an unknown answer is None.
+        `migrations` names the VMs moving in and out of each host now."""
         ctx = self._context(readonly=not probe)
-        return tuple(engine_hosts.rows(engine_hosts.gather(ctx, probe=probe)))
+        moving = inflight.by_host(inflight.journaled(ctx.store))
+        return tuple(engine_hosts.rows(engine_hosts.gather(ctx, probe=probe), moving))
 
     def image_pull(self, names: Sequence[str] = (), *, update: bool = False) -> tuple[str, ...]:
         """Download the fleet's URL images (or those named) into the cache; those fetched.

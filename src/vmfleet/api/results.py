@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from vmfleet.core.drift import PinDrift
 from vmfleet.core.plan import Plan
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
+from vmfleet.engine.inflight import MigrationInFlight
 from vmfleet.errors import FleetError
 
 Row = TypeVar("Row")
@@ -69,7 +71,9 @@ class ExpandedVm:
 @dataclass(frozen=True, slots=True)
 class VmInfo:
     """One VM as the hosts report it now (`list`); `state` is a libvirt state, or `absent`
-    (no host has it), `unreachable`, or `... (not in spec)` for a VM the spec dropped."""
+    (no host has it), `unreachable`, or `... (not in spec)` for a VM the spec dropped.
+    `migration`: the move in flight (the VM is listed on its source until the move is
+    done); `drift`: it runs elsewhere than its `host:` pin (moved only on request)."""
 
     name: str
     template: str
@@ -83,6 +87,8 @@ class VmInfo:
     uptime_seconds: int | None
     user: str | None = None  # the login user (None for a VM the spec dropped)
     pending: bool = False  # a change is defined for its next boot and not running yet
+    migration: MigrationInFlight | None = None
+    drift: PinDrift | None = None
 
 
 @dataclass(frozen=True, slots=True)

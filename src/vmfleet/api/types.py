@@ -1,6 +1,7 @@
 """The engine's result types and endpoint helpers that `Fleet` methods hand out, under the
 API's name, so callers (the CLI included) need nothing from the engine itself."""
 
+from vmfleet.core.drift import PinDrift
 from vmfleet.engine.access import (
     Endpoint,
     dynamic_inventory,
@@ -12,6 +13,7 @@ from vmfleet.engine.access import (
 )
 from vmfleet.engine.execute import ExecResult
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
+from vmfleet.engine.inflight import MigrationInFlight
 from vmfleet.engine.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
 from vmfleet.engine.snapshots import CreateReport as SnapshotReport
 from vmfleet.engine.snapshots import MemberResult as SnapshotResult
@@ -24,6 +26,8 @@ __all__ = [
     "GroupPowerError",
     "LogEvent",
     "MemberOutcome",
+    "MigrationInFlight",
+    "PinDrift",
     "SnapshotReport",
     "SnapshotResult",
     "dynamic_inventory",

@@ -113,21 +113,26 @@ def status(
     state: StateOpt = None,
     output: Output = OutputFormat.table,
 ) -> None:
-    """Without GROUP, every VM and its state first (as `vagrant status`); then the group tree:
-    each member's GroupLinked, PowerStateSynced and PlacementReady, each group's Ready and
-    when its power state last changed. JSON and YAML hold the group tree only."""
+    """Without GROUP, every VM and its state first (as `vagrant status`: a migration in
+    flight and a VM off its `host:` pin show there); then the group tree: each member's
+    GroupLinked, PowerStateSynced and PlacementReady, each group's Ready and when its power
+    state last changed. JSON and YAML: `{"vms": [...], "groups": [...]}`, the VMs as
+    `list -o json` has them (with GROUP, that group's VMs)."""
     with open_fleet(file, state, run_log=False) as fleet:
         found = fleet.status(group)
-        vms = fleet.list() if group is None and output is OutputFormat.table else ()
-    if vms:
+        vms = fleet.list()
+    if group is not None:
+        members = {m.name for g in found for m in g.members if m.kind == "VirtualMachine"}
+        vms = tuple(vm for vm in vms if vm.name in members)
+    if vms and group is None and output is OutputFormat.table:
         emit(
-            [render.plain(vm) for vm in vms],
+            [{**render.plain(vm), "state": render.vm_state(vm)} for vm in vms],
             fmt=output,
             title=f"fleet {fleet.name}",
             columns=[("name", "VM"), ("state", "State"), ("host", "Host"), ("ip", "IP")],
         )
     by_name = {g.name: g for g in found}
-    data = [_group_json(g) for g in found]
+    data = {"vms": render.plain(vms), "groups": [_group_json(g) for g in found]}
     rows: list[dict[str, object]] = []
     for g in found:
         indent = "  " * _depth(g, by_name)

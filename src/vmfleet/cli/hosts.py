@@ -58,6 +58,10 @@ def hosts(
 
 
 def _table_row(row: dict[str, object]) -> dict[str, object]:
+    moves = row["migrations"]
+    assert isinstance(moves, dict)
+    counts = [f"{len(moves[way])} migrating {way}" for way in ("in", "out") if moves[way]]
+    row = {**row, "status": ", ".join([str(row["status"]), *counts])}
     if not row["reachable"]:
         return {**row, "detail": row["error"]}
     limit, used, raw = row["limit"], row["allocated"], row["capacity"]

@@ -256,11 +256,16 @@ def list_vms(
     state: StateOpt = None,
 ) -> None:
     """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime (and the
-    login user with `-o wide`)."""
+    login user with `-o wide`); the state says when a VM is being migrated (another
+    command's move) or runs elsewhere than its `host:` pin."""
     with open_fleet(file, state, run_log=False) as fleet:
-        rows = [render.plain(vm) for vm in fleet.list()]
+        vms = fleet.list()
+    rows = [render.plain(vm) for vm in vms]
     emit(
-        [{**r, "pending": "next boot" if r["pending"] else ""} for r in rows],
+        [
+            {**r, "state": render.vm_state(vm), "pending": "next boot" if r["pending"] else ""}
+            for vm, r in zip(vms, rows, strict=True)
+        ],
         data=rows,
         fmt=OutputFormat.table if output is ListFormat.wide else OutputFormat(output.value),
         title=f"fleet {fleet.name}",

@@ -29,6 +29,11 @@ def plan_rows(plan: Plan) -> list[dict[str, object]]:
                 "pending": [c.field for c in action.pending],
                 "steps": [_step_row(s) for s in action.steps],
                 **_vm_facts(action),
+                "drift": (
+                    None
+                    if action.drift is None
+                    else {"pinned": action.drift.pinned, "host": action.drift.host}
+                ),
             }
         )
     for step in plan.host_steps:
@@ -158,9 +163,16 @@ def show_plan(plan: Plan, *, output: OutputFormat) -> None:
         console.print(_host_line(plan.facts, step), highlight=False)
     for action in plan.actions:
         console.print(_vm_line(action), highlight=False)
+    for drift in plan.drift:
+        console.print(
+            f"[magenta]! {drift.vm:<24} drift[/]        {drift.describe()}", highlight=False
+        )
     for step in teardown:
         console.print(_host_line(plan.facts, step), highlight=False)
-    console.print(summary_line(summarize(plan)), highlight=False)
+    line = summary_line(summarize(plan))
+    if plan.drift:
+        line += f", {len(plan.drift)} off their pinned host (not moved)"
+    console.print(line, highlight=False)
 
 
 def _host_line(facts: Facts, step: Step) -> str:

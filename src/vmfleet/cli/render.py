@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from vmfleet.api import VmOutcome
+from vmfleet.api import VmInfo, VmOutcome
 from vmfleet.api.types import MemberOutcome
 from vmfleet.cli.output import OutputFormat, emit
 
@@ -20,6 +20,32 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     return value
+
+
+MiB = 1 << 20
+
+
+def vm_state(vm: VmInfo) -> str:
+    """The State column: the VM's state, then a move in flight or its pin drift."""
+    move, state = vm.migration, vm.state
+    if move is not None and move.interrupted:
+        return (
+            f"{state}, migration → {move.target} interrupted (the next up/down/migrate settles it)"
+        )
+    if move is not None:
+        left = [
+            f"{what} {remaining // MiB} MiB left"
+            for what, remaining, total in (
+                ("memory", move.memory_remaining, move.memory_total),
+                ("disk", move.disk_remaining, move.disk_total),
+            )
+            if remaining is not None and total
+        ]
+        phase = move.transfer or move.phase
+        return f"{state}, migrating → {move.target} ({', '.join([phase, *left])})"
+    if vm.drift is not None:
+        return f"{state}, drift: pinned to {vm.drift.pinned}"
+    return state
 
 
 def outcomes(results: Sequence[VmOutcome], output: OutputFormat) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
+from vmfleet.core.drift import PinDrift, pin_drift
 from vmfleet.core.expand import Instance
 
 ActionKind = Literal["create", "change", "unchanged", "orphan"]
@@ -132,6 +133,13 @@ class Action:
         """A change that this running VM only takes at its next boot."""
         return bool(self.pending)
 
+    @property
+    def drift(self) -> PinDrift | None:
+        """A VM that runs elsewhere than its `host:` pin: shown, never moved by `up`."""
+        if self.instance is None or self.observed is None:
+            return None
+        return pin_drift(self.instance, self.observed.host)
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkFacts:
@@ -184,6 +192,11 @@ class Plan:
     @property
     def pending(self) -> list[Action]:
         return [a for a in self.actions if a.pending]
+
+    @property
+    def drift(self) -> list[PinDrift]:
+        """VMs that run elsewhere than their pin (moved only by `vmfleet migrate`)."""
+        return [d for a in self.actions if (d := a.drift) is not None]
 
 
 def spec_hash(instance: Instance) -> str:

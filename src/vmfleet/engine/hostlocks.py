@@ -134,18 +134,23 @@ def _stale(owner: dict[str, Any]) -> tuple[bool, str]:
     if isinstance(expires, (int, float)) and expires < time.time():
         return True, f"{_describe(owner)} expired"
     pid = owner.get("pid")
-    if owner.get("hostname") == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+    if (
+        owner.get("hostname") == socket.gethostname()
+        and isinstance(pid, int)
+        and not process_alive(pid)
+    ):
         return True, f"{_describe(owner)} is no longer running"
     return False, ""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (signal 0 sends nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # someone else's process
     return True
 
 

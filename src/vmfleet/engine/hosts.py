@@ -10,7 +10,7 @@ its own timeout). `placement` places the fleet's new VMs, once per context.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -312,11 +312,15 @@ def explain(ctx: FleetContext, vm: str, observed: dict[str, str]) -> Explanation
     )
 
 
-def rows(reports: list[HostReport]) -> list[dict[str, object]]:
-    """`vmfleet hosts`: one row per host (JSON keeps numbers in bytes and vCPUs)."""
+def rows(
+    reports: list[HostReport], moving: Mapping[str, Mapping[str, list[str]]] | None = None
+) -> list[dict[str, object]]:
+    """`vmfleet hosts`: one row per host (JSON keeps numbers in bytes and vCPUs); `moving`
+    (`inflight.by_host`) gives each host's VMs migrating in and out."""
     out: list[dict[str, object]] = []
     for r in reports:
         f = r.facts
+        moves = (moving or {}).get(f.name, {})
         row: dict[str, object] = {
             "host": f.name,
             "uri": r.uri,
@@ -325,6 +329,7 @@ def rows(reports: list[HostReport]) -> list[dict[str, object]]:
             "cordoned": r.cordoned,
             "labels": dict(f.labels),
             "domain_type": r.domain_type,
+            "migrations": {"in": list(moves.get("in", [])), "out": list(moves.get("out", []))},
         }
         if not f.reachable:
             row |= {"error": r.error, "status": "unreachable"}

@@ -9,7 +9,9 @@ migration that libvirt refuses for a reason a stopped copy avoids (CPU, devices)
 back to offline, and says so.
 
 One journal entry (kind `migration`, host = source, `to` = destination) is open from
-before the destination is touched until the source copy is gone. The source copy is
+before the destination is touched until the source copy is gone; it also holds the moving
+process's pid and the phase it reached, so other processes' `list`, `status` and `hosts`
+show the move (`engine.inflight`). The source copy is
 removed only once the destination runs. `recover` (run at the start of the next
 `up`/`down`/`migrate`) cancels a migration job a killed run left, then finishes the move
 when the destination runs, or removes what it made there and restarts the source copy
@@ -18,6 +20,7 @@ when the move had stopped it: exactly one copy is left either way.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -145,42 +148,67 @@ def migrate(
     info = src.get_domain(vm)
     running = info is not None and info.state == "running"
     offline = options.offline or not running
-    detail = {"to": target, "offline": offline, "was_running": running}
-    entry = ctx.store.intent(
-        run=ctx.run_id, host=source, vm=vm, kind=KIND, target=vm, detail=detail
-    )
+    detail = {"to": target, "offline": offline, "was_running": running, "pid": os.getpid()}
+    phases = _Phases(ctx, progress, detail, host=source, vm=vm)
     fallback: str | None = None
     try:
         if offline:
-            report = _offline(ctx, instance, source, target, options, progress, start=running)
+            report = _offline(ctx, instance, source, target, options, phases, start=running)
         else:
             try:
-                report = _live(ctx, instance, source, target, options, progress)
+                report = _live(ctx, instance, source, target, options, phases)
             except LiveMigrationRefusedError as refused:
                 fallback = f"live migration refused ({refused}); moving it stopped instead"
-                progress(vm, "fallback", fallback)
+                phases(vm, "fallback", fallback)
                 remove_copy(ctx, target, vm)
-                ctx.store.finish(entry, status="undone")
-                entry = ctx.store.intent(
-                    run=ctx.run_id,
-                    host=source,
-                    vm=vm,
-                    kind=KIND,
-                    target=vm,
-                    detail=detail | {"offline": True},
-                )
-                report = _offline(ctx, instance, source, target, options, progress, start=True)
+                phases.restart(detail | {"offline": True})
+                report = _offline(ctx, instance, source, target, options, phases, start=True)
     except BaseException:
         try:
             _settle(ctx, vm, source, target, was_running=running)
         finally:
-            ctx.store.finish(entry, status="failed")
+            ctx.store.finish(phases.entry, status="failed")
         raise
-    progress(vm, "cleanup", f"removing the copy on {source}")
+    phases(vm, "cleanup", f"removing the copy on {source}")
     remove_copy(ctx, source, vm)
-    ctx.store.finish(entry)
+    ctx.store.finish(phases.entry)
     ctx.store.event(kind="migrated", vm=vm, message=f"moved from {source} to {target}")
     return Report(vm, source, target, report[0], report[1], report[2], fallback)
+
+
+class _Phases:
+    """The move's journal entry, and its progress callback: each new phase is recorded in
+    the entry (for other processes' `list`/`status`/`hosts`), then reported."""
+
+    def __init__(
+        self,
+        ctx: FleetContext,
+        progress: Progress,
+        detail: dict[str, object],
+        *,
+        host: str,
+        vm: str,
+    ) -> None:
+        self._ctx, self._progress, self._host, self._vm = ctx, progress, host, vm
+        self._phase = ""
+        self.entry = self._open(detail)
+
+    def _open(self, detail: dict[str, object]) -> int:
+        return self._ctx.store.intent(
+            run=self._ctx.run_id, host=self._host, vm=self._vm, kind=KIND, target=self._vm,
+            detail=detail,
+        )  # fmt: skip
+
+    def restart(self, detail: dict[str, object]) -> None:
+        """Close the entry as undone and open another (a live move turned offline)."""
+        self._ctx.store.finish(self.entry, status="undone")
+        self.entry, self._phase = self._open(detail), ""
+
+    def __call__(self, vm: str, phase: str, detail: str) -> None:
+        if phase != self._phase:
+            self._ctx.store.note(self.entry, phase=phase)
+            self._phase = phase
+        self._progress(vm, phase, detail)
 
 
 def _ends(ctx: FleetContext, source: str, target: str) -> tuple[LibvirtHost, LibvirtHost, str, str]:

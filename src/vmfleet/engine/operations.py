@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vmfleet.core.drift import pin_drift
 from vmfleet.core.expand import Instance
 from vmfleet.core.plan import Observed
-from vmfleet.engine import provision
+from vmfleet.engine import inflight, provision
 from vmfleet.engine.apply import Outcome, observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, UsageError
@@ -15,17 +16,16 @@ from vmfleet.spec.units import format_duration, format_size
 
 def listing(ctx: FleetContext) -> list[dict[str, object]]:
     """A row per VM of the fleet, replicas together under their template; VMs the spec wants
-    that no host has are listed as `absent`, hosts that did not answer as `unreachable`, a
-    VM being moved as its state on the source plus `(moving to HOST)`."""
+    that no host has are listed as `absent`, hosts that did not answer as `unreachable`. A VM
+    being moved is listed on its source with the move (`migration`, see `engine.inflight`);
+    one that runs elsewhere than its `host:` pin with its `drift`."""
     observation = observe(ctx)
     # a VM being moved shows on its source, with where it goes (both hosts hold it then)
-    moving = {
-        e.vm: (e.host, str(e.detail.get("to")))
-        for e in ctx.store.open_entries()
-        if e.kind == "migration"
-    }
+    moving = inflight.journaled(ctx.store)
     have = {o.name: o for o in observation.vms}
-    have |= {o.name: o for o in observation.vms if moving.get(o.name, ("",))[0] == o.host}
+    have |= {
+        o.name: o for o in observation.vms if o.name in moving and moving[o.name].source == o.host
+    }
     rows: list[dict[str, object]] = []
     wanted = ctx.instances()
     for instance in wanted:
@@ -34,8 +34,7 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
         state = (
             seen.state if seen else ("unreachable" if host in observation.unreachable else "absent")
         )
-        if instance.name in moving:
-            state += f" (moving to {moving[instance.name][1]})"
+        move = moving.get(instance.name)
         row = _row(
             ctx,
             instance.name,
@@ -46,7 +45,14 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
             ips=discover_ips(ctx, instance, seen),
             user_mode=any(n.mode == "user" for n in instance.nics),
         )
-        rows.append({**row, "user": instance.fields.cloud_init.user or ctx.loaded.spec.ssh.user})
+        rows.append(
+            {
+                **row,
+                "user": instance.fields.cloud_init.user or ctx.loaded.spec.ssh.user,
+                "migration": None if move is None else inflight.with_transfer(ctx, move),
+                "drift": pin_drift(instance, seen.host) if seen and not move else None,
+            }
+        )
     for name, seen in sorted(have.items()):
         template = str(observation.details.get(name, {}).get("template", "?"))
         rows.append(

@@ -202,6 +202,15 @@ class Store:
                 (status, time.time(), entry),
             )
 
+    def note(self, entry: int, **detail: Any) -> None:
+        """Add to an open entry's detail (a move's phase, which other processes read)."""
+        with self._tx() as db:
+            row = db.execute("SELECT detail FROM journal WHERE id = ?", (entry,)).fetchone()
+            if row is None:
+                raise StateError(f"no journal entry {entry}")
+            merged = json.loads(row[0]) | detail
+            db.execute("UPDATE journal SET detail = ? WHERE id = ?", (json.dumps(merged), entry))
+
     def open_entries(self) -> list[JournalEntry]:
         """Steps that began and never finished: what a killed run may have left behind."""
         with self._lock:
