@@ -129,6 +129,32 @@ def test_targets_limit_up_down_and_power_to_a_template(fleet_path: Callable[...,
         fleet.down()
 
 
+def test_up_with_targets_confirms_and_reports_only_the_targeted_vms(
+    fleet_path: Callable[..., Path],
+) -> None:
+    """Running VMs are awaited again by `up` (a killed run may never have seen them ready),
+    but a targeted `up` answers for its targets only; an untargeted one for every VM."""
+    vms = "  web: {replicas: 2, ready: running}\n  db: {ready: running}"
+    with Fleet.open(fleet_path(vms), hosts=TestDriverHost.factory) as fleet:
+        first = fleet.up(["web@1"])
+        assert [(o.vm, o.action) for o in first.outcomes] == [("web-1", "create")]
+        second = fleet.up(["db"])
+        assert [(o.vm, o.action) for o in second.outcomes] == [("db", "create")]
+        again = fleet.up(["db"])
+        assert again.up_to_date
+        assert [(o.vm, o.action, o.detail) for o in again.outcomes] == [
+            ("db", "unchanged", "unchanged; ready")
+        ]
+        rest = fleet.up()
+        assert [(o.vm, o.action) for o in rest.outcomes] == [
+            ("web-0", "create"),
+            ("web-1", "unchanged"),
+            ("db", "unchanged"),
+        ]
+        assert all(o.ready_seconds is not None for o in rest.outcomes)
+        fleet.down()
+
+
 def test_group_targets_act_on_nested_members(fleet_path: Callable[..., Path]) -> None:
     groups = "groups:\n  outer: {members: [db, inner]}\n  inner: {members: [web]}\n"
     with Fleet.open(fleet_path(extra=groups), hosts=TestDriverHost.factory) as fleet:
