@@ -117,12 +117,33 @@ def micro_fleet_yaml(
     extra_defaults: str = "",
 ) -> str:
     """A fleet of micro guests (cloud kernel + busybox initramfs) on this host, under TCG."""
+    return micro_fleet(
+        fleet,
+        hosts="  local: {domain_type: qemu}",
+        vms=f"  {template}: {{replicas: {replicas}}}",
+        ready=ready,
+        extra_defaults=extra_defaults,
+    )
+
+
+def micro_fleet(
+    fleet: str,
+    *,
+    hosts: str,
+    vms: str,
+    ready: str = "none",
+    timeout: str = "90s",
+    extra_defaults: str = "",
+) -> str:
+    """A fleet of micro guests on any hosts: `hosts` and `vms` are the lines of those YAML
+    blocks (indented by two). `no_timer_check`: TCG on a loaded machine can otherwise panic
+    with 'IO-APIC + timer doesn't work'."""
     from tests.support import images
 
     return f"""
 fleet: {fleet}
 hosts:
-  local: {{domain_type: qemu}}
+{hosts}
 images:
   micro: {{source: {images.micro_disk()}}}
 defaults:
@@ -133,10 +154,10 @@ defaults:
     kernel: {images.micro_kernel()}
     initrd: {images.micro_initrd()}
     cmdline: console=ttyS0 no_timer_check
-  ready: {{wait_for: {ready}, timeout: 90s}}
+  ready: {{wait_for: {ready}, timeout: {timeout}}}
 {extra_defaults}
 vms:
-  {template}: {{replicas: {replicas}}}
+{vms}
 """
 
 
