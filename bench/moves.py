@@ -88,14 +88,9 @@ def _fleet(path: Path, fleet: str, daemons: list[Daemon], vms: int) -> None:
 
 
 def _vmfleet(*args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "vmfleet.cli.main", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    from tests.e2e_support import vmfleet
+
+    out = vmfleet(*args, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"vmfleet {' '.join(args)}: {out.stderr}")
     return out.stdout
