@@ -19,10 +19,13 @@ def vmfleet(
     timeout: float = 900,
     input: str | None = None,
     env: dict[str, str] | None = None,
+    inherit: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run the vmfleet CLI as a user would; output captured, exit code returned. `env` adds
-    to (or, with "", blanks) the environment; $VMFLEET_FILE is blank unless given."""
-    env = {**os.environ, "COLUMNS": "200", "VMFLEET_FILE": "", **(env or {})}
+    to (or, with "", blanks) the environment; $VMFLEET_FILE is blank unless given. Without
+    `inherit` the CLI sees only COLUMNS, a bare PATH and `env` (no user settings)."""
+    base = dict(os.environ) if inherit else {"PATH": "/usr/bin:/bin"}
+    env = {**base, "COLUMNS": "200", "VMFLEET_FILE": "", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "vmfleet.cli.main", *args],
         capture_output=True,
