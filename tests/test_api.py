@@ -6,19 +6,18 @@ events."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import libvirt
 import pytest
 from tests.e2e_support import unique_fleet
+from tests.support.runners import Passthrough
 from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet, SpecError, UsageError
 from vmfleet.api import Confirm, Event, Planned, Stage, VmProgress
-from vmfleet.drivers.commands import CommandResult, SubprocessRunner
 from vmfleet.drivers.libvirt import Lease, LibvirtHost
 from vmfleet.engine.preflight import PreflightError
 
@@ -44,28 +43,9 @@ def fleet_path(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-@dataclass
-class Recorder:
-    """The command-runner seam: runs the real program and records what ran."""
-
-    calls: list[tuple[str, ...]] = field(default_factory=list)
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-    ) -> CommandResult:
-        self.calls.append(tuple(argv))
-        return SubprocessRunner().run(argv, input=input, timeout=timeout, check=check, env=env)
-
-
 def test_up_list_and_down_through_the_api(fleet_path: Callable[..., Path]) -> None:
     events: list[Event] = []
-    runner = Recorder()
+    runner = Passthrough()
     with Fleet.open(
         fleet_path(), hosts=TestDriverHost.factory, runner=runner, on_event=events.append
     ) as fleet:
