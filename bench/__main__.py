@@ -37,6 +37,13 @@ def show(name: str, rows: list[dict[str, object]]) -> None:
 
 
 def main(names: list[str]) -> None:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        wrong = ", ".join(n for n in unknown if n not in ("-h", "--help"))
+        out = sys.stderr if wrong else sys.stdout
+        print((f"unknown benchmark: {wrong}\n" if wrong else "") + str(__doc__), file=out)
+        print(f"benchmarks: {' '.join(BENCHMARKS)} (none named: all)", file=out)
+        sys.exit(2 if wrong else 0)
     for name in names or list(BENCHMARKS):
         show(name, BENCHMARKS[name]())
 

@@ -21,9 +21,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet.core import moves, placement
 from vmfleet.drivers import names
+
+if TYPE_CHECKING:
+    from tests.support.multihost import Daemon
 
 GIB = 1 << 30
 
@@ -74,41 +78,19 @@ def rebalance_planning(
     }
 
 
-def _fleet(path: Path, fleet: str, uris: dict[str, str], vms: int) -> None:
-    from tests.support import images
+def _fleet(path: Path, fleet: str, daemons: list[Daemon], vms: int) -> None:
+    """`vms` micro guests over `daemons`, all preferring the first."""
+    from tests.support import multihost
 
-    hosts = "\n".join(f'  {n}: {{uri: "{u}", domain_type: qemu}}' for n, u in uris.items())
-    first = next(iter(uris))
-    path.write_text(
-        f"""fleet: {fleet}
-hosts:
-{hosts}
-images:
-  micro: {{source: {images.micro_disk()}}}
-defaults:
-  image: micro
-  memory: 128MiB
-  disk: 64MiB
-  kernel:
-    kernel: {images.micro_kernel()}
-    initrd: {images.micro_initrd()}
-    cmdline: console=ttyS0
-  ready: {{wait_for: running, timeout: 300s}}
-vms:
-  g: {{replicas: {vms}, node_preference: [{first}]}}
-"""
-    )
+    first = daemons[0].name
+    vms_block = f"  g: {{replicas: {vms}, node_preference: [{first}]}}"
+    path.write_text(multihost.fleet_yaml(fleet, daemons, vms_block, timeout="300s"))
 
 
 def _vmfleet(*args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "vmfleet.cli.main", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    from tests.e2e_support import vmfleet
+
+    out = vmfleet(*args, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"vmfleet {' '.join(args)}: {out.stderr}")
     return out.stdout
@@ -225,7 +207,7 @@ def live_migration(rounds: int = 3) -> list[dict[str, object]]:
     with multihost.daemons("bm-a", "bm-b") as (a, b), tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fleet.yaml"
         fleet = "bench-mig"
-        _fleet(path, fleet, {a.name: a.uri, b.name: b.uri}, 1)
+        _fleet(path, fleet, [a, b], 1)
         _vmfleet("up", str(path))
         (vm,) = _names(path)
         time.sleep(10)  # let the guest finish booting
@@ -259,7 +241,7 @@ def drain(vms: int = 10, parallel: int = 4) -> list[dict[str, object]]:
     with multihost.daemons("bd-a", "bd-b") as (a, b), tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fleet.yaml"
         fleet = "bench-drain"
-        _fleet(path, fleet, {a.name: a.uri, b.name: b.uri}, vms)
+        _fleet(path, fleet, [a, b], vms)
         _vmfleet("up", str(path))
         time.sleep(10)
         began = time.monotonic()

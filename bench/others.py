@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ import libvirt
 from tests.e2e_support import micro_fleet_yaml
 from tests.support import images
 
-from bench.provision import sizes, timed
+from bench.provision import cli, sizes, timed
 
 OTHERS = Path(".cache/others").resolve()
 KCLI = OTHERS / "bin" / "kcli"
@@ -78,14 +77,6 @@ def _kcli(home: Path, *args: str) -> tuple[float, float]:
     )
 
 
-def _vmfleet(*args: str) -> tuple[float, float]:
-    return timed(
-        [sys.executable, "-m", "vmfleet.cli.main", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 def compare() -> list[dict[str, object]]:
     _install()
     home = _kcli_home()
@@ -105,11 +96,11 @@ def compare() -> list[dict[str, object]]:
                 path.write_text(micro_fleet_yaml(fleet, replicas=count))
                 plan = _kcli_plan(Path(tmp), f"kb{uuid.uuid4().hex[:4]}", count)
                 name = plan.stem + uuid.uuid4().hex[:4]
-                _vmfleet("up", str(path))  # warm-up: the base image is uploaded once
-                _vmfleet("down", str(path), "--yes")
-                up = _vmfleet("up", str(path), "-j", "8")
+                cli("up", str(path))  # warm-up: the base image is uploaded once
+                cli("down", str(path), "--yes")
+                up = cli("up", str(path), "-j", "8")
                 kup = _kcli(home, "create", "plan", "--threaded", "-f", str(plan), name)
-                down = _vmfleet("down", str(path), "--yes", "-j", "8")
+                down = cli("down", str(path), "--yes", "-j", "8")
                 kdown = _kcli(home, "delete", "plan", name, "--yes")
             for what, ours, theirs in (("up, all running", up, kup), ("down", down, kdown)):
                 rows.append(

@@ -23,8 +23,8 @@ from pathlib import Path
 from tests.e2e_support import micro_fleet_yaml
 from tests.support import images
 
+from vmfleet.drivers import names
 from vmfleet.drivers.guest import ssh_banner
-from vmfleet.drivers.metadata import base_volume_name
 from vmfleet.drivers.qemuimg import sha256
 
 PY = sys.executable
@@ -49,7 +49,8 @@ def timed(argv: list[str], **kwargs: object) -> tuple[float, float]:
     return wall, cpu
 
 
-def _cli(*args: str) -> tuple[float, float]:
+def cli(*args: str) -> tuple[float, float]:
+    """Run the vmfleet CLI, timed (see `timed`)."""
     return timed(
         [PY, "-m", "vmfleet.cli.main", *args],
         stdout=subprocess.DEVNULL,
@@ -84,21 +85,21 @@ def _row(
 def up_down(rounds: int = 1) -> list[dict[str, object]]:
     """vmfleet and the floor, interleaved, for up and down of each size; best of `rounds`."""
     rows: list[dict[str, object]] = []
-    base = base_volume_name(image="micro", digest=sha256(images.micro_disk()))
+    base = names.base_volume(image="micro", digest=sha256(images.micro_disk()))
     args = (base, str(images.micro_kernel()), str(images.micro_initrd()))
     for count in sizes():
         with tempfile.TemporaryDirectory() as tmp:
             fleet = f"bench-{uuid.uuid4().hex[:6]}"
             path = _micro_fleet(Path(tmp), fleet, count)
             # Warm-up: uploads the base image once (both sides then clone from it).
-            _cli("up", str(path), "-j", "8")
-            _cli("down", str(path), "--yes")
+            cli("up", str(path), "-j", "8")
+            cli("down", str(path), "--yes")
             ups, downs, floor_ups, floor_downs = [], [], [], []
             for _ in range(rounds):
-                ups.append(_cli("up", str(path), "-j", "8"))
+                ups.append(cli("up", str(path), "-j", "8"))
                 prefix = f"floor-{uuid.uuid4().hex[:6]}"
                 floor_ups.append(_floor("up", prefix, str(count), *args))
-                downs.append(_cli("down", str(path), "--yes", "-j", "8"))
+                downs.append(cli("down", str(path), "--yes", "-j", "8"))
                 floor_downs.append(_floor("down", prefix, str(count)))
         rows.append(_row(f"up {count} micro VMs, all running", min(ups), min(floor_ups), "<= 1.1x"))
         rows.append(_row(f"down {count} micro VMs", min(downs), min(floor_downs), "<= 1.2x"))
@@ -153,7 +154,7 @@ vms:
         finally:
             stop.set()
             watcher.join()
-            _cli("down", str(path), "--yes")
+            cli("down", str(path), "--yes")
     if done.returncode != 0:
         return [{"measure": f"up {count} Debian guests failed", "error": done.stderr[-2000:]}]
     last = max(first_answer.values()) if len(first_answer) == count else float("nan")

@@ -19,10 +19,13 @@ def vmfleet(
     timeout: float = 900,
     input: str | None = None,
     env: dict[str, str] | None = None,
+    inherit: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run the vmfleet CLI as a user would; output captured, exit code returned. `env` adds
-    to (or, with "", blanks) the environment; $VMFLEET_FILE is blank unless given."""
-    env = {**os.environ, "COLUMNS": "200", "VMFLEET_FILE": "", **(env or {})}
+    to (or, with "", blanks) the environment; $VMFLEET_FILE is blank unless given. Without
+    `inherit` the CLI sees only COLUMNS, a bare PATH and `env` (no user settings)."""
+    base = dict(os.environ) if inherit else {"PATH": "/usr/bin:/bin"}
+    env = {**base, "COLUMNS": "200", "VMFLEET_FILE": "", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "vmfleet.cli.main", *args],
         capture_output=True,
@@ -117,12 +120,33 @@ def micro_fleet_yaml(
     extra_defaults: str = "",
 ) -> str:
     """A fleet of micro guests (cloud kernel + busybox initramfs) on this host, under TCG."""
+    return micro_fleet(
+        fleet,
+        hosts="  local: {domain_type: qemu}",
+        vms=f"  {template}: {{replicas: {replicas}}}",
+        ready=ready,
+        extra_defaults=extra_defaults,
+    )
+
+
+def micro_fleet(
+    fleet: str,
+    *,
+    hosts: str,
+    vms: str,
+    ready: str = "none",
+    timeout: str = "90s",
+    extra_defaults: str = "",
+) -> str:
+    """A fleet of micro guests on any hosts: `hosts` and `vms` are the lines of those YAML
+    blocks (indented by two). `no_timer_check`: TCG on a loaded machine can otherwise panic
+    with 'IO-APIC + timer doesn't work'."""
     from tests.support import images
 
     return f"""
 fleet: {fleet}
 hosts:
-  local: {{domain_type: qemu}}
+{hosts}
 images:
   micro: {{source: {images.micro_disk()}}}
 defaults:
@@ -133,10 +157,10 @@ defaults:
     kernel: {images.micro_kernel()}
     initrd: {images.micro_initrd()}
     cmdline: console=ttyS0 no_timer_check
-  ready: {{wait_for: {ready}, timeout: 90s}}
+  ready: {{wait_for: {ready}, timeout: {timeout}}}
 {extra_defaults}
 vms:
-  {template}: {{replicas: {replicas}}}
+{vms}
 """
 
 

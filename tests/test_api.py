@@ -6,19 +6,18 @@ events."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import libvirt
 import pytest
 from tests.e2e_support import unique_fleet
+from tests.support.runners import Passthrough
 from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet, SpecError, UsageError
 from vmfleet.api import Confirm, Event, Planned, Stage, VmProgress
-from vmfleet.drivers.commands import CommandResult, SubprocessRunner
 from vmfleet.drivers.libvirt import Lease, LibvirtHost
 from vmfleet.engine.preflight import PreflightError
 
@@ -44,28 +43,9 @@ def fleet_path(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-@dataclass
-class Recorder:
-    """The command-runner seam: runs the real program and records what ran."""
-
-    calls: list[tuple[str, ...]] = field(default_factory=list)
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-    ) -> CommandResult:
-        self.calls.append(tuple(argv))
-        return SubprocessRunner().run(argv, input=input, timeout=timeout, check=check, env=env)
-
-
 def test_up_list_and_down_through_the_api(fleet_path: Callable[..., Path]) -> None:
     events: list[Event] = []
-    runner = Recorder()
+    runner = Passthrough()
     with Fleet.open(
         fleet_path(), hosts=TestDriverHost.factory, runner=runner, on_event=events.append
     ) as fleet:
@@ -126,6 +106,32 @@ def test_targets_limit_up_down_and_power_to_a_template(fleet_path: Callable[...,
         assert [v.state for v in fleet.list()] == ["shutoff", "running", "running"]
         assert sorted(o.vm for o in fleet.down(["web"]).outcomes) == ["web-0", "web-1"]
         assert [v.state for v in fleet.list()] == ["absent", "absent", "running"]
+        fleet.down()
+
+
+def test_up_with_targets_confirms_and_reports_only_the_targeted_vms(
+    fleet_path: Callable[..., Path],
+) -> None:
+    """Running VMs are awaited again by `up` (a killed run may never have seen them ready),
+    but a targeted `up` answers for its targets only; an untargeted one for every VM."""
+    vms = "  web: {replicas: 2, ready: running}\n  db: {ready: running}"
+    with Fleet.open(fleet_path(vms), hosts=TestDriverHost.factory) as fleet:
+        first = fleet.up(["web@1"])
+        assert [(o.vm, o.action) for o in first.outcomes] == [("web-1", "create")]
+        second = fleet.up(["db"])
+        assert [(o.vm, o.action) for o in second.outcomes] == [("db", "create")]
+        again = fleet.up(["db"])
+        assert again.up_to_date
+        assert [(o.vm, o.action, o.detail) for o in again.outcomes] == [
+            ("db", "unchanged", "unchanged; ready")
+        ]
+        rest = fleet.up()
+        assert [(o.vm, o.action) for o in rest.outcomes] == [
+            ("web-0", "create"),
+            ("web-1", "unchanged"),
+            ("db", "unchanged"),
+        ]
+        assert all(o.ready_seconds is not None for o in rest.outcomes)
         fleet.down()
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from tests import e2e_support
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FARM = """\
@@ -23,13 +24,7 @@ farm:
 
 
 def vmfleet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmfleet.cli.main", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
+    return e2e_support.vmfleet(*args, inherit=False)
 
 
 def test_status_lists_every_cell_of_a_farm_not_run_yet(tmp_path: Path) -> None:

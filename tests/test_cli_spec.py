@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from tests import e2e_support
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def vmfleet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmfleet.cli.main", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
+    return e2e_support.vmfleet(*args, inherit=False)
 
 
 def test_validate_summarises_templates_and_vms() -> None:

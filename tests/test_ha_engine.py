@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from tests.support.cib import require_tools
+from tests.support.runners import Passthrough
 from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet
 from vmfleet.core import cluster as core_cluster
-from vmfleet.drivers.commands import CommandResult, RecordingRunner, SubprocessRunner
+from vmfleet.drivers.commands import RecordingRunner, SubprocessRunner
 from vmfleet.engine import ha
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError
@@ -24,29 +25,15 @@ from vmfleet.spec.load import load
 from vmfleet.state.store import Store
 
 
-class CibFileRunner:
+class CibFileRunner(Passthrough):
     """Real programs, with Pacemaker's tools working on one CIB file; `linstor` recorded."""
 
     def __init__(self, cib: Path) -> None:
         self.cib = cib
-        self.real = SubprocessRunner(env={"CIB_file": str(cib)})
         self.linstor = RecordingRunner()
         self.linstor.script(["linstor", "--machine-readable"], stdout="[]")
         self.linstor.script(["linstor"])
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-    ) -> CommandResult:
-        self.calls.append(tuple(argv))
-        target = self.linstor if argv[0] == "linstor" else self.real
-        return target.run(argv, input=input, timeout=timeout, check=check, env=env)
+        super().__init__(SubprocessRunner(env={"CIB_file": str(cib)}), {"linstor": self.linstor})
 
 
 @pytest.fixture

@@ -22,14 +22,13 @@ from typing import Any
 import libvirt
 import pytest
 from tests.e2e_support import unique_fleet, vmfleet
-from tests.support import images, multihost
+from tests.support import multihost
 
 from vmfleet.drivers import names as volume_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("multihost")]
 
 ZONES = {"mv-a": "a", "mv-b": "b", "mv-c": "c"}
-BASE = Path(os.environ.get("VMFLEET_MULTIHOST_DIR", "/var/tmp/vmfleet-multihost"))
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # "not found" is an answer here
 
 
@@ -40,28 +39,7 @@ def daemons() -> Iterator[list[multihost.Daemon]]:
 
 
 def fleet_yaml(fleet: str, daemons: list[multihost.Daemon], vms: str) -> str:
-    hosts = "\n".join(
-        f'  {d.name}: {{uri: "{d.uri}", domain_type: qemu, labels: {{zone: {ZONES[d.name]}}}}}'
-        for d in daemons
-    )
-    return f"""
-fleet: {fleet}
-hosts:
-{hosts}
-images:
-  micro: {{source: {images.micro_disk()}}}
-defaults:
-  image: micro
-  memory: 128MiB
-  disk: 64MiB
-  kernel:
-    kernel: {images.micro_kernel()}
-    initrd: {images.micro_initrd()}
-    cmdline: console=ttyS0
-  ready: {{wait_for: running, timeout: 120s}}
-vms:
-{vms}
-"""
+    return multihost.fleet_yaml(fleet, daemons, vms, zones=ZONES)
 
 
 def copies(daemons: list[multihost.Daemon], fleet: str, vm: str) -> dict[str, tuple[bool, int]]:
@@ -87,16 +65,11 @@ def copies(daemons: list[multihost.Daemon], fleet: str, vm: str) -> dict[str, tu
     return out
 
 
-def serial_log(daemon: multihost.Daemon, vm: str) -> str:
-    path = BASE / daemon.name / "log" / "qemu" / f"{vm}-serial.log"
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
 def wait_ready(daemon: multihost.Daemon, vm: str) -> None:
     """Until the micro guest's init says it is ready on the serial console (booted: its
     banner server runs)."""
     deadline = time.monotonic() + 120
-    while "vmfleet-micro: ready" not in serial_log(daemon, vm):
+    while "vmfleet-micro: ready" not in daemon.serial_log(vm):
         assert time.monotonic() < deadline, f"{vm} did not boot on {daemon.name}"
         time.sleep(1)
 
@@ -136,7 +109,7 @@ def test_live_then_offline_migration_keep_one_copy_and_the_guest_state(
         assert copies(daemons, fleet, "m") == {"mv-b": (True, 2)}
         # The guest did not boot again there: nothing new on the destination's console,
         # and its banner server (started at boot) answers on the forward leased there.
-        assert "Linux version" not in serial_log(b, "m")
+        assert "Linux version" not in b.serial_log("m")
         row = listed(path)["m"]
         assert row["host"] == "mv-b"
         addresses = row["ip"]
@@ -151,7 +124,7 @@ def test_live_then_offline_migration_keep_one_copy_and_the_guest_state(
         assert copies(daemons, fleet, "m") == {back["target"]: (True, 2)}
         there = daemons[0] if back["target"] == "mv-a" else daemons[2]
         deadline = time.monotonic() + 120  # a cold move boots the guest there
-        while "vmfleet-micro: ready" not in serial_log(there, "m")[-4000:]:
+        while "vmfleet-micro: ready" not in there.serial_log("m")[-4000:]:
             assert time.monotonic() < deadline
             time.sleep(1)
     finally:

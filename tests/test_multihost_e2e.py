@@ -12,7 +12,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from tests.e2e_support import unique_fleet, vmfleet
-from tests.support import images, multihost
+from tests.support import multihost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("multihost")]
 
@@ -26,35 +26,15 @@ def three_hosts() -> Iterator[list[multihost.Daemon]]:
 
 
 def fleet_yaml(fleet: str, daemons: list[multihost.Daemon], *, when: str) -> str:
-    hosts = "\n".join(
-        f'  {d.name}: {{uri: "{d.uri}", domain_type: auto, labels: {{zone: {ZONES[d.name]}}}}}'
-        for d in daemons
-    )
-    return f"""
-fleet: {fleet}
-hosts:
-{hosts}
-images:
-  micro: {{source: {images.micro_disk()}}}
-defaults:
-  image: micro
-  memory: 128MiB
-  disk: 64MiB
-  kernel:
-    kernel: {images.micro_kernel()}
-    initrd: {images.micro_initrd()}
-    cmdline: console=ttyS0
-  ready: {{wait_for: running, timeout: 90s}}
-vms:
-  mhweb:
+    vms = f"""  mhweb:
     replicas: 3
     labels: {{tier: web}}
     affinity:
       zoneAntiAffinity:
         {when}DuringSchedulingIgnoredDuringExecution:
           labelSelector: [{{matchLabels: {{tier: web}}}}]
-          topologyKey: topology.kubernetes.io/zone
-"""
+          topologyKey: topology.kubernetes.io/zone"""
+    return multihost.fleet_yaml(fleet, daemons, vms, zones=ZONES, domain_type="auto", timeout="90s")
 
 
 def fleet_domains(uri: str, fleet: str) -> list[str]:

@@ -5,10 +5,11 @@ them), every VM where it runs now (`Current`) and, for a drain, the host to empt
 a `MovePlan`: the moves in the order they were decided, the VMs that cannot move with the
 reasons host by host, and the load of every host before and after.
 
-Both use placement's own checks (`core.placement`): a move never breaks a required rule
-(anti-affinity both ways, affinity, pin, architecture, capacity, `max_per_host`, an
-unreachable or unschedulable target), because each VM is taken out of the state, its
-target chosen exactly as `place` would choose a host for it, and put back there.
+Both use placement's own state and checks (`core.placement`: `State`, `check`, `rank`): a
+move never breaks a required rule (anti-affinity both ways, affinity, pin, architecture,
+capacity, `max_per_host`, an unreachable or unschedulable target), because each VM is taken
+out of the state (`State.remove`), its target chosen exactly as `place` would choose a host
+for it, and put back there.
 
 - `drain`: every VM on the host leaves it, biggest first; the host is unschedulable while
   deciding. A VM pinned to it (`host:` in the spec) stays, as does one that fits nowhere.
@@ -29,9 +30,18 @@ from collections import Counter
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from vmfleet.core.placement import HostFacts, Strategy, Term, VmRequest, domain, terms_of
-from vmfleet.core.placement.solve import _summary
-from vmfleet.core.placement.state import _check, _Rules, _rules, _score, _State
+from vmfleet.core.placement import (
+    HostFacts,
+    Rules,
+    State,
+    Strategy,
+    VmRequest,
+    check,
+    rank,
+    rules_for,
+    summary,
+    terms_of,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +76,7 @@ class _Board:
         self.terms = {v.request.name: terms_of(v.request.affinity) for v in vms}
         keys = {t.key for ts in self.terms.values() for t in ts}
         # `used` already counts every VM: the state starts from it and adds no sizes.
-        self.state = _State(hosts, keys)
+        self.state = State(hosts, keys)
         self.where: dict[str, str] = {}
         self.vms = {v.request.name: v.request for v in vms}
         self.indexed = False
@@ -126,39 +136,39 @@ class _Board:
         self.where[req.name] = host
         self._touch(host)
 
-    def take(self, name: str) -> _Rules:
+    def take(self, name: str) -> Rules:
         """Take the VM out of the state; its rules against everything else."""
         req = self.vms[name]
         host = self.where.pop(name)
-        _remove(self.state, req, host, self.terms[name])
+        self.state.remove(req, host, self.terms[name])
         self._touch(host)
-        return _rules(self.state, req, self.terms[name])
+        return rules_for(self.state, req, self.terms[name])
 
     def put(self, name: str, host: str) -> None:
         self._add(self.vms[name], host, size=True)
 
-    def best(self, rules: _Rules, strategy: Strategy, *, avoid: str) -> str | None:
+    def best(self, rules: Rules, strategy: Strategy, *, avoid: str) -> str | None:
         """Where placement would put the VM (never `avoid`), scoring every host."""
         best: tuple[tuple[float, ...], str] | None = None
         for name in self.state.hosts:
-            if name == avoid or _check(self.state, rules, name, every=False):
+            if name == avoid or check(self.state, rules, name, every=False):
                 continue
-            score = _score(self.state, rules, name, strategy)
+            score = rank(self.state, rules, name, strategy)
             if best is None or score < best[0]:
                 best = (score, name)
         return None if best is None else best[1]
 
-    def lightest(self, rules: _Rules, *, source: str) -> str | None:
+    def lightest(self, rules: Rules, *, source: str) -> str | None:
         """The least loaded host that can take the VM and suits its preferences no worse
         than `source` does (never `source` itself); ties go to the host listed first."""
         state = self.state
-        here = _score(state, rules, source, "spread")[:2]
+        here = rank(state, rules, source, "spread")[:2]
         hosts = self.ranked(self.low)
         try:
             for name in hosts:
-                if name == source or _check(state, rules, name, every=False):
+                if name == source or check(state, rules, name, every=False):
                     continue
-                if _score(state, rules, name, "spread")[:2] <= here:
+                if rank(state, rules, name, "spread")[:2] <= here:
                     return name
         finally:
             hosts.close()
@@ -166,38 +176,6 @@ class _Board:
 
     def loads(self) -> dict[str, float]:
         return {h: self.state.utilisation(h) for h in self.state.hosts}
-
-
-def _remove(state: _State, req: VmRequest, host: str, terms: Sequence[Term]) -> None:
-    """Undo `_State.add` for one VM (its size included)."""
-    used = state.used.get(host)
-    if used is not None:
-        used[0] -= req.vcpus
-        used[1] -= req.memory
-        used[2] -= req.disk
-    state.per_template[(req.template, host)] -= 1
-    facts = state.hosts.get(host)
-    if facts is None:
-        return
-    for pair in req.labels.items():
-        by_key = state.pair_counts.get(pair, {})
-        for key, counts in by_key.items():
-            d = domain(facts, key)
-            if d is not None and d in counts:
-                counts[d] -= 1
-                if counts[d] <= 0:
-                    del counts[d]  # placement asks `d in counts`
-        entries = state.pair_vms.get(pair, [])
-        for n, (labels, where) in enumerate(entries):
-            if where == host and labels == req.labels:
-                del entries[n]
-                break
-    for term in terms:
-        if term.anti and term.required:
-            for sel in term.selectors:
-                first = sel[0] if sel else None
-                held = state.holders.get(first, [])
-                state.holders[first] = [h for h in held if h[2] != req.name]
 
 
 def _biggest_first(req: VmRequest) -> tuple[int, int, int, str]:
@@ -225,7 +203,7 @@ def drain(
         rules = board.take(req.name)
         target = board.best(rules, strategy, avoid=host)
         if target is None:
-            stuck[req.name] = _summary(board.state, rules)
+            stuck[req.name] = summary(board.state, rules)
             board.put(req.name, host)
             continue
         board.put(req.name, target)
@@ -307,8 +285,8 @@ def _prefer(board: _Board, name: str, strategy: Strategy) -> Move | None:
     rules = board.take(name)
     target = board.best(rules, strategy, avoid=source)
     if target is not None:
-        here = _score(board.state, rules, source, strategy)
-        there = _score(board.state, rules, target, strategy)
+        here = rank(board.state, rules, source, strategy)
+        there = rank(board.state, rules, target, strategy)
         if there[:2] < here[:2]:
             board.put(name, target)
             return Move(name, source, target)
@@ -334,9 +312,9 @@ def where_to(
             return None, (f"{vm} already runs on {target}",)
         if target not in board.state.hosts:
             return None, (f"no host {target} in the fleet",)
-        reasons = _check(board.state, rules, target, every=True)
+        reasons = check(board.state, rules, target, every=True)
         return (None, tuple(reasons)) if reasons else (target, ())
     chosen = board.best(rules, strategy, avoid=source)
     if chosen is None:
-        return None, _summary(board.state, rules)
+        return None, summary(board.state, rules)
     return chosen, ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -33,18 +33,7 @@ Phase = Literal[
     "shutdown",
 ]
 
-PHASES: tuple[Phase, ...] = (
-    "startup",
-    "restore init",
-    "create init",
-    "restore clean",
-    "create clean",
-    "dependencies",
-    "init",
-    "main",
-    "terminate",
-    "shutdown",
-)
+PHASES: tuple[Phase, ...] = get_args(Phase)  # in the order they run
 
 
 def _key(value: Any) -> str:

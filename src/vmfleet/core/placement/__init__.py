@@ -20,6 +20,11 @@ ties go to the host listed first. Every VM is placed in input order (pinned ones
 one whose required affinity waits for VMs not placed yet is deferred until they are, and a
 VM whose selector matches itself may start its own domain when nothing matching is placed.
 
+For planning moves (`core.moves`), the pieces `place` is made of: a `State` of hosts and
+placed VMs (`add`, and `remove` to take one out again), a VM's `Rules` against it
+(`rules_for`), why a host refuses it (`check`), a host's `rank` for it (lowest best) and
+why no host takes it (`summary`).
+
 Speed: hosts sit in one heap per architecture, keyed by what does not depend on the VM
 (KVM, load, order); hosts a VM's soft rules favour are scored beside the heap's first host
 that fits, which gives exactly the answer of scoring every host (`explain` does that).
@@ -41,7 +46,8 @@ from vmfleet.core.placement.facts import (
     terms_of,
     topology_key,
 )
-from vmfleet.core.placement.solve import place
+from vmfleet.core.placement.solve import place, summary
+from vmfleet.core.placement.state import Rules, State, check, rank, rules_for
 
 __all__ = [
     "HOST",
@@ -52,11 +58,17 @@ __all__ = [
     "Placed",
     "PlacementResult",
     "Resources",
+    "Rules",
+    "State",
     "Strategy",
     "Term",
     "VmRequest",
+    "check",
     "domain",
     "place",
+    "rank",
+    "rules_for",
+    "summary",
     "terms_of",
     "topology_key",
 ]

@@ -19,12 +19,12 @@ from vmfleet.core.placement.facts import (
     terms_of,
 )
 from vmfleet.core.placement.state import (
-    _check,
+    Rules,
+    State,
     _load_key,
-    _Rules,
-    _rules,
-    _score,
-    _State,
+    check,
+    rank,
+    rules_for,
 )
 
 # --- the whole placement --------------------------------------------------------------------
@@ -33,7 +33,7 @@ from vmfleet.core.placement.state import (
 class _Heaps:
     """One lazy heap per architecture over usable hosts, keyed (kvm, load, order)."""
 
-    def __init__(self, state: _State, strategy: Strategy) -> None:
+    def __init__(self, state: State, strategy: Strategy) -> None:
         self.state = state
         self.strategy = strategy
         self.version: Counter[str] = Counter()
@@ -60,7 +60,7 @@ class _Heaps:
         for arch, heap in self.heaps.items():
             heapq.heappush(heap, self._entry(arch, name))
 
-    def candidates(self, rules: _Rules) -> Generator[str, None, None]:
+    def candidates(self, rules: Rules) -> Generator[str, None, None]:
         """Hosts in heap order, each once; the caller stops when it has what it needs."""
         heap = self.heap(rules.request.arch)
         popped: list[tuple[int, float, float, int, str]] = []
@@ -89,7 +89,7 @@ def place(
     terms = {r.name: terms_of(r.affinity) for r in requests}
     placed_terms = {p.name: terms_of(p.affinity) for p in placed}
     keys = {t.key for ts in [*terms.values(), *placed_terms.values()] for t in ts}
-    state = _State(hosts, keys)
+    state = State(hosts, keys)
     for p in placed:
         state.add(
             name=p.name,
@@ -110,7 +110,7 @@ def place(
     while queue:
         deferred: list[VmRequest] = []
         for request in queue:
-            rules = _rules(state, request, terms[request.name])
+            rules = rules_for(state, request, terms[request.name])
             waiting = _waits_for(rules, request.name, pending, by_name)
             if waiting and not seeding:
                 deferred.append(request)
@@ -129,7 +129,7 @@ def place(
                 explained[request.name] = _explain(state, rules, strategy, host)
             pending.discard(request.name)
             if host is None:
-                failures[request.name] = _summary(state, rules)
+                failures[request.name] = summary(state, rules)
                 continue
             chosen[request.name] = host
             state.add(
@@ -153,7 +153,7 @@ def place(
     )
 
 
-def _waits_for(rules: _Rules, me: str, pending: set[str], by_name: Mapping[str, VmRequest]) -> bool:
+def _waits_for(rules: Rules, me: str, pending: set[str], by_name: Mapping[str, VmRequest]) -> bool:
     """A required affinity term with nothing placed yet, but other VMs to place that match."""
     for term, counts in rules.required:
         if not counts and any(n != me and term.matches(by_name[n].labels) for n in pending):
@@ -161,22 +161,22 @@ def _waits_for(rules: _Rules, me: str, pending: set[str], by_name: Mapping[str, 
     return False
 
 
-def _seedable(rules: _Rules) -> bool:
+def _seedable(rules: Rules) -> bool:
     """Every required affinity term has a match placed, or the VM matches it itself."""
     return all(counts or term.matches(rules.request.labels) for term, counts in rules.required)
 
 
-def _choose(state: _State, heaps: _Heaps, rules: _Rules, strategy: Strategy) -> str | None:
+def _choose(state: State, heaps: _Heaps, rules: Rules, strategy: Strategy) -> str | None:
     req = rules.request
     if req.pin is not None:
-        if req.pin in state.hosts and not _check(state, rules, req.pin, every=False):
+        if req.pin in state.hosts and not check(state, rules, req.pin, every=False):
             return req.pin
         return None
     best: tuple[tuple[float, ...], str] | None = None
     favoured = _favoured(state, rules)
     for name in favoured:
-        if not _check(state, rules, name, every=False):
-            score = _score(state, rules, name, strategy)
+        if not check(state, rules, name, every=False):
+            score = rank(state, rules, name, strategy)
             if best is None or score < best[0]:
                 best = (score, name)
     # Hosts outside `favoured` score at best this much on preference and soft affinity.
@@ -185,9 +185,9 @@ def _choose(state: _State, heaps: _Heaps, rules: _Rules, strategy: Strategy) -> 
     candidates = heaps.candidates(rules)
     try:
         for name in candidates:
-            if name in favoured or _check(state, rules, name, every=False):
+            if name in favoured or check(state, rules, name, every=False):
                 continue
-            score = _score(state, rules, name, strategy)
+            score = rank(state, rules, name, strategy)
             if best is None or score < best[0]:
                 best = (score, name)
             if score[:2] == baseline:
@@ -197,7 +197,7 @@ def _choose(state: _State, heaps: _Heaps, rules: _Rules, strategy: Strategy) -> 
     return None if best is None else best[1]
 
 
-def _favoured(state: _State, rules: _Rules) -> list[str]:
+def _favoured(state: State, rules: Rules) -> list[str]:
     """Hosts the heap order could miss: preferred ones, and hosts holding VMs a preferred
     host affinity matches. (Zone-wide preferences are found by walking the heap.)"""
     out = dict.fromkeys(h for h in rules.request.preference if h in state.hosts)
@@ -208,22 +208,22 @@ def _favoured(state: _State, rules: _Rules) -> list[str]:
 
 
 def _explain(
-    state: _State, rules: _Rules, strategy: Strategy, chosen: str | None
+    state: State, rules: Rules, strategy: Strategy, chosen: str | None
 ) -> tuple[HostVerdict, ...]:
     out: list[HostVerdict] = []
     for name in state.hosts:
-        reasons = _check(state, rules, name, every=True)
+        reasons = check(state, rules, name, every=True)
         if reasons:
             out.append(HostVerdict(name, False, tuple(reasons)))
             continue
-        score = _score(state, rules, name, strategy)
+        score = rank(state, rules, name, strategy)
         out.append(
             HostVerdict(name, True, _merits(state, rules, name, score), score, name == chosen)
         )
     return tuple(out)
 
 
-def _merits(state: _State, rules: _Rules, name: str, score: tuple[float, ...]) -> tuple[str, ...]:
+def _merits(state: State, rules: Rules, name: str, score: tuple[float, ...]) -> tuple[str, ...]:
     req = rules.request
     merits: list[str] = []
     if req.pin == name:
@@ -239,11 +239,11 @@ def _merits(state: _State, rules: _Rules, name: str, score: tuple[float, ...]) -
     return tuple(merits)
 
 
-def _summary(state: _State, rules: _Rules) -> tuple[str, ...]:
+def summary(state: State, rules: Rules) -> tuple[str, ...]:
     """Why no host would take the VM: each reason with the hosts it applies to."""
     by_reason: dict[str, list[str]] = {}
     for name in state.hosts:
-        reasons = _check(state, rules, name, every=False)
+        reasons = check(state, rules, name, every=False)
         if reasons:
             by_reason.setdefault(_kind(reasons[0]), []).append(name)
     if not by_reason:
@@ -251,7 +251,7 @@ def _summary(state: _State, rules: _Rules) -> tuple[str, ...]:
     out: list[str] = []
     for reason, names in by_reason.items():
         if len(names) == 1:
-            out.append(f"{names[0]}: {_check(state, rules, names[0], every=False)[0]}")
+            out.append(f"{names[0]}: {check(state, rules, names[0], every=False)[0]}")
             continue
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         out.append(f"{shown}: {reason}")

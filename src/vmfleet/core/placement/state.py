@@ -20,7 +20,7 @@ from vmfleet.spec.units import format_size
 # --- the state while placing ----------------------------------------------------------------
 
 
-class _State:
+class State:
     """Hosts, their allocation, and indexes of placed VMs by label and domain."""
 
     def __init__(self, hosts: Sequence[HostFacts], keys: Iterable[str]) -> None:
@@ -65,6 +65,7 @@ class _State:
         size: tuple[float, int, int] | None,
         max_per_host: int | None = None,
     ) -> None:
+        """Count a VM on `host`; `size` None when the host's `used` already includes it."""
         facts = self.hosts.get(host)
         if size is not None and host in self.used:
             used = self.used[host]
@@ -92,6 +93,36 @@ class _State:
                 for sel in term.selectors:
                     first = sel[0] if sel else None
                     self.holders.setdefault(first, []).append((term, d, name))
+
+    def remove(self, request: VmRequest, host: str, terms: Sequence[Term]) -> None:
+        """Undo `add` of one VM on `host`, its size included (a VM moving away)."""
+        used = self.used.get(host)
+        if used is not None:
+            used[0] -= request.vcpus
+            used[1] -= request.memory
+            used[2] -= request.disk
+        self.per_template[(request.template, host)] -= 1
+        facts = self.hosts.get(host)
+        if facts is None:
+            return
+        for pair in request.labels.items():
+            for key, counts in self.pair_counts.get(pair, {}).items():
+                d = domain(facts, key)
+                if d is not None and d in counts:
+                    counts[d] -= 1
+                    if counts[d] <= 0:
+                        del counts[d]  # placement asks `d in counts`
+            entries = self.pair_vms.get(pair, [])
+            for n, (placed, where) in enumerate(entries):
+                if where == host and placed == request.labels:
+                    del entries[n]
+                    break
+        for term in terms:
+            if term.anti and term.required:
+                for sel in term.selectors:
+                    first = sel[0] if sel else None
+                    held = self.holders.get(first, [])
+                    self.holders[first] = [h for h in held if h[2] != request.name]
 
     def match_domains(self, term: Term) -> Counter[str]:
         """Domains (of the term's key) holding placed VMs the term matches, with counts."""
@@ -137,7 +168,7 @@ class _State:
 
 
 @dataclass
-class _Rules:
+class Rules:
     """What one VM asks, computed once against the current state."""
 
     request: VmRequest
@@ -146,7 +177,8 @@ class _Rules:
     preferred: list[tuple[Term, Counter[str]]]
 
 
-def _rules(state: _State, request: VmRequest, terms: Sequence[Term]) -> _Rules:
+def rules_for(state: State, request: VmRequest, terms: Sequence[Term]) -> Rules:
+    """What the VM's terms (and placed VMs' anti-affinity) ask of a host, against `state`."""
     forbidden: dict[str, dict[str, Term | str]] = defaultdict(dict)
     required: list[tuple[Term, Counter[str]]] = []
     preferred: list[tuple[Term, Counter[str]]] = []
@@ -161,10 +193,10 @@ def _rules(state: _State, request: VmRequest, terms: Sequence[Term]) -> _Rules:
             preferred.append((term, counts))
     for key, d, holder in state.reverse_anti(request.labels):
         forbidden[key].setdefault(d, holder)
-    return _Rules(request, forbidden, required, preferred)
+    return Rules(request, forbidden, required, preferred)
 
 
-def _check(state: _State, rules: _Rules, name: str, *, every: bool) -> list[str]:
+def check(state: State, rules: Rules, name: str, *, every: bool) -> list[str]:
     """Why `name` cannot take the VM (empty: it can); the first reason, or all with `every`."""
     req = rules.request
     host = state.hosts[name]
@@ -232,9 +264,11 @@ def _forbidden_reason(why: Term | str, key: str, d: str) -> str:
     return f"{why}'s anti-affinity excludes this VM from {key} {d}"
 
 
-def _score(
-    state: _State, rules: _Rules, name: str, strategy: Strategy
+def rank(
+    state: State, rules: Rules, name: str, strategy: Strategy
 ) -> tuple[float, float, float, float, float]:
+    """Host `name`'s rank for the VM, lowest best: (node preference, minus the preferred
+    affinity score, 0 for KVM else 1, the strategy's load key, the host's order)."""
     req = rules.request
     host = state.hosts[name]
     pref = req.preference.index(name) if name in req.preference else len(req.preference)
@@ -247,6 +281,6 @@ def _score(
     return (pref, -soft, kvm, *_load_key(state, name, strategy))
 
 
-def _load_key(state: _State, name: str, strategy: Strategy) -> tuple[float, float]:
+def _load_key(state: State, name: str, strategy: Strategy) -> tuple[float, float]:
     load = state.utilisation(name)
     return (load if strategy == "spread" else -load, state.order[name])

@@ -16,10 +16,10 @@ from vmfleet.drivers.domainxml import (
     DiskConfig,
     DomainConfig,
     FileSource,
-    KernelBoot,
     NicConfig,
 )
 from vmfleet.drivers.metadata import OwnerMetadata
+from vmfleet.engine.provision.definition import kernel_boot
 from vmfleet.spec.models import FleetSpec
 from vmfleet.spec.resolve import networks
 
@@ -53,7 +53,6 @@ def domain_xml(
         )
         for nic in instance.nics
     )
-    kernel = fields.kernel
     return DomainConfig(
         name=vm.name,
         domain_type=config.spec.domain_type,
@@ -67,11 +66,7 @@ def domain_xml(
         guest_agent=False,
         graphics="vnc" if fields.graphics == "vnc" else None,
         firmware=fields.firmware,  # type: ignore[arg-type]
-        kernel_boot=KernelBoot(
-            kernel=kernel.kernel, initrd=kernel.initrd, cmdline=kernel.cmdline or None
-        )
-        if kernel
-        else None,
+        kernel_boot=kernel_boot(fields.kernel),
         owner=OwnerMetadata(
             fleet=fleet,
             vm=vm.name,

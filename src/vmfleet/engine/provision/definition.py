@@ -31,6 +31,7 @@ from vmfleet.engine.provision.ports import CONTROL_GUEST_PORT, FORWARD_SLOT_BASE
 
 if TYPE_CHECKING:
     from vmfleet.drivers.libvirt import LibvirtHost
+    from vmfleet.spec import models
 
 
 def existing_disks(ctx: FleetContext, instance: Instance, host_name: str) -> tuple[DiskConfig, ...]:
@@ -91,6 +92,13 @@ def domain_type(ctx: FleetContext, host: LibvirtHost, host_name: str, arch: str 
     return "kvm" if kvm else "qemu"
 
 
+def kernel_boot(kernel: models.KernelBoot | None) -> KernelBoot | None:
+    """The spec's direct kernel boot as the domain XML takes it (no cmdline when empty)."""
+    if kernel is None:
+        return None
+    return KernelBoot(kernel=kernel.kernel, initrd=kernel.initrd, cmdline=kernel.cmdline or None)
+
+
 def owner(ctx: FleetContext, instance: Instance, host: LibvirtHost) -> OwnerMetadata:
     """The owner mark of a VM as the spec has it now (with its SSH host public key)."""
     return OwnerMetadata(
@@ -142,7 +150,6 @@ def domain_config(
         # nat/isolated networks carry their own <mtu>, which libvirt gives every tap device
         mtu = net.mtu if net is not None and net.mode in ("bridge", "existing") else None
         nics.append(NicConfig(mac=nic.mac, attachment=attachment, model=nic.model, mtu=mtu))  # type: ignore[arg-type]
-    kernel = fields.kernel
     kvm = domain_type(ctx, host, host_name, fields.arch) == "kvm"
     runs_as = guestarch.guest_platform(
         fields.arch, kvm=kvm, machine=fields.machine, cpu_model=fields.cpu_model
@@ -161,11 +168,7 @@ def domain_config(
         guest_agent=True,
         graphics="vnc" if fields.graphics == "vnc" else None,
         firmware=fields.firmware,  # type: ignore[arg-type]
-        kernel_boot=KernelBoot(
-            kernel=kernel.kernel, initrd=kernel.initrd, cmdline=kernel.cmdline or None
-        )
-        if kernel
-        else None,
+        kernel_boot=kernel_boot(fields.kernel),
         owner=owner(ctx, instance, host),
         description=fields.description,
     )
