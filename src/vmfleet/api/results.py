@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar
 
 from vmfleet.core.plan import Plan
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
+from vmfleet.engine.ha.status import HaVmState
 from vmfleet.errors import FleetError
 
 Row = TypeVar("Row")
@@ -69,7 +70,8 @@ class ExpandedVm:
 @dataclass(frozen=True, slots=True)
 class VmInfo:
     """One VM as the hosts report it now (`list`); `state` is a libvirt state, or `absent`
-    (no host has it), `unreachable`, or `... (not in spec)` for a VM the spec dropped."""
+    (no host has it), `unreachable`, or `... (not in spec)` for a VM the spec dropped; for
+    an HA VM, the cluster's state and `ha` (the cluster's and DRBD's view)."""
 
     name: str
     template: str
@@ -83,6 +85,7 @@ class VmInfo:
     uptime_seconds: int | None
     user: str | None = None  # the login user (None for a VM the spec dropped)
     pending: bool = False  # a change is defined for its next boot and not running yet
+    ha: HaVmState | None = None  # an HA VM: its cluster's view (migration, fail count, disks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from vmfleet.engine.access import (
 )
 from vmfleet.engine.execute import ExecResult
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
+from vmfleet.engine.ha.status import HaVmState
 from vmfleet.engine.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
 from vmfleet.engine.snapshots import CreateReport as SnapshotReport
 from vmfleet.engine.snapshots import MemberResult as SnapshotResult
@@ -22,6 +23,7 @@ __all__ = [
     "Endpoint",
     "ExecResult",
     "GroupPowerError",
+    "HaVmState",
     "LogEvent",
     "MemberOutcome",
     "SnapshotReport",

@@ -12,6 +12,7 @@ import typer
 from vmfleet.api.day2 import POWER_VERBS
 from vmfleet.api.types import GroupPowerError
 from vmfleet.cli import completion, render
+from vmfleet.cli.cluster import disks_text
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.core import groups as core
@@ -120,11 +121,18 @@ def status(
         found = fleet.status(group)
         vms = fleet.list() if group is None and output is OutputFormat.table else ()
     if vms:
+        disks = {vm.name: disks_text(vm.ha) for vm in vms if vm.ha}
         emit(
-            [render.plain(vm) for vm in vms],
+            [{**render.plain(vm), "disks": disks.get(vm.name)} for vm in vms],
             fmt=output,
             title=f"fleet {fleet.name}",
-            columns=[("name", "VM"), ("state", "State"), ("host", "Host"), ("ip", "IP")],
+            columns=[
+                ("name", "VM"),
+                ("state", "State"),
+                ("host", "Host"),
+                ("ip", "IP"),
+                *([("disks", "HA disks")] if disks else []),
+            ],
         )
     by_name = {g.name: g for g in found}
     data = [_group_json(g) for g in found]

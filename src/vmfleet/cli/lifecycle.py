@@ -15,6 +15,7 @@ import yaml
 
 from vmfleet.api import Confirm
 from vmfleet.cli import completion, render
+from vmfleet.cli.cluster import disks_text
 from vmfleet.cli.common import (
     FleetFile,
     Output,
@@ -256,11 +257,17 @@ def list_vms(
     state: StateOpt = None,
 ) -> None:
     """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime (and the
-    login user with `-o wide`)."""
+    login user with `-o wide`); HA VMs with their cluster's state and each disk's DRBD role
+    and sync state."""
     with open_fleet(file, state, run_log=False) as fleet:
-        rows = [render.plain(vm) for vm in fleet.list()]
+        vms = fleet.list()
+    rows = [render.plain(vm) for vm in vms]
+    disks = {vm.name: disks_text(vm.ha) for vm in vms if vm.ha}
     emit(
-        [{**r, "pending": "next boot" if r["pending"] else ""} for r in rows],
+        [
+            {**r, "pending": "next boot" if r["pending"] else "", "disks": disks.get(r["name"])}
+            for r in rows
+        ],
         data=rows,
         fmt=OutputFormat.table if output is ListFormat.wide else OutputFormat(output.value),
         title=f"fleet {fleet.name}",
@@ -275,6 +282,7 @@ def list_vms(
             ("ip", "IP"),
             ("uptime", "Uptime"),
             ("pending", "Pending restart"),
+            *([("disks", "HA disks")] if disks else []),
             *([("user", "User")] if output is ListFormat.wide else []),
         ],
     )
