@@ -6,6 +6,7 @@ is not rebooted), a node power cut restarts the VM on the other node with one co
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -114,6 +115,11 @@ def test_up_puts_anti_affine_vms_on_different_nodes(cluster: Lab, fleet: Path) -
     assert "nothing to change" in vmfleet("cluster", "up", str(fleet))
     listing = vmfleet("list", str(fleet), "-o", "json")
     assert "micro-0" in listing and "cluster lab" in listing
+    shown = json.loads(vmfleet("cluster", "status", str(fleet), "-o", "json"))
+    vms = [row for row in shown if row["kind"] == "vm"]
+    assert sorted(row["name"] for row in vms) == ["micro-0", "micro-1"]
+    # shared storage: nothing to replicate, so no DRBD state is read or shown
+    assert [d["state"] for row in vms for d in row["disks"]] == ["shared", "shared"]
 
 
 def test_stop_and_start_go_through_the_cluster(cluster: Lab, fleet: Path) -> None:
