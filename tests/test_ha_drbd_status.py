@@ -23,6 +23,7 @@ from vmfleet.drivers.pacemaker import INFINITY, parse_status
 from vmfleet.engine import ha
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.ha.status import HaVmState
+from vmfleet.errors import OperationTimeout
 from vmfleet.spec.load import load
 from vmfleet.state.store import Store
 
@@ -201,6 +202,9 @@ def test_output_of_another_shape_gives_a_reason_or_defaults_never_a_crash(
     runner.script(["node", "n1", "drbdsetup"], stdout="drbdsetup: unknown option --json")
     (disk,) = vm_a(context(runner)).disks
     assert disk.state.startswith("unknown (drbdsetup printed something that is not JSON")
+    runner.script(["node", "n1", "drbdsetup"], raises=OperationTimeout("killed"))
+    (disk,) = vm_a(context(runner)).disks
+    assert disk.state.startswith("unknown (drbdsetup did not answer within 30 s, no linstor;")
     odd = parse_drbdsetup('[{"name": "a_sda", "devices": 3, "connections": ["x", {}]}]', node="n1")
     assert [(r.role, r.disk, len(r.peers)) for r in odd] == [("Unknown", "DUnknown", 1)]
     assert parse_linstor('[[{"name": "a_sda", "node_name": "n1", "volumes": [1]}]]', node="n1")

@@ -17,6 +17,7 @@ from typing import Any
 
 from vmfleet.drivers.commands import CommandError, CommandResult
 from vmfleet.drivers.pacemaker import ClusterTools, remote
+from vmfleet.errors import OperationTimeout
 
 NOT_FOUND = 127  # a shell's (ssh, sh -c) and nsenter's exit code for a missing program
 DRBDSETUP = ("drbdsetup", "status", "--json")
@@ -199,6 +200,8 @@ def _ask(tools: ClusterTools, argv: Sequence[str]) -> tuple[CommandResult | None
         if error.returncode is None:
             return None, f"no {argv[0]}"
         return None, f"{argv[0]} failed: {error}"
+    except OperationTimeout:
+        return None, f"{argv[0]} did not answer within {TIMEOUT:.0f} s"
     if result.returncode == NOT_FOUND:
         return None, f"no {argv[0]}"
     if not result.ok:
