@@ -156,6 +156,9 @@ def test_migrate_is_live(cluster: Lab, fleet: Path) -> None:
     assert "migrated" in reason  # the guest came over running, it was not booted again
     cib = cluster.run(target, ["cibadmin", "--query", "--scope", "constraints"])
     assert "cli-prefer" not in cib  # the move constraint was cleared
+    shown = json.loads(vmfleet("cluster", "status", str(fleet), "-o", "json"))
+    (row,) = [r for r in shown if r["name"] == "micro-0"]
+    assert (row["state"], row["where"], row["migration"]) == ("started", target, None)
     print(f"live migration {source} -> {target}: {took:.1f} s")
 
 
