@@ -6,6 +6,7 @@ is not rebooted), a node power cut restarts the VM on the other node with one co
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -114,6 +115,11 @@ def test_up_puts_anti_affine_vms_on_different_nodes(cluster: Lab, fleet: Path) -
     assert "nothing to change" in vmfleet("cluster", "up", str(fleet))
     listing = vmfleet("list", str(fleet), "-o", "json")
     assert "micro-0" in listing and "cluster lab" in listing
+    shown = json.loads(vmfleet("cluster", "status", str(fleet), "-o", "json"))
+    vms = [row for row in shown if row["kind"] == "vm"]
+    assert sorted(row["name"] for row in vms) == ["micro-0", "micro-1"]
+    # shared storage: nothing to replicate, so no DRBD state is read or shown
+    assert [d["state"] for row in vms for d in row["disks"]] == ["shared", "shared"]
 
 
 def test_stop_and_start_go_through_the_cluster(cluster: Lab, fleet: Path) -> None:
@@ -150,6 +156,9 @@ def test_migrate_is_live(cluster: Lab, fleet: Path) -> None:
     assert "migrated" in reason  # the guest came over running, it was not booted again
     cib = cluster.run(target, ["cibadmin", "--query", "--scope", "constraints"])
     assert "cli-prefer" not in cib  # the move constraint was cleared
+    shown = json.loads(vmfleet("cluster", "status", str(fleet), "-o", "json"))
+    (row,) = [r for r in shown if r["name"] == "micro-0"]
+    assert (row["state"], row["where"], row["migration"]) == ("started", target, None)
     print(f"live migration {source} -> {target}: {took:.1f} s")
 
 

@@ -157,13 +157,15 @@ class Clusters(FleetBase):
             for vm in report.vms:
                 fields = sizes[vm.vm]
                 state = f"{vm.state} (cluster {report.name})"
+                if vm.fail_count:
+                    state += f", {vm.fail_count} failures"
                 if vm.problem:
                     state += f": {vm.problem}"
                 rows.append(
                     VmInfo(
                         vm.vm, templates[vm.vm],
-                        ",".join(vm.nodes), state, fields.vcpus, format_size(fields.memory),
-                        format_size(fields.disk), None, None, None,
+                        vm.where, state, fields.vcpus, format_size(fields.memory),
+                        format_size(fields.disk), None, None, None, ha=vm,
                     )
                 )  # fmt: skip
         return tuple(rows)

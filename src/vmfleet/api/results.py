@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 from vmfleet.core.drift import PinDrift
 from vmfleet.core.plan import Plan
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
+from vmfleet.engine.ha.status import HaVmState
 from vmfleet.engine.inflight import MigrationInFlight
 from vmfleet.errors import FleetError
 
@@ -73,7 +74,8 @@ class VmInfo:
     """One VM as the hosts report it now (`list`); `state` is a libvirt state, or `absent`
     (no host has it), `unreachable`, or `... (not in spec)` for a VM the spec dropped.
     `migration`: the move in flight (the VM is listed on its source until the move is
-    done); `drift`: it runs elsewhere than its `host:` pin (moved only on request)."""
+    done); `drift`: it runs elsewhere than its `host:` pin (moved only on request); for an
+    HA VM, the cluster's state and `ha` (the cluster's and DRBD's view)."""
 
     name: str
     template: str
@@ -89,6 +91,7 @@ class VmInfo:
     pending: bool = False  # a change is defined for its next boot and not running yet
     migration: MigrationInFlight | None = None
     drift: PinDrift | None = None
+    ha: HaVmState | None = None  # an HA VM: its cluster's view (migration, fail count, disks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from vmfleet.engine.access import (
 )
 from vmfleet.engine.execute import ExecResult
 from vmfleet.engine.groups import GroupPowerError, MemberOutcome
+from vmfleet.engine.ha.status import HaVmState
 from vmfleet.engine.inflight import MigrationInFlight
 from vmfleet.engine.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
 from vmfleet.engine.snapshots import CreateReport as SnapshotReport
@@ -24,6 +25,7 @@ __all__ = [
     "Endpoint",
     "ExecResult",
     "GroupPowerError",
+    "HaVmState",
     "LogEvent",
     "MemberOutcome",
     "MigrationInFlight",

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from vmfleet.api import Fleet
+from vmfleet.api.types import HaVmState
+from vmfleet.cli import render
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, load_fleet, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
 
@@ -39,28 +41,31 @@ def export(
 
 @cluster_app.command()
 def status(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt = None) -> None:
-    """Nodes (online, standby, offline, unclean) and each HA VM as the cluster sees it; a VM
-    libvirt runs where the cluster does not is an error. Exits 1 on any problem."""
+    """Nodes (online, standby, offline, unclean) and each HA VM as the cluster sees it: its
+    node (or a migration in flight), fail count, and each disk's DRBD role and sync state per
+    node (drbdsetup, else linstor). A VM libvirt runs where the cluster does not is an error.
+    Exits 1 on any problem."""
     rows: list[dict[str, object]] = []
+    data: list[dict[str, object]] = []
     with open_fleet(file, state) as fleet:
         reports = fleet.cluster_status()
     for report in reports:
         for node in report.status.nodes:
-            rows.append({"kind": "node", "name": node.name, "cluster": report.name,
-                         "state": node.state, "where": "", "detail": ""})  # fmt: skip
+            row: dict[str, object] = {"kind": "node", "name": node.name, "cluster": report.name,
+                   "state": node.state, "where": "", "detail": ""}  # fmt: skip
+            rows.append(row)
+            data.append(row)
         for vm in report.vms:
-            disks = "; ".join(
-                f"{d.resource} promoted on {','.join(d.promoted_on) or '-'}" for d in vm.disks
-            )
             notes = (
                 f"target {vm.target_role}" if vm.target_role else "",
                 f"{vm.fail_count} failures" if vm.fail_count else "",
-                disks,
+                disks_text(vm),
                 f"error: {vm.problem}" if vm.problem else "",
             )
-            rows.append({"kind": "vm", "name": vm.vm, "cluster": report.name, "state": vm.state,
-                         "where": ",".join(vm.nodes),
-                         "detail": ", ".join(n for n in notes if n)})  # fmt: skip
+            row = {"kind": "vm", "name": vm.vm, "cluster": report.name, "state": vm.state,
+                   "where": vm.where, "detail": ", ".join(n for n in notes if n)}  # fmt: skip
+            rows.append(row)
+            data.append({**row, **vm_data(vm)})
     emit(
         rows,
         fmt=output,
@@ -73,11 +78,29 @@ def status(file: FleetFile, output: Output = OutputFormat.table, state: StateOpt
             ("where", "Node"),
             ("detail", "Detail"),
         ],
-        data=rows,
+        data=data,
     )
     bad = any(vm.problem for r in reports for vm in r.vms)
     if bad or any(n.unclean for r in reports for n in r.status.nodes):
         raise typer.Exit(1)
+
+
+def disks_text(vm: HaVmState) -> str:
+    """Each disk on one line part: `a_sda: syncing 42.5% (n1 Primary/UpToDate, ...)`."""
+    parts = []
+    for disk in vm.disks:
+        copies = ", ".join(f"{r.node} {r.role}/{r.disk}" for r in disk.replicas)
+        parts.append(f"{disk.resource}: {disk.state}" + (f" ({copies})" if copies else ""))
+    return "; ".join(parts)
+
+
+def vm_data(vm: HaVmState) -> dict[str, object]:
+    """An HA VM's cluster view as plain data for -o json/yaml."""
+    data = render.plain(vm)
+    assert isinstance(data, dict)
+    return {
+        k: data[k] for k in ("nodes", "target_role", "fail_count", "migration", "outside", "disks")
+    }
 
 
 @cluster_app.command()

@@ -12,6 +12,7 @@ import typer
 from vmfleet.api.day2 import POWER_VERBS
 from vmfleet.api.types import GroupPowerError
 from vmfleet.cli import completion, render
+from vmfleet.cli.cluster import disks_text
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.core import groups as core
@@ -124,12 +125,22 @@ def status(
     if group is not None:
         members = {m.name for g in found for m in g.members if m.kind == "VirtualMachine"}
         vms = tuple(vm for vm in vms if vm.name in members)
+    disks = {vm.name: disks_text(vm.ha) for vm in vms if vm.ha}
     if vms and group is None and output is OutputFormat.table:
         emit(
-            [{**render.plain(vm), "state": render.vm_state(vm)} for vm in vms],
+            [
+                {**render.plain(vm), "state": render.vm_state(vm), "disks": disks.get(vm.name)}
+                for vm in vms
+            ],
             fmt=output,
             title=f"fleet {fleet.name}",
-            columns=[("name", "VM"), ("state", "State"), ("host", "Host"), ("ip", "IP")],
+            columns=[
+                ("name", "VM"),
+                ("state", "State"),
+                ("host", "Host"),
+                ("ip", "IP"),
+                *([("disks", "HA disks")] if disks else []),
+            ],
         )
     by_name = {g.name: g for g in found}
     data = {"vms": render.plain(vms), "groups": [_group_json(g) for g in found]}

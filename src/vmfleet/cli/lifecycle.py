@@ -15,6 +15,7 @@ import yaml
 
 from vmfleet.api import Confirm
 from vmfleet.cli import completion, render
+from vmfleet.cli.cluster import disks_text
 from vmfleet.cli.common import (
     FleetFile,
     Output,
@@ -257,13 +258,20 @@ def list_vms(
 ) -> None:
     """Every VM of the fleet with host, state, vCPUs, memory, disk, IP and uptime (and the
     login user with `-o wide`); the state says when a VM is being migrated (another
-    command's move) or runs elsewhere than its `host:` pin."""
+    command's move) or runs elsewhere than its `host:` pin; HA VMs with their cluster's
+    state and each disk's DRBD role and sync state."""
     with open_fleet(file, state, run_log=False) as fleet:
         vms = fleet.list()
     rows = [render.plain(vm) for vm in vms]
+    disks = {vm.name: disks_text(vm.ha) for vm in vms if vm.ha}
     emit(
         [
-            {**r, "state": render.vm_state(vm), "pending": "next boot" if r["pending"] else ""}
+            {
+                **r,
+                "state": render.vm_state(vm),
+                "pending": "next boot" if r["pending"] else "",
+                "disks": disks.get(r["name"]),
+            }
             for vm, r in zip(vms, rows, strict=True)
         ],
         data=rows,
@@ -280,6 +288,7 @@ def list_vms(
             ("ip", "IP"),
             ("uptime", "Uptime"),
             ("pending", "Pending restart"),
+            *([("disks", "HA disks")] if disks else []),
             *([("user", "User")] if output is ListFormat.wide else []),
         ],
     )

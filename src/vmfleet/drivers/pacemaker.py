@@ -58,12 +58,35 @@ class ResourceStatus:
     pending: str | None = None  # an operation in flight (Starting, Migrating, ...)
 
 
+# crm_mon shows an operation in flight as the resource's role (Pacemaker 2.1) or, in other
+# versions, in a `pending` attribute
+PENDING_ROLES = ("Starting", "Stopping", "Migrating", "Promoting", "Demoting")
+INFINITY = 1_000_000  # Pacemaker's INFINITY score
+PENDING_RC = 193  # an operation's rc in the history while it runs (call id -1)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One entry of crm_mon's operation history on a node."""
+
+    node: str
+    resource: str
+    task: str  # start, stop, monitor, migrate_to, migrate_from, ...
+    call: int
+    rc: int
+
+    @property
+    def pending(self) -> bool:
+        return self.call == -1 or self.rc == PENDING_RC
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterStatus:
     nodes: tuple[NodeStatus, ...]
     resources: tuple[ResourceStatus, ...]
     fail_counts: tuple[tuple[str, str, int], ...] = ()  # (node, resource, count)
     quorum: bool = True
+    operations: tuple[Operation, ...] = ()
 
     def resource(self, rid: str) -> list[ResourceStatus]:
         return [r for r in self.resources if r.id == rid]
@@ -72,6 +95,10 @@ class ClusterStatus:
         """The nodes where a resource is active and settled (no operation pending there);
         two for a VM would be a split brain."""
         return [n for r in self.resource(rid) if r.active and not r.pending for n in r.nodes]
+
+    def active_on(self, rid: str) -> list[str]:
+        """The nodes where a resource is active, settled or not (a VM still stopping counts)."""
+        return [n for r in self.resource(rid) if r.active for n in r.nodes]
 
 
 def _bool(element: ET.Element, name: str) -> bool:
@@ -97,17 +124,18 @@ def parse_status(xml_text: str) -> ClusterStatus:
     resources: list[ResourceStatus] = []
 
     def add(element: ET.Element, clone: str | None) -> None:
+        role = element.get("role", "")
         resources.append(
             ResourceStatus(
                 id=element.get("id", ""),
                 agent=element.get("resource_agent", ""),
-                role=element.get("role", ""),
+                role=role,
                 target_role=element.get("target_role"),
                 active=_bool(element, "active"),
                 failed=_bool(element, "failed"),
                 nodes=tuple(n.get("name", "") for n in element.iterfind("node")),
                 clone=clone,
-                pending=element.get("pending"),
+                pending=element.get("pending") or (role if role in PENDING_ROLES else None),
             )
         )
 
@@ -118,10 +146,10 @@ def parse_status(xml_text: str) -> ClusterStatus:
             for inner in element.iter("resource"):
                 add(inner, element.get("id") if element.tag == "clone" else None)
     fails = tuple(
-        (node.get("name", ""), history.get("id", ""), int(history.get("fail-count", "0")))
+        (node.get("name", ""), history.get("id", ""), _int(history.get("fail-count")))
         for node in root.iterfind("./node_history/node")
         for history in node.iterfind("resource_history")
-        if int(history.get("fail-count", "0") or 0) > 0
+        if _int(history.get("fail-count")) > 0
     )
     quorum = root.find("./summary/current_dc")
     return ClusterStatus(
@@ -129,6 +157,32 @@ def parse_status(xml_text: str) -> ClusterStatus:
         resources=tuple(resources),
         fail_counts=fails,
         quorum=quorum is None or quorum.get("with_quorum", "true") == "true",
+        operations=_operations(root),
+    )
+
+
+def _int(text: str | None) -> int:
+    """A count or call id; Pacemaker writes an endless fail count as INFINITY."""
+    if text and text.lstrip("+").upper() == "INFINITY":
+        return INFINITY
+    try:
+        return int(text or "0")
+    except ValueError:
+        return 0
+
+
+def _operations(root: ET.Element) -> tuple[Operation, ...]:
+    return tuple(
+        Operation(
+            node=node.get("name", ""),
+            resource=history.get("id", ""),
+            task=op.get("task", ""),
+            call=_int(op.get("call")),
+            rc=_int(op.get("rc")),
+        )
+        for node in root.iterfind("./node_history/node")
+        for history in node.iterfind("resource_history")
+        for op in history.iterfind("operation_history")
     )
 
 

@@ -17,6 +17,7 @@ from vmfleet.core.expand import Instance, expand
 from vmfleet.drivers.pacemaker import ClusterStatus, ClusterTools
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.ha.definition import domain_xml
+from vmfleet.engine.ha.disks import read_views
 from vmfleet.engine.ha.nodes import node_tools, per_node, reachable, wait_for
 from vmfleet.engine.ha.status import HaVmState, vm_state
 from vmfleet.errors import UsageError
@@ -169,7 +170,7 @@ def stop(ctx: FleetContext, vm: str, *, timeout: float = START_TIMEOUT) -> None:
     ha = config.vms[0]
     tools = _tools(ctx, config)
     tools.set_target_role(ha.resource, "Stopped")
-    wait_for(tools, lambda s: not _active_nodes(s, ha), timeout=timeout, what=f"{vm} to stop")
+    wait_for(tools, lambda s: not s.active_on(ha.resource), timeout=timeout, what=f"{vm} to stop")
     ctx.store.event(kind="power", vm=vm, message="stopped through the cluster")
 
 
@@ -215,7 +216,8 @@ class ClusterReport:
 
 def status(ctx: FleetContext) -> list[ClusterReport]:
     """Each cluster's nodes and HA VMs as crm_mon reports them; a VM that libvirt runs on a
-    node where the cluster does not is flagged (`outside`)."""
+    node where the cluster does not is flagged (`outside`); each DRBD disk carries what
+    drbdsetup (else LINSTOR) reports on each online node."""
     reports = []
     for config in configs(ctx):
         tools = _tools(ctx, config)
@@ -225,7 +227,10 @@ def status(ctx: FleetContext) -> list[ClusterReport]:
             if node.online:
                 each = node_tools(ctx.runner, config.spec, node.name)
                 running[node.name] = each.running_domains(config.spec.hypervisor)
-        vms = tuple(vm_state(config, vm, report, libvirt_running=running) for vm in config.vms)
+        views = read_views(ctx.runner, config, report)
+        vms = tuple(
+            vm_state(config, vm, report, libvirt_running=running, drbd=views) for vm in config.vms
+        )
         reports.append(ClusterReport(config.name, report, vms))
     return reports
 
@@ -273,7 +278,7 @@ def down(
 
 
 def _none_active(vms: list[HaVm]) -> Callable[[ClusterStatus], bool]:
-    return lambda status: not any(_active_nodes(status, vm) for vm in vms)
+    return lambda status: not any(status.active_on(vm.resource) for vm in vms)
 
 
 def _record(
