@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from vmfleet.api import Fleet
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, load_fleet, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
 
@@ -33,6 +32,8 @@ def export(
 ) -> None:
     """Print what `up` applies to each cluster, touching nothing: a `<cib>` with the fleet's
     configuration (for review, crm_verify, crm_simulate) or the equivalent `pcs` commands."""
+    from vmfleet.api import Fleet  # the engine loads with the command
+
     with Fleet(load_fleet(file)) as fleet:
         print(fleet.cluster_export(fmt=fmt.value, cluster=cluster), end="")
 

@@ -3,9 +3,13 @@ rows for `-o json|yaml` where every VM carries its steps."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vmfleet.cli.output import OutputFormat, console, emit
-from vmfleet.core.plan import Plan, Step
 from vmfleet.spec.units import format_size
+
+if TYPE_CHECKING:
+    from vmfleet.core.plan import Plan, Step
 
 
 def plan_rows(plan: Plan) -> list[dict[str, object]]:
