@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,6 +84,36 @@ def test_a_command_s_help_imports_nothing_heavy_of_its_own(args: list[str]) -> N
 def test_completing_a_command_name_imports_nothing_heavy_of_its_own() -> None:
     env = {"_VMFLEET_COMPLETE": "complete_bash", "COMP_WORDS": "vmfleet sta", "COMP_CWORD": "1"}
     assert not (HEAVY - {"pydantic"}) & _imported(env=env)
+
+
+# What reading a small fleet needs neither: SSH (asyncio, asyncssh, host keys), seed ISOs, the
+# web stack, and the rooms of the engine that make or remove VMs.
+NOT_FOR_READING = frozenset(
+    {
+        "asyncio",
+        "asyncssh",
+        "cryptography",
+        "pycdlib",
+        "fastapi",
+        "uvicorn",
+        "vmfleet.engine.provision.create",
+        "vmfleet.engine.provision.readiness",
+        "vmfleet.engine.provision.remove",
+    }
+)
+
+
+@pytest.mark.parametrize("command", ["validate", "list"])
+def test_reading_a_fleet_imports_no_ssh_seed_or_web_stack(tmp_path: Path, command: str) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        'hosts: {local: {uri: "test:///default", pool: default-pool}}\n'
+        "defaults: {memory: 64MiB, disk: 16MiB}\nvms: {web: {replicas: 3}}\n"
+    )
+    imported = _imported(command, str(fleet))
+    assert "vmfleet.spec.models" in imported
+    assert not NOT_FOR_READING & imported
+    assert ("libvirt" in imported) is (command == "list")
 
 
 def test_the_lazy_packages_still_export_what_they_list() -> None:
