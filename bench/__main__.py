@@ -8,7 +8,18 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import expand, groups, moves, others, placement, profile, provision, serve, snapshots
+from bench import (
+    expand,
+    groups,
+    moves,
+    others,
+    placement,
+    profile,
+    provision,
+    serve,
+    snapshots,
+    startup,
+)
 
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
@@ -24,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "rebalance": lambda: [moves.rebalance_planning()],
     "migrate": moves.live_migration,
     "drain": moves.drain,
+    "startup": startup.compare,
 }
 
 

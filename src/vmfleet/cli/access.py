@@ -7,18 +7,19 @@ import os
 import re
 import shutil
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 from typer import _click as click
 from typer.core import TyperCommand
 
-from vmfleet.api import types as access
 from vmfleet.cli import completion
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.errors import FleetError, GuestError, UsageError
+
+if TYPE_CHECKING:
+    from vmfleet.api import types as access
 
 Target = Annotated[
     str,
@@ -46,6 +47,8 @@ def ssh(
 
     On a replicated template without an index, lists its replicas and exits 2.
     """
+    from vmfleet.api import types as access  # the engine loads with the command
+
     with open_fleet(file, state) as fleet:
         instances = fleet.resolve([target])
         endpoints = fleet.endpoints([target], readonly=False)
@@ -95,6 +98,8 @@ def inventory(
     state: StateOpt = None,
 ) -> None:
     """An Ansible inventory of the fleet: groups per template, group, host and label."""
+    from vmfleet.api import types as access  # the engine loads with the command
+
     with open_fleet(file, state, run_log=False) as fleet:
         endpoints = fleet.endpoints()
         inv = fleet.inventory()
@@ -104,6 +109,8 @@ def inventory(
     elif list_ or output is OutputFormat.json:
         sys.stdout.write(json.dumps(access.dynamic_inventory(inv), indent=2) + "\n")
     else:
+        import yaml
+
         sys.stdout.write(yaml.safe_dump(inv, sort_keys=False))
 
 

@@ -4,15 +4,16 @@ cluster-routed lifecycle (up, down, start, stop, migrate) of the fleet's HA VMs.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmfleet.api import Fleet
-from vmfleet.api.types import HaVmState
 from vmfleet.cli import render
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, load_fleet, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
+
+if TYPE_CHECKING:
+    from vmfleet.api.types import HaVmState
 
 cluster_app = typer.Typer(
     help="HA VMs on Pacemaker clusters: status, standby, export, up/down.", no_args_is_help=True
@@ -35,6 +36,8 @@ def export(
 ) -> None:
     """Print what `up` applies to each cluster, touching nothing: a `<cib>` with the fleet's
     configuration (for review, crm_verify, crm_simulate) or the equivalent `pcs` commands."""
+    from vmfleet.api import Fleet  # the engine loads with the command
+
     with Fleet(load_fleet(file)) as fleet:
         print(fleet.cluster_export(fmt=fmt.value, cluster=cluster), end="")
 

@@ -6,17 +6,21 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from vmfleet import logs
-from vmfleet.api import Fleet
 from vmfleet.cli.output import OutputFormat, err_console
-from vmfleet.cli.progress import ProgressView
-from vmfleet.core.plan import Plan
-from vmfleet.spec.load import LoadedFleet, load
+
+# The API, the engine under it and the spec models (pydantic) load when a command first opens
+# or loads a fleet, not when the commands are registered: `--help`, `--version` and shell
+# completion never need them (tests/test_startup.py checks the modules `--help` imports).
+if TYPE_CHECKING:
+    from vmfleet.api import Fleet
+    from vmfleet.core.plan import Plan
+    from vmfleet.spec.load import LoadedFleet
 
 app = typer.Typer(
     name="vmfleet",
@@ -92,6 +96,7 @@ Output = Annotated[
 
 
 def load_fleet(path: Path) -> LoadedFleet:
+    from vmfleet.spec.load import load
 
     loaded = load(path)
     for warning in loaded.document.warnings:
@@ -126,6 +131,9 @@ def open_fleet(
     With `run_log` (commands that may change something; read-only ones pass False and leave
     the state folder as it was), every event of the run also goes to a
     new file in the state folder's `logs/`."""
+    from vmfleet.api import Fleet
+    from vmfleet.cli.progress import ProgressView
+
     loaded = load_fleet(file)
     with (
         ProgressView(on_plan) as view,

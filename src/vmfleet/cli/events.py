@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmfleet.api.types import LogEvent
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
 from vmfleet.errors import UsageError
 from vmfleet.spec.units import parse_duration
+
+if TYPE_CHECKING:
+    from vmfleet.api.types import LogEvent
 
 FOLLOW_POLL = 0.5
 

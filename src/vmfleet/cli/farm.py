@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from vmfleet.api.farm import FarmRun
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.errors import FleetError
+
+if TYPE_CHECKING:
+    from vmfleet.api.farm import FarmRun
 
 farm_app = typer.Typer(
     help="Test farm: run the matrix's phases, show its cells, remove VMs or stale snapshots.",

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmfleet.api.day2 import POWER_VERBS
-from vmfleet.api.types import GroupPowerError
 from vmfleet.cli import completion, render
 from vmfleet.cli.cluster import disks_text
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
-from vmfleet.core import groups as core
 from vmfleet.errors import UsageError
+
+if TYPE_CHECKING:
+    from vmfleet.core import groups as core
 
 
 def _time(at: float | None) -> str | None:
@@ -48,6 +48,9 @@ def power(
     """Power a group: `on` walks its boot order tier by tier (each tier's readiness gate and
     delay before the next), `off` stops tiers in reverse (graceful, then forced), `suspend`
     and `resume` act on all members at once. Exits 1 if a gate or a member failed."""
+    from vmfleet.api.day2 import POWER_VERBS  # the engine loads with the command
+    from vmfleet.api.types import GroupPowerError
+
     if len(args) == 3 and args[0] in POWER_VERBS:
         verb: str | None = args[0]
         file, group = args[1], args[2]

@@ -3,15 +3,17 @@ host-by-host explanation behind `vmfleet plan --explain VM`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmfleet.api import Fleet
 from vmfleet.cli.common import FleetFile, Output, StateOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
 from vmfleet.errors import PlacementError
 from vmfleet.spec.units import format_size
+
+if TYPE_CHECKING:
+    from vmfleet.api import Fleet
 
 
 @app.command()

@@ -8,12 +8,10 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 
-from vmfleet.api import Confirm
 from vmfleet.cli import completion, render
 from vmfleet.cli.cluster import disks_text
 from vmfleet.cli.common import (
@@ -28,7 +26,10 @@ from vmfleet.cli.common import (
 )
 from vmfleet.cli.output import OutputFormat, console, emit
 from vmfleet.cli.planview import show_plan
-from vmfleet.core.plan import Plan
+
+if TYPE_CHECKING:
+    from vmfleet.api import Confirm
+    from vmfleet.core.plan import Plan
 
 Targets = Annotated[
     list[str] | None,
@@ -111,6 +112,8 @@ def show(file: FleetFile, output: Output = OutputFormat.table) -> None:
 @app.command()
 def convert(file: FleetFile) -> None:
     """Print the native fleet-file form of any supported format (validated first)."""
+    import yaml
+
     loaded = load_fleet(file)
     header = f"# converted by vmfleet from {file.name} ({loaded.format})\n"
     data = loaded.document.data

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmfleet.api import MoveReport, MoveResult
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit, err_console
 from vmfleet.errors import UsageError
+
+if TYPE_CHECKING:
+    from vmfleet.api import MoveReport, MoveResult
 
 HostArg = Annotated[str, typer.Argument(help="A host of the fleet.", show_default=False)]
 ParallelOpt = Annotated[int, typer.Option("--parallel", "-j", min=1, help="Moves at a time.")]

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -38,6 +37,8 @@ def emit(
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
     if fmt is OutputFormat.yaml:
+        import yaml  # not loaded by commands that never print YAML (--help, --version)
+
         sys.stdout.write(yaml.safe_dump(payload, sort_keys=False, default_flow_style=False))
         return
     table = Table(title=title, show_lines=False, header_style="bold")

@@ -5,14 +5,18 @@ carries its steps and sizes and every host step its network or image."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vmfleet.cli.output import OutputFormat, console, emit
-from vmfleet.core.expand import Instance, InstanceNic
-from vmfleet.core.plan import Action, Change, Facts, Plan, Step, Summary, summarize
 from vmfleet.spec.units import format_duration, format_size
 
 _COLOURS = {"create": "green", "change": "yellow", "unchanged": "dim", "remove": "red"}
 _SIGNS = {"create": "+", "change": "~", "remove": "-", "unchanged": "=", "start": ">"}
 _HOST_SIGNS = {"network-create": "+", "image-upload": "+", "network-remove": "-"}
+
+if TYPE_CHECKING:
+    from vmfleet.core.expand import Instance, InstanceNic
+    from vmfleet.core.plan import Action, Change, Facts, Plan, Step, Summary
 
 
 def plan_rows(plan: Plan) -> list[dict[str, object]]:
@@ -169,6 +173,8 @@ def show_plan(plan: Plan, *, output: OutputFormat) -> None:
         )
     for step in teardown:
         console.print(_host_line(plan.facts, step), highlight=False)
+    from vmfleet.core.plan import summarize  # here: `vmfleet --help` loads no spec models
+
     line = summary_line(summarize(plan))
     if plan.drift:
         line += f", {len(plan.drift)} off their pinned host (not moved)"

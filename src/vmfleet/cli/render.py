@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vmfleet.api import VmInfo, VmOutcome
-from vmfleet.api.types import MemberOutcome
 from vmfleet.cli.output import OutputFormat, emit
+
+if TYPE_CHECKING:
+    from vmfleet.api import VmInfo, VmOutcome
+    from vmfleet.api.types import MemberOutcome
 
 
 def plain(value: Any) -> Any:

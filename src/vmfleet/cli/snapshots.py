@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmfleet.api.types import SNAPSHOT_TIMEOUT, SnapshotResult
 from vmfleet.cli import render
 from vmfleet.cli.common import FleetFile, Output, StateOpt, WaitOpt, app, open_fleet
 from vmfleet.cli.output import OutputFormat, console, emit
+from vmfleet.core.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.units import format_size
+
+if TYPE_CHECKING:
+    from vmfleet.api.types import SnapshotResult
 
 snapshot_app = typer.Typer(
     help="Snapshots of VMs, groups or the whole fleet: create, list, revert, delete.",

@@ -7,14 +7,16 @@ import os
 import re
 import shutil
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmfleet.api import types as access
 from vmfleet.cli import completion
 from vmfleet.cli.common import FleetFile, StateOpt, app, open_fleet
 from vmfleet.errors import FleetError, UsageError
+
+if TYPE_CHECKING:
+    from vmfleet.api import types as access
 
 _REMOTE = re.compile(r"^(?P<vm>[a-z0-9][a-z0-9@-]*):")
 _PORTS = re.compile(r"^(?:(?P<local>\d{1,5}):)?(?P<remote>\d{1,5})$")
@@ -52,6 +54,8 @@ def _exec(argv: list[str]) -> None:
 
 
 def _endpoint(file: FleetFile, state: StateOpt, vm: str) -> access.Endpoint:
+    from vmfleet.api import types as access  # the engine loads with the command
+
     with open_fleet(file, state) as fleet:
         endpoints = fleet.endpoints([vm])
     if len(endpoints) != 1:
@@ -78,6 +82,8 @@ def scp(
     vm = remote_vm(paths)
     endpoint = _endpoint(file, state, vm)
     named = [endpoint.vm + p.removeprefix(vm) if p.startswith(f"{vm}:") else p for p in paths]
+    from vmfleet.api import types as access
+
     _exec(access.scp_argv(endpoint, named, recursive=recursive))
 
 
@@ -101,4 +107,6 @@ def port_forward(
     local, remote = ports(spec)
     endpoint = _endpoint(file, state, vm)
     print(f"forwarding 127.0.0.1:{local} -> {endpoint.vm}:{remote} (Ctrl-C stops)", flush=True)
+    from vmfleet.api import types as access
+
     _exec(access.forward_argv(endpoint, local=local, remote=remote))

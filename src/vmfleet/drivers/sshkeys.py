@@ -13,9 +13,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 _lock = threading.Lock()
 
 
@@ -27,6 +24,11 @@ class KeyPair:
 
 def generate_ed25519(comment: str = "") -> KeyPair:
     """A fresh ed25519 key pair in OpenSSH formats."""
+    # cryptography loads here, not with the module: commands that only read the fleet
+    # (validate, list) import this module through the engine but never make a key.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,

@@ -7,7 +7,6 @@ recorded. A VM that cannot be reached counts as failed, with the reason as its o
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ def run(
     progress: Progress | None = None,
 ) -> list[ExecResult]:
     """Run `command` on every endpoint, at most `parallel` at a time; results in input order."""
+    import asyncio  # here, not with the module: the API imports it for every command
+
     return asyncio.run(
         _run_all(endpoints, command, timeout=timeout, parallel=parallel, progress=progress)
     )
@@ -54,6 +55,8 @@ async def _run_all(
     parallel: int,
     progress: Progress | None,
 ) -> list[ExecResult]:
+    import asyncio
+
     limit = asyncio.Semaphore(parallel)
 
     async def one(ep: Endpoint) -> ExecResult:
@@ -73,6 +76,8 @@ async def _run_all(
 
 
 async def _run_one(ep: Endpoint, command: str, *, timeout: float) -> ExecResult:
+    import asyncio
+
     started = time.monotonic()
     if ep.state != "running" or ep.address is None:
         reason = f"not running ({ep.state})" if ep.state != "running" else "no address yet"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from vmfleet.core import groups
 from vmfleet.core.expand import Instance
+from vmfleet.core.snapshots import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT  # re-exported
 from vmfleet.engine.apply import observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import UsageError
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from vmfleet.drivers.libvirt import SnapshotInfo
 
 
-DEFAULT_TIMEOUT = 300.0
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 Consistency = Literal["application", "crash", "offline"]
 _NOTE_RE = re.compile(r"vmfleet: state=(\w+) consistency=(\w+)")
