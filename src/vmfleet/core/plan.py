@@ -62,6 +62,9 @@ class Observed:
     data_disks: tuple[int, ...] | None = None
     attached_data_disks: int | None = None  # data disks the running domain has (None: unknown)
     runtime_hash: str | None = None  # of what the live VM runs (`runtime_hash`); None: unknown
+    # `memory_bytes` is what the VM has now (a running VM's balloon); this its boot maximum,
+    # up to which the balloon gives memory back live (None: unknown, taken as memory_bytes).
+    max_memory_bytes: int | None = None
 
     @property
     def running(self) -> bool:
@@ -348,11 +351,10 @@ def _changes(instance: Instance, seen: Observed) -> tuple[Change, ...]:
     fields, off = instance.fields, not seen.running
     out: list[Change] = []
     if fields.memory != seen.memory_bytes:
-        # Shrinking works live (the balloon); growing past the boot maximum needs a restart.
+        # The balloon works live up to the boot maximum; past it needs a restart.
+        ceiling = seen.max_memory_bytes or seen.memory_bytes
         out.append(
-            Change(
-                "memory", seen.memory_bytes, fields.memory, off or fields.memory < seen.memory_bytes
-            )
+            Change("memory", seen.memory_bytes, fields.memory, off or fields.memory <= ceiling)
         )
     if fields.vcpus != seen.vcpus:
         out.append(Change("vcpus", seen.vcpus, fields.vcpus, live=off))
