@@ -4,17 +4,22 @@ running micro guests on the real libvirtd.
 Each scrape is one `getAllDomainStats` call for the host plus the group conditions, rendered
 by prometheus_client; measured through the ASGI app in-process (no socket), the first scrape
 (which reads each domain's owner metadata once) apart from the steady ones. Every scrape
-looks at the hosts afresh (serve would reuse a look for requests within a second).
+looks at the hosts afresh (serve would reuse a look for requests within a second). The
+operation histograms read the durations recorded since the last scrape: measured with none
+and with the most one scrape reads (SCRAPE_ROWS, written by another connection, as a CLI
+run would, before each scrape and outside its time).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -22,6 +27,7 @@ from tests.e2e_support import micro_fleet_yaml
 from tests.support.testfleet import domain_xml
 
 from vmfleet.serve.app import create_app
+from vmfleet.serve.histograms import SCRAPE_ROWS
 from vmfleet.serve.service import ServedFleet, Service
 from vmfleet.spec.load import load
 
@@ -43,10 +49,24 @@ def scrape_100() -> list[dict[str, object]]:
         for i in fleet.context().instances():
             host.define(domain_xml("bscrape", i.name, i.template, i.index))
             host.start(i.name)
-        return [_measure(fleet, f"/metrics of {VMS} running VMs (test driver)")]
+        measure = f"/metrics of {VMS} running VMs (test driver)"
+        steady = _measure(fleet, measure, close=False)
+        db = sqlite3.connect(Path(tmp) / "s" / "state.db")
+
+        def backlog() -> None:  # another process's runs, recorded since the last scrape
+            now = time.time()
+            db.executemany(
+                "INSERT INTO durations (at, operation, subject, seconds) VALUES (?, ?, ?, ?)",
+                [(now, "ready", f"bvm-{n % VMS}", (n % 600) / 10) for n in range(SCRAPE_ROWS)],
+            )
+            db.commit()
+
+        loaded = _measure(fleet, f"{measure}, {SCRAPE_ROWS} new durations", before=backlog)
+        db.close()
+        return [steady, loaded]
 
 
-def scrape_micro(count: int = 4) -> list[dict[str, object]]:
+def scrape_micro(count: int = 4, scrapes: int = 10) -> list[dict[str, object]]:
     """Milliseconds per scrape of `count` running micro guests on qemu:///system (TCG)."""
     cli = [sys.executable, "-m", "vmfleet.cli.main"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,21 +77,30 @@ def scrape_micro(count: int = 4) -> list[dict[str, object]]:
         served = ServedFleet(load(path), state=Path(tmp) / "s")
         try:
             measure = f"/metrics of {count} running micro guests (qemu:///system)"
-            return [_measure(served, measure, scrapes=10)]
+            return [_measure(served, measure, scrapes=scrapes)]
         finally:
             subprocess.run([*cli, "down", str(path), "--yes"], check=True, capture_output=True)
 
 
-def _measure(fleet: ServedFleet, measure: str, *, scrapes: int = SCRAPES) -> dict[str, object]:
-    """Scrape once, then `scrapes` times, each a fresh look at the hosts; closes `fleet`."""
+def _measure(
+    fleet: ServedFleet,
+    measure: str,
+    *,
+    scrapes: int = SCRAPES,
+    before: Callable[[], None] = lambda: None,
+    close: bool = True,
+) -> dict[str, object]:
+    """Scrape once, then `scrapes` times, each a fresh look at the hosts after `before`
+    (not timed); closes `fleet` when `close`."""
     svc = Service(fleet)
     client = TestClient(create_app(svc, token="t", reads_need_token=False))
     try:
-        first = _timed(client, svc)
-        times = [_timed(client, svc) for _ in range(scrapes)]
+        first = _timed(client, svc, before)
+        times = [_timed(client, svc, before) for _ in range(scrapes)]
         series = client.get("/metrics").text.count("\nvmfleet_vm_state{")
     finally:
-        fleet.close()
+        if close:
+            fleet.close()
     return {
         "measure": measure,
         "first_ms": first,
@@ -82,7 +111,8 @@ def _measure(fleet: ServedFleet, measure: str, *, scrapes: int = SCRAPES) -> dic
     }
 
 
-def _timed(client: TestClient, svc: Service) -> float:
+def _timed(client: TestClient, svc: Service, before: Callable[[], None]) -> float:
+    before()
     svc.changed()  # a fresh look every time: no reuse of the last one
     start = time.perf_counter()
     response = client.get("/metrics")
