@@ -24,7 +24,7 @@ from tests.e2e_support import micro_fleet_yaml
 from tests.support import images
 
 from vmfleet.drivers.guest import ssh_banner
-from vmfleet.drivers.metadata import base_volume_name
+from vmfleet.drivers.names import base_volume
 from vmfleet.drivers.qemuimg import sha256
 
 PY = sys.executable
@@ -84,7 +84,7 @@ def _row(
 def up_down(rounds: int = 1) -> list[dict[str, object]]:
     """vmfleet and the floor, interleaved, for up and down of each size; best of `rounds`."""
     rows: list[dict[str, object]] = []
-    base = base_volume_name(image="micro", digest=sha256(images.micro_disk()))
+    base = base_volume(image="micro", digest=sha256(images.micro_disk()))
     args = (base, str(images.micro_kernel()), str(images.micro_initrd()))
     for count in sizes():
         with tempfile.TemporaryDirectory() as tmp:
