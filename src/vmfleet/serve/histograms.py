@@ -6,9 +6,9 @@ and this collector turns the rows into `vmfleet_operation_duration_seconds{fleet
 when /metrics is scraped. The work per scrape is bounded: it reads only the rows recorded
 since the last scrape, at most SCRAPE_ROWS of them (a larger backlog is counted over the
 following scrapes); the first scrape reads the rows recorded since STARTUP_WINDOW seconds
-before `serve` started. The
-counts are kept in memory and only grow, as Prometheus counters do; a restarted `serve`
-starts again from the rows of its window (Prometheus reads that as a counter reset).
+before `serve` started. The counts are kept in memory and only grow, as Prometheus counters
+do; a restarted `serve` starts again from the rows of its window (Prometheus reads that as a
+counter reset).
 """
 
 from __future__ import annotations

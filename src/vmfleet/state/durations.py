@@ -1,7 +1,7 @@
 """How long operations took, recorded by whichever process ran them.
 
 A `vmfleet up` in a terminal, a `migrate` run by a script and an action through `serve`'s
-API are separate processes; each writes its operations' durations into the store's
+API run in different processes; each writes its operations' durations into the store's
 `durations` table as they finish, and `serve` builds its histograms from that table when
 it is scraped (`serve.metrics`). Only operations that end without an exception are
 recorded: an `up` whose result has failed VMs counts, one stopped by bad input or a held
