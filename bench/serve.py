@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e_support import micro_fleet_yaml
 from tests.support.testfleet import domain_xml
 
@@ -67,17 +68,21 @@ def scrape_100() -> list[dict[str, object]]:
 
 
 def scrape_micro(count: int = 4, scrapes: int = 10) -> list[dict[str, object]]:
-    """Milliseconds per scrape of `count` running micro guests on qemu:///system (TCG)."""
+    """Milliseconds per scrape of `count` running micro guests on qemu:///system (TCG), up
+    by the CLI (readiness `running`) in its own process; the row also gives the `up` and
+    `ready` histograms serve then shows, built from what that process recorded."""
     cli = [sys.executable, "-m", "vmfleet.cli.main"]
     with tempfile.TemporaryDirectory() as tmp:
         fleet = f"bscrape-{uuid.uuid4().hex[:6]}"
         path = Path(tmp) / "fleet.yaml"
-        path.write_text(micro_fleet_yaml(fleet, replicas=count, template="bscrape"))
+        path.write_text(
+            micro_fleet_yaml(fleet, replicas=count, template="bscrape", ready="running")
+        )
         subprocess.run([*cli, "up", str(path)], check=True, capture_output=True)
-        served = ServedFleet(load(path), state=Path(tmp) / "s")
+        served = ServedFleet(load(path))  # the CLI's state folder: its durations
         try:
             measure = f"/metrics of {count} running micro guests (qemu:///system)"
-            return [_measure(served, measure, scrapes=scrapes)]
+            return [_measure(served, measure, scrapes=scrapes, histograms=("up", "ready"))]
         finally:
             subprocess.run([*cli, "down", str(path), "--yes"], check=True, capture_output=True)
 
@@ -89,26 +94,34 @@ def _measure(
     scrapes: int = SCRAPES,
     before: Callable[[], None] = lambda: None,
     close: bool = True,
+    histograms: tuple[str, ...] = (),
 ) -> dict[str, object]:
     """Scrape once, then `scrapes` times, each a fresh look at the hosts after `before`
-    (not timed); closes `fleet` when `close`."""
+    (not timed); closes `fleet` when `close`. `histograms`: operations whose count and
+    sum of seconds the row also gives."""
     svc = Service(fleet)
     client = TestClient(create_app(svc, token="t", reads_need_token=False))
     try:
         first = _timed(client, svc, before)
         times = [_timed(client, svc, before) for _ in range(scrapes)]
-        series = client.get("/metrics").text.count("\nvmfleet_vm_state{")
+        text = client.get("/metrics").text
     finally:
         if close:
             fleet.close()
-    return {
+    row: dict[str, object] = {
         "measure": measure,
         "first_ms": first,
         "median_ms": statistics.median(times),
         "p90_ms": statistics.quantiles(times, n=10)[-1],
         "worst_ms": max(times),
-        "vm_state_series": series,
+        "vm_state_series": text.count("\nvmfleet_vm_state{"),
     }
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            operation = sample.labels.get("operation")
+            if operation in histograms and sample.name.endswith(("_count", "_sum")):
+                row[f"{operation}_{sample.name.rsplit('_', 1)[1]}"] = sample.value
+    return row
 
 
 def _timed(client: TestClient, svc: Service, before: Callable[[], None]) -> float:
