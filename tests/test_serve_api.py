@@ -117,8 +117,9 @@ def test_group_power_goes_through_the_group_walk(client: TestClient, ctx: FleetC
     reasons = [e["reason"] for e in client.get("/api/v1/events").json()]
     assert "group-power" in reasons and "action" in reasons
     metrics = client.get("/metrics").text
-    assert 'vmfleet_operation_duration_seconds_count{operation="group-power"} 1.0' in metrics
-    assert 'vmfleet_operation_duration_seconds_count{operation="snapshot"} 0.0' in metrics
+    count = f'vmfleet_operation_duration_seconds_count{{fleet="{ctx.fleet}",operation='
+    assert count + '"group-power"} 1.0' in metrics
+    assert count + '"snapshot"} 0.0' in metrics
 
 
 def test_an_action_waits_for_the_fleet_lock(client: TestClient, ctx: FleetContext) -> None:

@@ -14,6 +14,7 @@ from vmfleet.engine import groups as engine_groups
 from vmfleet.engine import hosts as engine_hosts
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import UsageError
+from vmfleet.state import durations
 
 POWER_VERBS = {
     "on": core_groups.POWERED_ON,
@@ -46,7 +47,8 @@ class Day2(FleetBase):
                 wanted = POWER_VERBS[verb]
             vms = core_groups.vms_of(self.spec, ctx.instances(), group)
             progress = self._stage(f"power {group} {wanted}", vms)
-            return tuple(engine_groups.power(ctx, group, wanted, progress=progress))
+            with durations.timed(ctx.store, "group-power"):
+                return tuple(engine_groups.power(ctx, group, wanted, progress=progress))
 
     def status(self, group: str | None = None) -> tuple[core_groups.GroupStatus, ...]:
         """The group tree (parents first; only `group` and its nested groups when given):

@@ -49,6 +49,7 @@ from vmfleet.engine.context import FleetContext, HostFactory
 from vmfleet.errors import FleetError
 from vmfleet.spec.load import load
 from vmfleet.spec.units import format_size
+from vmfleet.state import durations
 
 ConfirmCallback = Callable[[Confirm], bool]
 
@@ -186,7 +187,7 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
         A VM that fails is rolled back and reported in the result (see
         `UpResult.raise_for_failures`); the groups' step then does not run.
         """
-        with self._locked(f"up {self.path}") as ctx:
+        with self._locked(f"up {self.path}") as ctx, durations.timed(ctx.store, "up"):
             checks.offline(ctx.loaded, ctx.instances(), images=False)
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
@@ -318,7 +319,9 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
         seen = engine.observe(ctx)
         names = self._existing(ctx, targets, seen)
         self._require_present(names, seen, fleet=self.name)
-        return Outcomes(self.name, _outcomes(engine.power(ctx, names, verb)) + cluster_done)
+        with durations.timed(ctx.store, "vm-power"):
+            done = _outcomes(engine.power(ctx, names, verb))
+        return Outcomes(self.name, done + cluster_done)
 
     # --- helpers ------------------------------------------------------------------------------
 

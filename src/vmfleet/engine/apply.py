@@ -29,6 +29,7 @@ from vmfleet.engine import hosts, images, provision, steps
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, HostUnreachableError
 from vmfleet.spec.resolve import networks
+from vmfleet.state import durations
 
 if TYPE_CHECKING:
     from vmfleet.core.expand import Instance
@@ -304,6 +305,7 @@ def _pipeline(
             except FleetError as error:
                 fail(action, error)
                 continue
+            durations.record(ctx.store, "ready", waited, subject=action.vm)
             results[action.vm] = _done(action, what, began[action.vm], waited, progress)
     return [results[a.vm] for a in actions]
 

@@ -28,6 +28,7 @@ from vmfleet.engine.apply import Observation, observe
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, GuestError, OperationTimeout, UsageError
 from vmfleet.spec.models import Ready
+from vmfleet.state import durations
 
 Progress = Callable[[str, str, str], None]
 RECORD_KIND = "group-power"
@@ -292,6 +293,8 @@ def _gate(run: _Run, outcome: MemberOutcome, gate: core.Gate) -> MemberOutcome:
         run.progress(vm, "failed", str(error))
         return outcome
     outcome.ready_at = time.time()
+    if outcome.started_at is not None and outcome.detail in ("started", "resumed"):
+        durations.record(run.ctx.store, "ready", outcome.ready_at - outcome.started_at, subject=vm)
     _event(run.ctx, vm, f"ready ({gate.wait_for})")
     run.progress(vm, "done", f"{outcome.detail}, {gate.wait_for}")
     return outcome

@@ -46,6 +46,7 @@ from vmfleet.errors import (
     PlacementError,
     UsageError,
 )
+from vmfleet.state import durations
 from vmfleet.state.store import JournalEntry
 
 if TYPE_CHECKING:  # libvirt loads only when a move runs (`vmfleet --help` stays light)
@@ -173,6 +174,9 @@ def migrate(
     remove_copy(ctx, source, vm)
     ctx.store.finish(phases.entry)
     ctx.store.event(kind="migrated", vm=vm, message=f"moved from {source} to {target}")
+    durations.record(ctx.store, "migration", report[1], subject=vm)
+    if report[2] is not None:
+        durations.record(ctx.store, "migration-downtime", report[2] / 1000, subject=vm)
     return Report(vm, source, target, report[0], report[1], report[2], fallback)
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vmfleet.drivers.libvirt import DomainState
 from vmfleet.engine.monitor import FleetView
-
-OPERATIONS = ("group-power", "ready", "vm-power", "snapshot", "snapshot-pause-window")
-DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+from vmfleet.serve.histograms import DurationCollector, Reader
 
 
 class FleetCollector(Collector):
@@ -170,18 +168,13 @@ def _group_metrics(view: FleetView) -> Iterator[Metric]:
     yield synced
 
 
-def registry(gather: Callable[[], FleetView]) -> tuple[CollectorRegistry, Histogram]:
-    """The one registry `serve` exposes: the fleet collector and the operation histogram
-    (`vmfleet_operation_duration_seconds{operation}`, observed by the API's actions)."""
+def registry(
+    gather: Callable[[], FleetView], durations: Reader, *, fleet: str
+) -> CollectorRegistry:
+    """The one registry `serve` exposes: the fleet collector and the operation histograms
+    (`vmfleet_operation_duration_seconds{fleet,operation}`, from the durations any process
+    recorded in the state store; see `serve.histograms`)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(FleetCollector(gather))
-    durations = Histogram(
-        "vmfleet_operation_duration_seconds",
-        "How long operations run through serve took.",
-        labelnames=["operation"],
-        buckets=DURATION_BUCKETS,
-        registry=reg,
-    )
-    for operation in OPERATIONS:
-        durations.labels(operation)  # every operation's series exists from the start, at 0
-    return reg, durations
+    reg.register(DurationCollector(durations, fleet=fleet))
+    return reg

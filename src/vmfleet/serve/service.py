@@ -23,6 +23,7 @@ from vmfleet.engine.monitor import FleetView, Monitor
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.serve import metrics
 from vmfleet.state import events
+from vmfleet.state.store import DurationRow
 
 GROUP_VERBS = ("on", "off", "suspend", "resume")
 VM_VERBS = ("start", "stop", "reboot")
@@ -54,8 +55,9 @@ class Service:
         self.api = fleet
         self.ctx = fleet.context()
         self.monitor = Monitor(self.ctx)
-        self.registry: CollectorRegistry
-        self.registry, self._durations = metrics.registry(self.view)
+        self.registry: CollectorRegistry = metrics.registry(
+            self.view, self._durations, fleet=self.ctx.fleet
+        )
         self._watches: dict[str, tuple[LibvirtHost, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,6 +95,10 @@ class Service:
         with self._change_lock:
             self._generation += 1
             self._view = None
+
+    def _durations(self, after: int, since: float | None, limit: int) -> list[DurationRow]:
+        """Operation durations any process recorded (read at scrape by the histograms)."""
+        return self.ctx.store.duration_rows(after=after, since=since, limit=limit)
 
     # --- watching ---------------------------------------------------------------------------
 
@@ -177,14 +183,10 @@ class Service:
         if group not in self.ctx.loaded.spec.groups:
             raise UsageError(f"no group {group!r} in fleet {self.fleet}")
         self._asked(f"group/{group}", f"power {verb}")
-        started = time.monotonic()
         try:
             outcomes = self.api.power(group, verb)
         finally:
-            self._observe("group-power", started)
-        for o in outcomes:
-            if o.started_at is not None and o.ready_at is not None:
-                self._durations.labels("ready").observe(o.ready_at - o.started_at)
+            self.changed()
         return [ActionResult(o.vm, o.ok, o.detail) for o in outcomes]
 
     def power_vm(self, vm: str, verb: str) -> list[ActionResult]:
@@ -195,11 +197,10 @@ class Service:
             # Fleet targets also name templates and groups: this route acts on one VM only
             raise UsageError(f"no VM {vm!r} in fleet {self.fleet}")
         self._asked(vm, verb)
-        started = time.monotonic()
         try:
             done = getattr(self.api, verb)([vm])
         finally:
-            self._observe("vm-power", started)
+            self.changed()
         return [ActionResult(o.vm, o.ok, o.detail) for o in done.outcomes]
 
     def snapshot(
@@ -207,11 +208,10 @@ class Service:
     ) -> tuple[list[ActionResult], float | None]:
         """`vmfleet snapshot create`: members at one moment; returns the pause window."""
         self._asked(f"group/{group}" if group else None, f"snapshot {name}")
-        started = time.monotonic()
-        report = self.api.snapshot_create(name, vms, group=group, all_vms=all_vms)
-        self._observe("snapshot", started)
-        if report.pause_window is not None:
-            self._durations.labels("snapshot-pause-window").observe(report.pause_window)
+        try:
+            report = self.api.snapshot_create(name, vms, group=group, all_vms=all_vms)
+        finally:
+            self.changed()
         return [ActionResult(r.vm, r.ok, r.detail) for r in report.results], report.pause_window
 
     def snapshot_list(
@@ -221,7 +221,3 @@ class Service:
 
     def _asked(self, obj: str | None, what: str) -> None:
         events.record(self.ctx.store, reason="action", obj=obj, message=f"API: {what}")
-
-    def _observe(self, operation: str, started: float) -> None:
-        self.changed()
-        self._durations.labels(operation).observe(time.monotonic() - started)

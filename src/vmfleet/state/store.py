@@ -7,6 +7,8 @@ SQLite in `.vmfleet/state.db` beside the fleet file. It keeps:
 - leases: MACs, IPs and forwarded ports handed to VMs, so they stay stable;
 - events: what vmfleet did and saw (`vmfleet events`, `status`), kept within a retention
   (count and age; `state.events` reads and prunes them).
+- durations: how long operations took (`up`, readiness, snapshots, migrations), written by
+  whichever process ran them (`state.durations`), for `serve`'s histograms.
 - `tmp/` (0700): files with secrets while a run builds them, swept by the next locked run.
 - cordons: hosts `drain` made unschedulable, until `uncordon`.
 A fleet lock (fcntl on `.vmfleet/lock`) keeps two `up`/`down` runs from interleaving.
@@ -63,7 +65,18 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE TABLE IF NOT EXISTS durations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    operation TEXT NOT NULL,
+    subject TEXT,
+    seconds REAL NOT NULL
+);
 """
+# Tables are only ever added (CREATE ... IF NOT EXISTS, run at every writable open), so a
+# state.db an older vmfleet made gains them when opened and SCHEMA_VERSION stays 1: an older
+# vmfleet ignores a table it does not know. A read-only store over a state.db that lacks a
+# newer table reads it as empty.
 # Event retention: the newest EVENTS_KEEP events no older than EVENTS_MAX_AGE seconds, checked
 # every PRUNE_EVERY writes; the newest event of each object of a RECORD_KINDS kind is kept
 # whatever its age (`status` reads the last group-power record of every group).
@@ -72,6 +85,9 @@ EVENTS_MAX_AGE = 30 * 86400.0
 PRUNE_EVERY = 200
 RECORD_KINDS = ("group-power",)
 EventRow = tuple[int, float, str | None, str, str]
+# Duration retention: the newest DURATIONS_KEEP rows no older than EVENTS_MAX_AGE.
+DURATIONS_KEEP = 10_000
+DurationRow = tuple[int, float, str, str | None, float]  # id, at, operation, subject, seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +379,40 @@ class Store:
                     "SELECT at, vm, kind, message FROM events ORDER BY id DESC LIMIT ?", (limit,)
                 ).fetchall()
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # --- durations ----------------------------------------------------------------------
+
+    def duration(self, *, operation: str, seconds: float, subject: str | None = None) -> None:
+        """Record that one operation (about `subject`, a VM or None) took `seconds`."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO durations (at, operation, subject, seconds) VALUES (?, ?, ?, ?)",
+                (time.time(), operation, subject, seconds),
+            )
+            if (cursor.lastrowid or 0) % PRUNE_EVERY == 0:
+                db.execute(
+                    "DELETE FROM durations WHERE at < ? "
+                    "OR id <= (SELECT MAX(id) FROM durations) - ?",
+                    (time.time() - EVENTS_MAX_AGE, DURATIONS_KEEP),
+                )
+
+    def duration_rows(
+        self, *, after: int = 0, since: float | None = None, limit: int = 1000
+    ) -> list[DurationRow]:
+        """Recorded durations oldest first: the first `limit` after id `after` (and at or
+        after `since`), as (id, at, operation, subject, seconds)."""
+        with self._lock:
+            try:
+                rows: list[DurationRow] = self._db.execute(
+                    "SELECT id, at, operation, subject, seconds FROM durations "
+                    "WHERE id > ? AND at >= ? ORDER BY id LIMIT ?",
+                    (after, -1.0 if since is None else since, limit),
+                ).fetchall()
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):
+                    return []  # a read-only look at a state.db from before the table
+                raise StateError(f"state store {self._db_path}: {error}") from None
+        return rows  # sqlite3 rows are these tuples already
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:

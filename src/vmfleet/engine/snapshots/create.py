@@ -16,6 +16,7 @@ from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import FileSource, SnapshotConfig, SnapshotDisk, VolumeSource
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import FleetError, GuestError, HypervisorError, UsageError
+from vmfleet.state import durations
 
 if TYPE_CHECKING:
     from vmfleet.drivers.libvirt import LibvirtHost, SnapshotInfo
@@ -154,7 +155,11 @@ def create(
             result = _retain(ctx, member, result, name=name, group=group, timeout=timeout)
         final.append(result)
     _record(ctx, name, "create", final)
-    return CreateReport(name, final, pause_window, time.monotonic() - started)
+    report = CreateReport(name, final, pause_window, time.monotonic() - started)
+    durations.record(ctx.store, "snapshot", report.total)
+    if pause_window is not None:
+        durations.record(ctx.store, "snapshot-pause-window", pause_window)
+    return report
 
 
 def _record(ctx: FleetContext, name: str, verb: str, results: Sequence[MemberResult]) -> None:
