@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tests.support.testhost import TestDriverHost
 
 from vmfleet.core.plan import Plan
-from vmfleet.drivers import sshkeys
+from vmfleet.drivers import names, sshkeys
 from vmfleet.drivers.names import volume as volume_name
 from vmfleet.engine import apply
 from vmfleet.engine.context import FleetContext
@@ -134,7 +134,28 @@ def test_plan_apply_plan_is_empty(tmp_path: Path, key: Path, sequence: list[Edit
             _check_disks(keeper, edit)
             _check_running(keeper, edit)
     finally:
+        _remove_fleet(keeper)
         keeper.close()
+
+
+def _remove_fleet(conn: libvirt.virConnect) -> None:
+    """Leave the test driver as found: a connection left open elsewhere in this process keeps
+    its objects, and the next test's `web-0` would belong to fleet `prop`."""
+    for dom in conn.listAllDomains():
+        if "<vmfleet:fleet>prop</vmfleet:fleet>" in dom.XMLDesc(0):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    prefix = f"{names.PREFIX}prop{names.SEP}"
+    pool = conn.storagePoolLookupByName("default-pool")
+    for vol in pool.listAllVolumes():
+        if vol.name().startswith(prefix):
+            vol.delete(0)
+    for net in conn.listAllNetworks():
+        if net.name().startswith(prefix):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
 
 
 def _check_disks(conn: libvirt.virConnect, edit: Edit) -> None:
