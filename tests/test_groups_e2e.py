@@ -237,8 +237,8 @@ def test_a_nested_group_walks_its_tiers_inside_its_parents_tier(tmp_path: Path) 
         assert off["gnz"]["started_at"] >= off["gnw"]["ready_at"]
         assert min(off["gny"]["started_at"], off["gnx"]["started_at"]) >= off["gnz"]["ready_at"]
     finally:
-        vmfleet("down", str(path), "--yes")
-    assert leftovers(fleet) == []
+        removed = vmfleet("down", str(path), "--yes")
+    assert leftovers(fleet) == [], removed.stderr + removed.stdout
 
 
 GATE_FAILS = """vms:

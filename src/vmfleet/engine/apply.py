@@ -347,6 +347,9 @@ def _done(
 MAX_STOPS = 64
 
 
+RETRY_PAUSE = 1.0  # seconds before a failed removal is tried again, once
+
+
 def down(
     ctx: FleetContext,
     vms: Sequence[str] | None = None,
@@ -364,7 +367,9 @@ def down(
 
     Every running VM is stopped first, all at once: pulled (destroyed), or with `graceful`
     asked to shut down and pulled after that many seconds. Then `workers` jobs undefine the
-    VMs and delete their volumes. `observation` spares a second look when the caller has one.
+    VMs and delete their volumes; a removal that fails is tried once more after the others
+    (its outcome is the second try's). `observation` spares a second look when the caller has
+    one.
     """
     observation = observation or observe(ctx)
     targets = [o for o in observation.vms if vms is None or o.name in vms]
@@ -374,6 +379,11 @@ def down(
         for o in targets
     ]
     results = _pipeline(ctx, removals, workers=workers, progress=progress)
+    again = [a for a, r in zip(removals, results, strict=True) if not r.ok]
+    if again:  # once more, after the others: libvirt can refuse while a domain's last job ends
+        time.sleep(RETRY_PAUSE)
+        retried = {r.vm: r for r in _pipeline(ctx, again, workers=workers, progress=progress)}
+        results = [retried.get(r.vm, r) for r in results]
     known = {i.name for i in ctx.instances()} | {o.name for o in observation.vms}
     known |= {lease.vm for lease in ctx.store.leases()}
     for host_name in ctx.host_specs():
