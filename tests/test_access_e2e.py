@@ -46,7 +46,7 @@ vms:
     memory: 512MiB
     disk: 3GiB
     labels: {role: web}
-    ready: {wait_for: ssh, timeout: 6m}
+    ready: {wait_for: cloud-init, timeout: 6m}  # a password: cloud-init restarts sshd
     cloud_init: {password: {env: E2E_ACCESS_PASSWORD}}
 """
     )
