@@ -176,7 +176,7 @@ def test_a_banner_alone_is_not_ssh_readiness_and_the_timeout_says_what_to_raise(
 
 def test_one_watcher_watches_many_vms_at_once(watcher: ReadinessWatcher, host: LibvirtHost) -> None:
     server, port = _slow_banner_server(1.0)
-    checks = [Check(f"vm{n}", "local", "port", 10, "127.0.0.1", port) for n in range(20)]
+    checks = [Check(f"vm{n}", "local", f"port:{port}", 10, "127.0.0.1", port) for n in range(20)]
     before = _threads()
     started = time.monotonic()
     with server:
@@ -198,3 +198,14 @@ def test_the_default_timeout_grows_with_the_vms_booting_on_the_host(
     booting: int, seconds: float
 ) -> None:
     assert default_timeout(booting) == seconds
+
+
+def test_a_port_check_timeout_suggests_a_readiness_value_that_validates(
+    watcher: ReadinessWatcher, host: LibvirtHost
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = int(unused.getsockname()[1])
+    check = Check("vm1", "local", "port:22", 1, "127.0.0.1", port)
+    with pytest.raises(GuestError, match=r"`ready: \{wait_for: port:22, timeout: 1m\}`"):
+        watcher.watch(check, host).result(30)

@@ -63,7 +63,7 @@ class Check:
 
     vm: str
     host: str
-    kind: str  # running | agent | ssh | cloud-init | port
+    kind: str  # running | agent | ssh | cloud-init | port:N (as the spec says it)
     timeout: float | None  # None: the default, scaled with the VMs booting at once
     address: str | None = None
     port: int = 22
@@ -108,7 +108,9 @@ def _port_check(
     if reach.address is None:
         raise GuestError("no address to check the port on", vm=instance.name)
     if reach.address != "127.0.0.1":
-        return Check(instance.name, host_name, "port", timeout, reach.address, guest_port)
+        return Check(
+            instance.name, host_name, f"port:{guest_port}", timeout, reach.address, guest_port
+        )
     port = (
         reach.port
         if guest_port == 22
@@ -119,7 +121,9 @@ def _port_check(
     control = forward_port(
         ctx, host=host_name, vm=instance.name, slot=FORWARD_SLOT_BASE + CONTROL_GUEST_PORT
     )
-    return Check(instance.name, host_name, "port", timeout, reach.address, port, control)
+    return Check(
+        instance.name, host_name, f"port:{guest_port}", timeout, reach.address, port, control
+    )
 
 
 def default_timeout(booting: int) -> float:
@@ -217,7 +221,7 @@ async def _probe(check: Check, host: LibvirtHost) -> tuple[bool, str]:
         ok = await asyncio.to_thread(host.agent_ping, check.vm, timeout=2.0)
         return ok, "the guest agent answered" if ok else "no answer from the guest agent"
     assert check.address is not None
-    if check.kind == "port":
+    if check.kind.startswith("port:"):
         if check.control is not None:
             ok = await guest.async_forwarded_port_open(
                 check.address, check.port, control=check.control
