@@ -99,7 +99,7 @@ def _observed(
         data.append(vol.capacity)
     attached = sum(
         1
-        for disk in parse_domain(ctx.host(host_name).domain_xml(info.name)).disks
+        for disk in parse_domain(info.xml).disks
         if isinstance(disk.source, VolumeSource) and _is_data_disk(disk.source.volume)
     )
     return Observed(

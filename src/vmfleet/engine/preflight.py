@@ -127,7 +127,7 @@ def _check_host_side(
     for info in host.list_domains():
         if info.owner is not None and info.owner.fleet == ctx.fleet:
             continue
-        for seen in parse_domain(host.domain_xml(info.name)).nics:
+        for seen in parse_domain(info.xml).nics:
             foreign_macs[seen.mac.lower()] = info.name
     libvirt_nets = {n.name: n for n in host.list_networks()}
     leases: dict[str, list[tuple[str, str, str | None]]] = {}  # network -> (mac, ip, host)

@@ -119,6 +119,7 @@ class _Domains(_Networks):
             persistent=persistent,
             uptime_seconds=uptime,
             config_owner=config_owner,
+            xml=xml,
         )
 
     def _local_qemu_uptime(self, name: str) -> float | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -125,6 +125,9 @@ class DomainInfo:
     # the persistent definition's owner mark, when it differs from the running domain's
     # (a change staged for the next boot); None when it is the same
     config_owner: OwnerMetadata | None = None
+    # the live XML read with the rest, so callers need no second read that could race a
+    # migration or removal finishing in between
+    xml: str = field(default="", repr=False, compare=False)
 
     @property
     def active(self) -> bool:
