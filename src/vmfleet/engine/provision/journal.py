@@ -72,7 +72,7 @@ def rollback(ctx: FleetContext, host_name: str, vm: str, *, data_disks: int = 0)
     info = host.get_domain(vm)
     attached: list[str] = []
     if info is not None and info.owner is not None and info.owner.fleet == ctx.fleet:
-        attached = attached_volumes(parse_domain(host.domain_xml(vm)))
+        attached = attached_volumes(parse_domain(info.xml))
         if info.active:
             host.destroy(vm)
         host.undefine(vm)

@@ -75,7 +75,7 @@ def _domain_forwards(ctx: FleetContext, *, host: str, vm: str) -> dict[int, int]
         info = target.get_domain(vm)
         if info is None or info.owner is None or info.owner.fleet != ctx.fleet:
             return {}
-        nics = parse_domain(target.domain_xml(vm)).nics
+        nics = parse_domain(info.xml).nics
     except HostUnreachableError:
         return {}
     # A NIC's slot is its index in the spec; MACs are derived from fleet, VM and slot.

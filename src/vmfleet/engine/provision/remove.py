@@ -23,7 +23,7 @@ def remove(ctx: FleetContext, host_name: str, vm: str, progress: Progress) -> No
     if info is not None:
         if info.owner is None or info.owner.fleet != ctx.fleet:
             raise HypervisorError("not owned by this fleet; left alone", host=host_name, vm=vm)
-        domain = parse_domain(host.domain_xml(vm))
+        domain = parse_domain(info.xml)
         attached = attached_volumes(domain)
         logs = tuple(p for p in domain.serial_logs if p == names.serial_log(vm))
         overlays = host.snapshot_files(vm)  # external snapshots' files: gone with the VM
