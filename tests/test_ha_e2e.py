@@ -13,10 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support import images
 from tests.support.pacemaker import Lab, lab
 
 from vmfleet.core import cluster as core_cluster
+from vmfleet.serve.app import create_app
+from vmfleet.serve.service import ServedFleet, Service
+from vmfleet.spec.load import load
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pacemaker")]
 
@@ -160,6 +165,32 @@ def test_migrate_is_live(cluster: Lab, fleet: Path) -> None:
     (row,) = [r for r in shown if r["name"] == "micro-0"]
     assert (row["state"], row["where"], row["migration"]) == ("started", target, None)
     print(f"live migration {source} -> {target}: {took:.1f} s")
+    # what serve's /metrics says of it: where the cluster runs it, and how long the move took
+    found = scrape(fleet)
+    assert found[("vmfleet_cluster_up", "")] == 1.0
+    assert found[("vmfleet_ha_vm_node", f"micro-0 {target}")] == 1.0
+    assert ("vmfleet_ha_vm_node", f"micro-0 {source}") not in found
+    assert found[("vmfleet_ha_vm_state", "micro-0 started")] == 1.0
+    assert found[("vmfleet_cluster_node_state", f"{target} online")] == 1.0
+    assert found[("vmfleet_operation_duration_seconds_count", "ha-migration")] >= 1.0
+    assert 0 < found[("vmfleet_operation_duration_seconds_sum", "ha-migration")] <= took
+
+
+def scrape(fleet: Path) -> dict[tuple[str, str], float]:
+    """One scrape of serve's /metrics (in-process): (name, the labels but fleet and
+    cluster, joined by spaces) → value."""
+    client = TestClient(
+        create_app(Service(ServedFleet(load(fleet))), token="t", reads_need_token=False)
+    )
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    out = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            rest = [v for k, v in s.labels.items() if k not in ("fleet", "cluster", "le")]
+            if "le" not in s.labels:
+                out[(s.name, " ".join(rest))] = s.value
+    return out
 
 
 def test_power_cut_restarts_the_vm_elsewhere_with_one_copy(cluster: Lab, fleet: Path) -> None:

@@ -12,6 +12,7 @@ from tests.e2e_support import unique_fleet
 from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet, UsageError
+from vmfleet.state.store import Store
 
 
 def fleet_file(tmp_path: Path, vms: str) -> Path:
@@ -43,6 +44,10 @@ def test_drain_cordons_the_host_until_uncordon_and_placement_avoids_it(tmp_path:
         assert fleet.uncordon("h1") is False
         rows = {r["host"]: r for r in fleet.hosts(probe=False)}
         assert rows["h1"]["status"] == "ready"
+        # how long the drain took, for serve's histograms (a proposal is not an operation)
+        fleet.rebalance(max_moves=1)
+        took = [r[2] for r in Store(fleet.state_dir, readonly=True).duration_rows()]
+        assert took == ["drain"]
 
 
 def test_rebalance_proposal_and_bad_requests(tmp_path: Path) -> None:

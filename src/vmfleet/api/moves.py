@@ -15,6 +15,7 @@ from vmfleet.engine import evacuate as engine_evacuate
 from vmfleet.engine import migrate as engine_migrate
 from vmfleet.engine import moves as engine_moves
 from vmfleet.engine.context import FleetContext
+from vmfleet.state import durations
 
 MoveReport = engine_migrate.Report
 
@@ -78,7 +79,7 @@ class Moves(FleetBase):
 
     def drain(self, host: str, *, parallel: int = 1) -> MoveResult:
         """Cordon `host` and move every VM of the fleet off it live, `parallel` at a time."""
-        with self._locked(f"drain {host}") as ctx:
+        with self._locked(f"drain {host}") as ctx, durations.timed(ctx.store, "drain"):
             self._settle(ctx)
             plan = engine_moves.drain_plan(ctx, host)
             return self._carry_out(ctx, plan, f"drain {host}", parallel)
@@ -96,7 +97,7 @@ class Moves(FleetBase):
         if not apply:
             ctx = self._context(readonly=True)  # a proposal writes nothing
             return MoveResult(engine_moves.rebalance_plan(ctx, max_moves=max_moves))
-        with self._locked("rebalance") as ctx:
+        with self._locked("rebalance") as ctx, durations.timed(ctx.store, "rebalance"):
             self._settle(ctx)
             plan = engine_moves.rebalance_plan(ctx, max_moves=max_moves)
             return self._carry_out(ctx, plan, "rebalance", parallel)
@@ -111,7 +112,7 @@ class Moves(FleetBase):
     def evacuate(self, host: str, *, parallel: int = 4) -> EvacuationResult:
         """Recreate elsewhere, from image and cloud-init, the VMs of `host`, which is down
         (their local disk contents are lost); `up` removes the stale copies when it is back."""
-        with self._locked(f"evacuate {host}") as ctx:
+        with self._locked(f"evacuate {host}") as ctx, durations.timed(ctx.store, "evacuate"):
             self._settle(ctx)
             progress = self._stage(f"evacuate {host}", [])
             result = engine_evacuate.evacuate(ctx, host, progress, workers=parallel)

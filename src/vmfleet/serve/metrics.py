@@ -169,12 +169,19 @@ def _group_metrics(view: FleetView) -> Iterator[Metric]:
 
 
 def registry(
-    gather: Callable[[], FleetView], durations: Reader, *, fleet: str
+    gather: Callable[[], FleetView],
+    durations: Reader,
+    *,
+    fleet: str,
+    clusters: Collector | None = None,
 ) -> CollectorRegistry:
-    """The one registry `serve` exposes: the fleet collector and the operation histograms
+    """The one registry `serve` exposes: the fleet collector, the operation histograms
     (`vmfleet_operation_duration_seconds{fleet,operation}`, from the durations any process
-    recorded in the state store; see `serve.histograms`)."""
+    recorded in the state store; see `serve.histograms`) and, for a fleet with HA clusters,
+    their Pacemaker and DRBD state (`serve.clusters`)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(FleetCollector(gather))
     reg.register(DurationCollector(durations, fleet=fleet))
+    if clusters is not None:
+        reg.register(clusters)
     return reg

@@ -22,6 +22,7 @@ from vmfleet.engine.context import FleetContext
 from vmfleet.engine.monitor import FleetView, Monitor
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.serve import metrics
+from vmfleet.serve.clusters import ClusterCollector, ClusterReader
 from vmfleet.state import events
 from vmfleet.state.store import DurationRow
 
@@ -55,8 +56,16 @@ class Service:
         self.api = fleet
         self.ctx = fleet.context()
         self.monitor = Monitor(self.ctx)
+        self.clusters = ClusterReader(self.ctx)
         self.registry: CollectorRegistry = metrics.registry(
-            self.view, self._durations, fleet=self.ctx.fleet
+            self.view,
+            self._durations,
+            fleet=self.ctx.fleet,
+            clusters=(
+                ClusterCollector(self.clusters.looks, fleet=self.ctx.fleet)
+                if self.clusters.clustered
+                else None
+            ),
         )
         self._watches: dict[str, tuple[LibvirtHost, int]] = {}
         self._stop = threading.Event()

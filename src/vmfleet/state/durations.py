@@ -27,6 +27,10 @@ OPERATIONS = {
     "snapshot-pause-window": "the window the members of one snapshot were frozen or paused",
     "migration": "one VM's move to another host, from preparing the destination to cleanup",
     "migration-downtime": "the pause of one move (libvirt's measure for live moves)",
+    "ha-migration": "one HA VM's move by Pacemaker, from asking the cluster to the VM settled",
+    "drain": "one `drain` of a host: every VM of the fleet moved off it",
+    "rebalance": "one `rebalance --apply`: its moves carried out",
+    "evacuate": "one `evacuate` of a host that is down: its VMs recreated elsewhere",
 }
 
 

@@ -8,6 +8,7 @@ standby flags, and waits for what crm_mon reports.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ from vmfleet.engine.ha.disks import read_views
 from vmfleet.engine.ha.nodes import node_tools, per_node, reachable, wait_for
 from vmfleet.engine.ha.status import HaVmState, vm_state
 from vmfleet.errors import UsageError
+from vmfleet.state import durations
 
 START_TIMEOUT = 120.0
 MIGRATE_TIMEOUT = 180.0
@@ -187,6 +189,7 @@ def migrate(ctx: FleetContext, vm: str, node: str, *, timeout: float = MIGRATE_T
         raise UsageError(f"{vm} is not running on exactly one node ({source or 'stopped'})")
     if source == [node]:
         return node
+    began = time.monotonic()
     tools.move(ha.resource, node)
     try:
         wait_for(
@@ -203,6 +206,7 @@ def migrate(ctx: FleetContext, vm: str, node: str, *, timeout: float = MIGRATE_T
         timeout=timeout,
         what=f"{vm} to stay",
     )
+    durations.record(ctx.store, "ha-migration", time.monotonic() - began, subject=vm)
     ctx.store.event(kind="migrate", vm=vm, message=f"{source[0]} -> {node}")
     return source[0]
 
@@ -218,21 +222,23 @@ def status(ctx: FleetContext) -> list[ClusterReport]:
     """Each cluster's nodes and HA VMs as crm_mon reports them; a VM that libvirt runs on a
     node where the cluster does not is flagged (`outside`); each DRBD disk carries what
     drbdsetup (else LINSTOR) reports on each online node."""
-    reports = []
-    for config in configs(ctx):
-        tools = _tools(ctx, config)
-        report = tools.status()
-        running: dict[str, list[str]] = {}
-        for node in report.nodes:
-            if node.online:
-                each = node_tools(ctx.runner, config.spec, node.name)
-                running[node.name] = each.running_domains(config.spec.hypervisor)
-        views = read_views(ctx.runner, config, report)
-        vms = tuple(
-            vm_state(config, vm, report, libvirt_running=running, drbd=views) for vm in config.vms
-        )
-        reports.append(ClusterReport(config.name, report, vms))
-    return reports
+    return [cluster_status(ctx, config) for config in configs(ctx)]
+
+
+def cluster_status(ctx: FleetContext, config: ClusterConfig) -> ClusterReport:
+    """One cluster's report (see `status`)."""
+    tools = _tools(ctx, config)
+    report = tools.status()
+    running: dict[str, list[str]] = {}
+    for node in report.nodes:
+        if node.online:
+            each = node_tools(ctx.runner, config.spec, node.name)
+            running[node.name] = each.running_domains(config.spec.hypervisor)
+    views = read_views(ctx.runner, config, report)
+    vms = tuple(
+        vm_state(config, vm, report, libvirt_running=running, drbd=views) for vm in config.vms
+    )
+    return ClusterReport(config.name, report, vms)
 
 
 def standby(ctx: FleetContext, node: str, *, on: bool) -> None:
