@@ -10,7 +10,7 @@ import libvirt
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.testfleet import running_fleet
+from tests.support.testfleet import domain_xml, running_fleet
 
 from vmfleet.engine.context import FleetContext
 from vmfleet.serve.app import create_app
@@ -119,8 +119,9 @@ def test_one_bulk_stats_call_per_host_per_look_shared_by_close_requests(
     calls.clear()
     svc.changed()  # as after a libvirt event: the next scrape must look again
     scrape(client)
-    assert calls.count("getAllDomainStats") == 1
-    assert "lookupByName" not in calls and "listAllDomains" not in calls
+    # one listing (no QEMU is asked for it), one bulk call for the fleet's domains
+    assert calls.count("domainListGetStats") == 1 and calls.count("listAllDomains") == 1
+    assert "lookupByName" not in calls and "getAllDomainStats" not in calls
     calls.clear()
     scrape(client)  # within a second of the last look, with nothing changed: reused
     assert calls == []
@@ -128,8 +129,33 @@ def test_one_bulk_stats_call_per_host_per_look_shared_by_close_requests(
 
 
 def test_stats_carry_owner_and_state_from_one_call(ctx: FleetContext) -> None:
-    stats = ctx.host("local").all_domain_stats(fleet=ctx.fleet)
+    host = ctx.host("local")
     conn = libvirt.open("test:///default")
+    other = conn.defineXML(domain_xml("someone-else", "theirs", "theirs", None))
+    other.create()
+    asked: list[list[str]] = []
+    real = host._connection()
+
+    class Recording:  # a seam-level wrapper around the libvirt connection
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def domainListGetStats(self, doms: list[libvirt.virDomain], *rest: int) -> object:  # noqa: N802
+            asked.append(sorted(d.name() for d in doms))
+            return real.domainListGetStats(doms, *rest)
+
+    host._conn = Recording()
+    try:
+        stats = host.all_domain_stats(fleet=ctx.fleet)
+        everyone = host.all_domain_stats()
+    finally:
+        host._conn = real
+        other.destroy()
+        other.undefine()
+    # only this fleet's domains were asked about (another fleet's QEMU costs nothing)
+    assert asked[0] == [s.name for s in stats]
+    assert "theirs" not in asked[0] and "theirs" in asked[1]
+    assert "theirs" in [s.name for s in everyone]
     assert [s.name for s in stats] == sorted(i.name for i in ctx.instances()[:3])
     for s in stats:
         assert s.owner is not None and s.owner.fleet == ctx.fleet

@@ -1,7 +1,7 @@
 """One look at the whole fleet for `serve`: every host's bulk statistics, capacity and
 reachability, every VM's counters and every group's conditions, gathered together.
 
-`gather` makes one `getAllDomainStats` call per host (in parallel), reads each host's
+`gather` makes one bulk statistics call per host (in parallel), reads each host's
 capacity once per `Monitor` (it does not change while serve runs), and computes the group
 conditions with the same pure function `status` uses (`core.groups.status`). Metrics, the
 REST API and the dashboard all render from the same `FleetView`, so they never disagree.

@@ -1,6 +1,6 @@
 """`/metrics`: the fleet in the Prometheus text format, through the official `prometheus_client`.
 
-Each scrape gathers one `FleetView` (one `getAllDomainStats` call per host) and turns it into
+Each scrape gathers one `FleetView` (one bulk statistics call per host) and turns it into
 metric families. Labels stay bounded: `fleet`, `host`, `vm` (the spec's VMs and orphans of the
 fleet), `group`, `state` (the eight libvirt states, `absent`, `unknown`; only the current one
 is exported, so a VM has one state series), `operation` (a fixed list). Nothing is

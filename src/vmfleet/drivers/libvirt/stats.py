@@ -1,4 +1,4 @@
-"""Bulk statistics of every domain on a host in one call (`virConnectGetAllDomainStats`).
+"""Bulk statistics of a host's domains in one call (`virDomainListGetStats`).
 
 A scrape of a hundred VMs must not cost a hundred round trips per metric: one call returns
 state, CPU time, balloon, vCPU, block and interface counters for all domains at once. Who
@@ -27,6 +27,7 @@ _STATS = (
     | libvirt.VIR_DOMAIN_STATS_INTERFACE
     | libvirt.VIR_DOMAIN_STATS_BLOCK
 )
+_NOWAIT = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 _RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_BLOCKED)
 
 
@@ -62,17 +63,29 @@ class _Stats(_Capabilities):
     def all_domain_stats(self, *, fleet: str | None = None) -> list[DomainStats]:
         """Every domain's counters, sorted by name; with `fleet`, only that fleet's own.
 
-        One `getAllDomainStats` call per host; a domain seen for the first time costs one
+        One bulk statistics call per host, for the chosen domains only (libvirt asks each
+        running QEMU of the list over its monitor: other fleets' guests cost nothing), with
+        libvirt's NOWAIT: a domain whose monitor is busy with a job (booting under load, a
+        snapshot, a migration) is reported without the counters that need it this time
+        instead of holding the whole call. A domain seen for the first time costs one
         metadata read. A domain removed while being read is left out.
         """
         conn = self._connection()
+        with self._call("list domains"):
+            domains = conn.listAllDomains(0)
+        owners = {}
+        for dom in domains:
+            owner = self._owner_of(dom)
+            if fleet is None or (owner is not None and owner.fleet == fleet):
+                owners[str(dom.UUIDString())] = owner
+        chosen = [d for d in domains if str(d.UUIDString()) in owners]
+        if not chosen:
+            return []
         with self._call("read domain statistics"):
-            records = conn.getAllDomainStats(_STATS, 0)
+            records = conn.domainListGetStats(chosen, _STATS, _NOWAIT)
         found = []
         for dom, stats in records:
-            owner = self._owner_of(dom)
-            if fleet is not None and (owner is None or owner.fleet != fleet):
-                continue
+            owner = owners.get(str(dom.UUIDString()))
             name = str(dom.name())
             running = int(stats.get("state.state", 0)) in _RUNNING
             uptime = self._local_qemu_uptime(name) if running else None
