@@ -3,12 +3,10 @@ moment (its last job still ending), and a second `down` should not be needed for
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from tests.e2e_support import unique_fleet
-from tests.support.testhost import TestDriverHost
+from tests.support.testhost import TestDriverHost, fleet_file
 
 from vmfleet import Fleet
 from vmfleet.drivers.libvirt import DomainInfo, LibvirtHost
@@ -34,25 +32,11 @@ class RefusingOnce(TestDriverHost):
         return cls(uri, name=name)
 
 
-def _fleet(tmp_path: Path) -> Path:
-    image = tmp_path / "base.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True)
-    path = tmp_path / "fleet.yaml"
-    path.write_text(
-        f"fleet: {unique_fleet('retry')}\n"
-        'hosts: {local: {uri: "test:///default", domain_type: qemu, pool: default-pool}}\n'
-        f"images: {{base: {{source: {image}}}}}\n"
-        "defaults: {image: base, memory: 64MiB, disk: 16MiB}\n"
-        "vms: {a: {}, b: {}}\n"
-    )
-    return path
-
-
 @pytest.mark.parametrize(("refusals", "ok"), [(1, True), (2, False)])
 def test_a_removal_refused_once_is_retried_and_one_refused_twice_fails(
     tmp_path: Path, refusals: int, ok: bool
 ) -> None:
-    path = _fleet(tmp_path)
+    path = fleet_file(tmp_path, "  a: {}\n  b: {}", prefix="retry")
     with Fleet.open(path, hosts=RefusingOnce.factory) as fleet:
         fleet.up().raise_for_failures()
         RefusingOnce.refusals = refusals

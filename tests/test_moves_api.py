@@ -4,35 +4,17 @@ lifts it; a rebalance proposal changes nothing; the move commands refuse what ca
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from tests.e2e_support import unique_fleet
-from tests.support.testhost import TestDriverHost
+from tests.support.testhost import TestDriverHost, fleet_file
 
 from vmfleet import Fleet, UsageError
 from vmfleet.state.store import Store
 
 
-def fleet_file(tmp_path: Path, vms: str) -> Path:
-    image = tmp_path / "base.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True)
-    path = tmp_path / "fleet.yaml"
-    path.write_text(
-        f"fleet: {unique_fleet('mov')}\n"
-        "hosts:\n"
-        '  h1: {uri: "test:///default", domain_type: qemu, pool: default-pool}\n'
-        '  h2: {uri: "test:///default", domain_type: qemu, pool: default-pool}\n'
-        f"images: {{base: {{source: {image}}}}}\n"
-        "defaults: {image: base, memory: 64MiB, disk: 16MiB}\n"
-        f"vms:\n{vms}\n"
-    )
-    return path
-
-
 def test_drain_cordons_the_host_until_uncordon_and_placement_avoids_it(tmp_path: Path) -> None:
-    path = fleet_file(tmp_path, "  web: {replicas: 2}")
+    path = fleet_file(tmp_path, "  web: {replicas: 2}", prefix="mov", hosts=("h1", "h2"))
     with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
         result = fleet.drain("h1")  # nothing of this fleet runs yet: no moves
         assert result.plan.moves == () and result.applied
@@ -51,7 +33,7 @@ def test_drain_cordons_the_host_until_uncordon_and_placement_avoids_it(tmp_path:
 
 
 def test_rebalance_proposal_and_bad_requests(tmp_path: Path) -> None:
-    path = fleet_file(tmp_path, "  db: {}")
+    path = fleet_file(tmp_path, "  db: {}", prefix="mov", hosts=("h1", "h2"))
     with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
         proposed = fleet.rebalance(max_moves=3)
         assert not proposed.applied and proposed.done == ()

@@ -11,6 +11,7 @@ Pass it as the host factory: `Fleet.open(path, hosts=TestDriverHost.factory)`.
 from __future__ import annotations
 
 import os
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -51,3 +52,27 @@ class TestDriverHost(LibvirtHost):
                 self.resize_volume(disk.source.pool, disk.source.volume, capacity)
                 return
         raise AssertionError(f"{name} has no volume disk {target}")
+
+
+def fleet_file(
+    tmp_path: Path, vms: str, *, prefix: str, hosts: tuple[str, ...] = ("local",)
+) -> Path:
+    """A fleet on `test:///default` (each of `hosts` is a name for it) with a 16 MiB qcow2
+    base image, whose `vms:` section is `vms` (indented YAML lines); its name is unique,
+    from `prefix`."""
+    from tests.e2e_support import unique_fleet
+
+    image = tmp_path / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "16M"], check=True)
+    path = tmp_path / "fleet.yaml"
+    lines = "".join(
+        f'  {h}: {{uri: "test:///default", domain_type: qemu, pool: default-pool}}\n' for h in hosts
+    )
+    path.write_text(
+        f"fleet: {unique_fleet(prefix)}\n"
+        f"hosts:\n{lines}"
+        f"images: {{base: {{source: {image}}}}}\n"
+        "defaults: {image: base, memory: 64MiB, disk: 16MiB}\n"
+        f"vms:\n{vms}\n"
+    )
+    return path
