@@ -168,17 +168,17 @@ def test_migrate_is_live(cluster: Lab, fleet: Path) -> None:
     # what serve's /metrics says of it: where the cluster runs it, and how long the move took
     found = scrape(fleet)
     assert found[("vmfleet_cluster_up", "")] == 1.0
-    assert found[("vmfleet_ha_vm_node", f"micro-0 {target}")] == 1.0
-    assert ("vmfleet_ha_vm_node", f"micro-0 {source}") not in found
-    assert found[("vmfleet_ha_vm_state", "micro-0 started")] == 1.0
-    assert found[("vmfleet_cluster_node_state", f"{target} online")] == 1.0
-    assert found[("vmfleet_operation_duration_seconds_count", "ha-migration")] >= 1.0
-    assert 0 < found[("vmfleet_operation_duration_seconds_sum", "ha-migration")] <= took
+    assert found[("vmfleet_ha_vm_node", f"node={target} vm=micro-0")] == 1.0
+    assert ("vmfleet_ha_vm_node", f"node={source} vm=micro-0") not in found
+    assert found[("vmfleet_ha_vm_state", "state=started vm=micro-0")] == 1.0
+    assert found[("vmfleet_cluster_node_state", f"node={target} state=online")] == 1.0
+    assert found[("vmfleet_operation_duration_seconds_count", "operation=ha-migration")] >= 1.0
+    assert 0 < found[("vmfleet_operation_duration_seconds_sum", "operation=ha-migration")] <= took
 
 
 def scrape(fleet: Path) -> dict[tuple[str, str], float]:
-    """One scrape of serve's /metrics (in-process): (name, the labels but fleet and
-    cluster, joined by spaces) → value."""
+    """One scrape of serve's /metrics (in-process): (name, `k=v` of its labels but fleet
+    and cluster, sorted, joined by spaces) → value."""
     client = TestClient(
         create_app(Service(ServedFleet(load(fleet))), token="t", reads_need_token=False)
     )
@@ -187,9 +187,8 @@ def scrape(fleet: Path) -> dict[tuple[str, str], float]:
     out = {}
     for family in text_string_to_metric_families(response.text):
         for s in family.samples:
-            rest = [v for k, v in s.labels.items() if k not in ("fleet", "cluster", "le")]
-            if "le" not in s.labels:
-                out[(s.name, " ".join(rest))] = s.value
+            rest = sorted(f"{k}={v}" for k, v in s.labels.items() if k not in ("fleet", "cluster"))
+            out[(s.name, " ".join(rest))] = s.value
     return out
 
 
