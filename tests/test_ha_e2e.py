@@ -20,6 +20,7 @@ from tests.support.pacemaker import Lab, lab
 
 from vmfleet.core import cluster as core_cluster
 from vmfleet.serve.app import create_app
+from vmfleet.serve.clusters import ClusterReader
 from vmfleet.serve.service import ServedFleet, Service
 from vmfleet.spec.load import load
 
@@ -195,6 +196,10 @@ def scrape(fleet: Path) -> dict[tuple[str, str], float]:
 def test_power_cut_restarts_the_vm_elsewhere_with_one_copy(cluster: Lab, fleet: Path) -> None:
     victim = where(cluster, "micro-0")[0]
     survivor = "node2" if victim == "node1" else "node1"
+    served = ServedFleet(load(fleet))  # serve's watcher, as it looks every --interval
+    watcher = Service(served)
+    watcher.clusters = ClusterReader(watcher.ctx, max_age=0.0)
+    watcher.check()
     started = time.monotonic()
     cluster.power_cut(victim)
     took = wait(
@@ -210,6 +215,15 @@ def test_power_cut_restarts_the_vm_elsewhere_with_one_copy(cluster: Lab, fleet: 
     print(
         f"failover after a power cut of {victim}: {took:.1f} s ({time.monotonic() - started:.1f})"
     )
+    try:  # what serve saw of it: the VM started on the survivor, the victim's node state
+        watcher.check()
+        rows = watcher.ctx.store.event_rows(kinds=["ha-placement", "cluster-node"])
+    finally:
+        watcher.stop()
+        served.close()
+    seen = [(obj or "", message) for _id, _at, obj, _kind, message in rows]
+    assert ("micro-0", f"cluster lab: micro-0 started on {survivor}") in seen, seen
+    assert [obj for obj, _message in seen if obj.startswith("node/")] == [f"node/{victim}"], seen
 
 
 def test_down_leaves_nothing_in_the_cib_or_libvirt(cluster: Lab, fleet: Path) -> None:

@@ -16,6 +16,7 @@ from tests.test_ha_drbd_status import FLEET, cluster
 from vmfleet.drivers.commands import RecordingRunner
 from vmfleet.engine.context import FleetContext
 from vmfleet.serve.clusters import ClusterCollector, ClusterReader
+from vmfleet.serve.service import QUIET_FIRST, ServedFleet, Service
 from vmfleet.spec.load import load
 from vmfleet.state.store import Store
 
@@ -131,3 +132,43 @@ def test_a_cluster_that_does_not_answer_is_down_not_a_failed_scrape(
     found = scrape(ctx, ClusterReader(ctx))
     assert found[("vmfleet_cluster_up", ())] == 0.0
     assert not [k for k in found if k[0].startswith(("vmfleet_ha_", "vmfleet_drbd_"))]
+
+
+def test_serve_writes_an_event_when_the_cluster_moves_a_vm_or_stops_answering(
+    tmp_path: Path, fleet_file: Callable[[str], Path]
+) -> None:
+    runner = cluster(RecordingRunner())  # a started on n1
+    served = ServedFleet(
+        load(fleet_file(FLEET.replace("COMMAND", '[node, "{node}"]'))),
+        state=tmp_path / "state",
+        runner=runner,
+    )
+    svc = Service(served)
+    svc.clusters = ClusterReader(svc.ctx, max_age=0.0)  # every check looks again
+
+    def new_events() -> list[tuple[str, str, str]]:
+        rows = svc.ctx.store.event_rows(kinds=[*QUIET_FIRST, "cluster-unreachable"])
+        return [(obj or "", kind, message) for _id, _at, obj, kind, message in rows]
+
+    try:
+        svc.check()
+        svc.check()
+        assert new_events() == []  # where things are at the first look is no news
+        cluster(runner, crm="migrate-from", libvirt={"n1": "a\n", "n2": "a\n"})
+        svc.check()
+        assert new_events() == [("a", "ha-placement", "cluster c: a migrating on n1 -> n2")]
+        for node in ("n1", "n2"):
+            runner.script(["node", node, "crm_mon"], returncode=102, stderr="crm_mon: no cluster")
+        svc.check()
+        svc.check()
+        (down,) = new_events()[1:]
+        assert down[:2] == ("cluster/c", "cluster-unreachable") and "crm_mon" in down[2]
+        cluster(runner)
+        svc.check()
+        assert new_events()[2:] == [
+            ("cluster/c", "cluster-reachable", "cluster c answers"),
+            ("a", "ha-placement", "cluster c: a started on n1"),
+        ]
+    finally:
+        svc.stop()
+        served.close()

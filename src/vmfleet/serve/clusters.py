@@ -72,6 +72,38 @@ class ClusterReader:
             return ClusterLook(config.name, None, str(error))
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One object's state as a look at the clusters found it, for serve's events: an event
+    is written when `key` differs from the object's last one (see `Service._note`)."""
+
+    obj: str
+    reason: str
+    key: str
+    message: str
+
+
+def cluster_changes(looks: Sequence[ClusterLook]) -> list[Change]:
+    """Each cluster's reachability, each node's state and where each HA VM runs — so a
+    failover, a fenced node or a VM the cluster moved shows in `vmfleet events`."""
+    out = []
+    for look in looks:
+        if look.report is None:
+            reason, text = "cluster-unreachable", f"cluster {look.name}: {look.error}"
+            out.append(Change(f"cluster/{look.name}", reason, "", text))
+            continue
+        text = f"cluster {look.name} answers"
+        out.append(Change(f"cluster/{look.name}", "cluster-reachable", "", text))
+        for node in look.report.status.nodes:
+            text = f"cluster {look.name}: node {node.name} is {node.state}"
+            out.append(Change(f"node/{node.name}", "cluster-node", node.state, text))
+        for vm in look.report.vms:
+            where = vm.where or "no node"
+            text = f"cluster {look.name}: {vm.vm} {vm.state} on {where}"
+            out.append(Change(vm.vm, "ha-placement", f"{vm.state}@{where}", text))
+    return out
+
+
 class ClusterCollector(Collector):
     """The clusters' metric families; nothing at all for a fleet without clusters."""
 

@@ -22,7 +22,7 @@ from vmfleet.engine.context import FleetContext
 from vmfleet.engine.monitor import FleetView, Monitor
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.serve import metrics
-from vmfleet.serve.clusters import ClusterCollector, ClusterReader
+from vmfleet.serve.clusters import ClusterCollector, ClusterReader, cluster_changes
 from vmfleet.state import events
 from vmfleet.state.store import DurationRow
 
@@ -30,6 +30,8 @@ GROUP_VERBS = ("on", "off", "suspend", "resume")
 VM_VERBS = ("start", "stop", "reboot")
 VIEW_MAX_AGE = 1.0  # seconds a look at the hosts serves further requests
 WATCHED = ("started", "stopped", "crashed", "suspended", "resumed")
+# states whose first sighting is no news (the rest are recorded on the first look too)
+QUIET_FIRST = ("host-reachable", "cluster-reachable", "ha-placement", "cluster-node")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +160,22 @@ class Service:
         for g in view.groups:
             ready = g.conditions[0]
             text = f"Ready={ready.status}" + (f": {ready.message}" if ready.message else "")
-            self._note(f"group/{g.name}", "group-condition", text)
+            self._note(f"group/{g.name}", "group-condition", text, key=text)
+        if self.clusters.clustered:
+            looks, _took = self.clusters.looks()
+            for change in cluster_changes(looks):
+                self._note(change.obj, change.reason, change.message, key=change.key)
         return view
 
-    def _note(self, obj: str, reason: str, message: str) -> None:
-        """Record an event when an object's last noted state differs (not on every look);
-        a host's first look is recorded only when it does not answer."""
-        key = f"{reason}:{message}" if reason == "group-condition" else reason
+    def _note(self, obj: str, reason: str, message: str, *, key: str = "") -> None:
+        """Record an event when an object's last noted state (`reason`, and `key` when the
+        reason alone does not tell states apart) differs; not on every look. A first look
+        is recorded only when it finds something wrong (a host or cluster that does not
+        answer, a group's condition) — not a host answering or where the cluster runs a VM."""
+        noted = f"{reason}:{key}"
         previous = self._last.get(obj)
-        self._last[obj] = key
-        if previous == key or (previous is None and reason == "host-reachable"):
+        self._last[obj] = noted
+        if previous == noted or (previous is None and reason in QUIET_FIRST):
             return
         events.record(self.ctx.store, reason=reason, obj=obj, message=message)
 
