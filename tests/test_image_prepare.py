@@ -1,7 +1,8 @@
 """Image preparation (`images: NAME: {prepare: …}`): the recipe's checks with positions, the
 cache by content hash (built once, reused, rebuilt when the recipe changes), `plan` staying
 read-only, `up` uploading the prepared file. Real qemu-img on real images, libvirt's test
-driver; the libguestfs steps (extend, setup) are in test_image_prepare_e2e.py."""
+driver; the libguestfs tools through a recording runner (argv, TCG or KVM, errors); the real
+libguestfs steps (extend, setup) are in test_image_prepare_e2e.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from tests.support.testhost import TestDriverHost
 
 from vmfleet import Fleet
 from vmfleet.api import Event, ImagePrepared
+from vmfleet.drivers.commands import RecordingRunner
+from vmfleet.drivers.guestfs import GuestTools
 from vmfleet.drivers.qemuimg import QemuImg
+from vmfleet.errors import ImageError
+from vmfleet.state import kvmcache
 
 
 @pytest.fixture
@@ -148,3 +153,74 @@ def test_up_prepares_then_uploads_the_prepared_file(
     ]
     assert rows["base"].local == str(made) and rows["base"].hosts == ("local",)
     assert rows["base"].dependants  # the VM's disk is backed by the prepared file's volume
+
+
+PART_LIST = b"""[0] = {
+  part_num: 14
+  part_start: 1048576
+  part_end: 5242879
+  part_size: 4194304
+}
+[1] = {
+  part_num: 1
+  part_start: 227540992
+  part_end: 2147483135
+  part_size: 1919942144
+}
+[2] = {
+  part_num: 15
+  part_start: 5242880
+  part_end: 114294783
+  part_size: 109051904
+}
+"""
+
+
+def test_the_last_partition_is_the_one_that_ends_the_disk_not_the_highest_number() -> None:
+    """Ubuntu's cloud images put partitions 14 and 15 before the root partition 1."""
+    runner = RecordingRunner().script(["guestfish"], stdout=PART_LIST)
+    parts = GuestTools(runner=runner).partitions("disk.qcow2", format="qcow2")
+    assert [p.device for p in parts] == ["/dev/sda14", "/dev/sda15", "/dev/sda1"]
+    [call] = runner.calls
+    assert call.env == {"LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
+
+
+def test_the_appliance_uses_kvm_only_when_told_it_works() -> None:
+    runner = RecordingRunner().script(["virt-customize"])
+    GuestTools(runner=runner, tcg=False).customize("d.raw", format="raw", operations=[])
+    assert runner.calls[0].env == {"LIBGUESTFS_BACKEND": "direct"}
+
+
+def test_a_failing_tool_is_an_image_error_with_its_words() -> None:
+    runner = RecordingRunner().script(
+        ["virt-resize"], returncode=1, stderr="virt-resize: error: /dev/sda9: partition not found"
+    )
+    with pytest.raises(
+        ImageError,
+        match=r"src.qcow2: cannot grow /dev/sda9 into dst.qcow2: .*"
+        r"partition not found",
+    ):
+        GuestTools(runner=runner).expand(
+            "src.qcow2", "dst.qcow2", partition="/dev/sda9", src_format="qcow2", dest_format="qcow2"
+        )
+
+
+def test_kvm_for_the_appliance_follows_the_newest_probe_of_the_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMFLEET_CACHE_DIR", str(tmp_path))
+    assert kvmcache.newest("qemu:///system") is None
+    kvmcache.remember(
+        kvmcache.probe_key(
+            uri="qemu:///system", host_uuid="a", libvirt_version="9", qemu_version="7"
+        ),
+        True,
+    )
+    kvmcache.remember(
+        kvmcache.probe_key(
+            uri="qemu:///session", host_uuid="a", libvirt_version="9", qemu_version="7"
+        ),
+        False,
+    )
+    assert kvmcache.newest("qemu:///system") is True
+    assert kvmcache.newest("qemu:///session") is False
