@@ -113,14 +113,16 @@ class GuestTools:
 
 def setup_operations(*, user: str, public_key: str, hostname: str | None) -> list[str]:
     """virt-customize options that make an image without cloud-init one vmfleet logs in to:
-    `user` (created with a home when missing, passwordless sudo as cloud-init would give)
+    `user` (created with a home and no password when missing; passwordless sudo, as
+    cloud-init would give)
     with `public_key` authorized, the hostname, SSH host keys made at first boot (those in
     the image are removed, so no two VMs share one), and an empty machine-id (systemd makes
     a new one at first boot, and with it a DHCP client id of the VM's own)."""
     ops = [] if hostname is None else ["--hostname", hostname]
     ops += [
         "--run-command",
-        f"id -u {user} >/dev/null 2>&1 || useradd -m -s /bin/sh {user}",
+        # `-p '*'`: no password, yet not locked (`!`), which sshd without PAM refuses.
+        f"id -u {user} >/dev/null 2>&1 || useradd -m -s /bin/sh -p '*' {user}",
         "--ssh-inject",
         f"{user}:string:{public_key}",
         "--mkdir",
