@@ -6,7 +6,9 @@ libguestfs steps (extend, setup) are in test_image_prepare_e2e.py."""
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -224,3 +226,30 @@ def test_kvm_for_the_appliance_follows_the_newest_probe_of_the_uri(
     )
     assert kvmcache.newest("qemu:///system") is True
     assert kvmcache.newest("qemu:///session") is False
+
+
+def test_a_build_in_progress_elsewhere_is_waited_for_not_repeated(
+    fleet: Callable[[str], Path], cache: Path
+) -> None:
+    """Another process holding the recipe's lock is building it: a pull waits, then uses
+    that process's file instead of building its own."""
+    path = fleet("{format: qcow2}")
+    assert vmfleet("image", "pull", str(path)).returncode == 0
+    [made] = _prepared(cache)
+    theirs = made.read_bytes()
+    made.unlink()
+    with made.with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "vmfleet.cli.main", "image", "pull", str(path)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        assert waiting.poll() is None and not made.exists()
+        made.write_bytes(theirs)  # what the other builder renames into place
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    _, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, stderr
+    assert "prepar" not in stderr  # not built again
+    assert made.read_bytes() == theirs
