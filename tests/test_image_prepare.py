@@ -253,3 +253,12 @@ def test_a_build_in_progress_elsewhere_is_waited_for_not_repeated(
     assert waiting.returncode == 0, stderr
     assert "prepar" not in stderr  # not built again
     assert made.read_bytes() == theirs
+
+
+def test_image_rm_removes_the_prepared_file(fleet: Callable[[str], Path], cache: Path) -> None:
+    path = fleet("{format: qcow2}")
+    assert vmfleet("image", "pull", str(path)).returncode == 0
+    [made] = _prepared(cache)
+    removed = vmfleet("image", "rm", str(path), "base")
+    assert removed.returncode == 0, removed.stderr
+    assert str(made) in removed.stdout and not made.exists()
