@@ -92,6 +92,17 @@ def test_a_vm_must_log_in_as_the_user_setup_made(fleet: Callable[[str], Path]) -
     assert ok.returncode == 0, ok.stderr
 
 
+def test_a_vm_of_a_set_up_image_cannot_wait_for_cloud_init(fleet: Callable[[str], Path]) -> None:
+    extra = "ssh: {host_keys: accept-new}\n"
+    path = fleet("{setup: {user: debian}}", extra)
+    path.write_text(path.read_text().replace("vms: {web: {}}", "vms: {web: {ready: cloud-init}}"))
+    result = vmfleet("validate", str(path))
+    assert result.returncode == 2
+    assert "vms.web: VM waits for cloud-init, which image 'base' (set up without it) never" in (
+        result.stderr
+    )
+
+
 def test_plan_says_not_cached_and_builds_nothing(fleet: Callable[[str], Path], cache: Path) -> None:
     result = vmfleet("plan", str(fleet("{format: qcow2}")))
     assert result.returncode == 0, result.stderr

@@ -180,13 +180,22 @@ def _prepared_images(spec: FleetSpec, doc: Document) -> list[Problem]:
                 continue
             login = fields.cloud_init.user or spec.ssh.user
             wanted = setup_user(spec, str(fields.image))
+            path: Path = ("vms", name) if index is None else ("vms", name, "overrides", index)
             if login != wanted:
-                path: Path = ("vms", name) if index is None else ("vms", name, "overrides", index)
                 problems.append(
                     doc.problem(
                         path,
                         f"VM logs in as {login!r} but image {fields.image!r} is set up for "
                         f"{wanted!r} (no cloud-init creates another user); use one user",
+                    )
+                )
+                break
+            if fields.ready.wait_for == "cloud-init":
+                problems.append(
+                    doc.problem(
+                        path,
+                        f"VM waits for cloud-init, which image {fields.image!r} (set up "
+                        "without it) never runs; wait for ssh instead",
                     )
                 )
                 break
