@@ -24,6 +24,9 @@ PACKAGES=(
     # Building guest images (tests/support/images.py) and talking to guests.
     mmdebstrap extlinux syslinux-common busybox-static cpio genisoimage iproute2
     openssh-client e2fsprogs fdisk kmod
+    # Image preparation (`images: {prepare: …}`): virt-resize, virt-customize, guestfish.
+    # libguestfs boots the host's kernel in its appliance: a container has none of its own.
+    libguestfs-tools guestfish linux-image-cloud-amd64
     # The dashboard's browser test (tests/test_serve_e2e.py drives it through Playwright).
     chromium
 )

@@ -170,6 +170,7 @@ def test_json_adds_sizes_addresses_readiness_networks_and_images(
         "size": format_size(image.stat().st_size),
         "size_bytes": image.stat().st_size,
         "format": "qcow2",
+        "prepare": None,
     }
     assert rows["remote"]["image"]["size_bytes"] is None
 

@@ -27,6 +27,7 @@ PINNED = {
     "Position",
     "Problem",
     "Notice",
+    "ImagePrepared",
     "Recovered",
     "SnapshotRow",
     "SpecError",

@@ -15,7 +15,8 @@ an ``fcntl`` lock: parallel pytest-xdist workers build once, the others wait and
 Building needs root and the host tools that ``scripts/setup-host.sh`` installs; packages come
 from the Debian mirror that the host's apt sources name.
 
-``python -m tests.support.images build [debian|micro|all]`` builds ahead of a test run.
+``python -m tests.support.images build [debian|debian-plain|micro|all]`` builds ahead of a
+test run (``debian-plain``, without cloud-init, is in ``plain_image.py``).
 """
 
 from __future__ import annotations
@@ -601,14 +602,23 @@ def _cpio(staging: Path, names: Sequence[str]) -> bytes:
 
 # ---------------------------------------------------------------------------- CLI
 
+
+def _debian_plain() -> list[Path]:
+    from tests.support.plain_image import debian_plain_image  # it builds on this module
+
+    return [debian_plain_image()]
+
+
 IMAGES: Mapping[str, Callable[[], list[Path]]] = {
     "debian": lambda: [debian_image()],
+    "debian-plain": _debian_plain,
     "micro": lambda: [micro_kernel(), micro_initrd(), micro_disk()],
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``build [debian|micro|all]``: build (or find cached) images, print paths and times."""
+    """``build [debian|debian-plain|micro|all]``: build (or find cached) images, print paths
+    and times."""
     parser = argparse.ArgumentParser(prog="python -m tests.support.images")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build test guest images into the cache")

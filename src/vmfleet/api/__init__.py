@@ -6,6 +6,7 @@ Layer: between `cli` (which parses, asks and renders) and `engine` (which execut
 from vmfleet.api.events import (
     Event,
     EventCallback,
+    ImagePrepared,
     ImageProgress,
     Notice,
     Planned,
@@ -36,6 +37,7 @@ __all__ = [
     "EventCallback",
     "ExpandedVm",
     "Fleet",
+    "ImagePrepared",
     "ImageProgress",
     "ImageRow",
     "MigrationInFlight",

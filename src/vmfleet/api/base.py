@@ -7,9 +7,17 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from vmfleet.api.events import EventCallback, ImageProgress, Notice, Stage, VmProgress, ignore
+from vmfleet.api.events import (
+    EventCallback,
+    ImagePrepared,
+    ImageProgress,
+    Notice,
+    Stage,
+    VmProgress,
+    ignore,
+)
 from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import Instance
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
@@ -149,6 +157,19 @@ class FleetBase:
             self._on_event(ImageProgress(image, done, total))
 
         return tuple(images.pull(ctx, names, progress=report, update=update, check=check))
+
+    def _prepare(self, ctx: FleetContext, names: list[str] | None) -> tuple[str, ...]:
+        """Build the prepared files of images with `prepare:` (or those named) not cached yet,
+        with `ImagePrepared` events; returns the images built."""
+
+        def building(image: str, path: Path) -> None:
+            self._on_event(ImagePrepared(image, "building", str(path)))
+
+        made = images.prepare_all(ctx, names, building=building)
+        for item in made:
+            state: Literal["built", "cached"] = "built" if item.built else "cached"
+            self._on_event(ImagePrepared(item.image, state, str(item.path), item.seconds))
+        return tuple(m.image for m in made if m.built)
 
     # --- targets ------------------------------------------------------------------------------
 

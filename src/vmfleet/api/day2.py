@@ -197,8 +197,12 @@ class Day2(FleetBase):
     def image_pull(self, names: Sequence[str] = (), *, update: bool = False) -> tuple[str, ...]:
         """Download the fleet's URL images (or those named) into the cache; those fetched.
         Catalog images are pinned at their first pull; a later pull that finds the publisher's
-        "latest" changed raises ImageError, unless `update` takes the new one."""
-        return self._pull(self._context(), list(names) or None, update=update, check=True)
+        "latest" changed raises ImageError, unless `update` takes the new one. Images with
+        `prepare:` are then prepared (cached by recipe; a Notice says each one's time)."""
+        ctx = self._context()
+        fetched = self._pull(ctx, list(names) or None, update=update, check=True)
+        self._prepare(ctx, list(names) or None)
+        return fetched
 
     def image_list(self) -> tuple[ImageRow, ...]:
         """Each image: source, local file, hosts holding its base volume, disks using it."""

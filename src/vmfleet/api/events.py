@@ -6,8 +6,9 @@ Every event is a small frozen dataclass; a callback tells them apart with `isins
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 from vmfleet.core.plan import Plan
 
@@ -41,6 +42,18 @@ class ImageProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePrepared:
+    """An image's `prepare:` recipe: `building` as a build starts (minutes: the libguestfs
+    tools boot a small VM), then `built` with each step's seconds; or `cached` when the
+    prepared file was there already. `path` is the prepared file."""
+
+    image: str
+    state: Literal["building", "built", "cached"]
+    path: str
+    seconds: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Recovered:
     """Something an interrupted run left behind was settled before this run began: rolled
     back, or (a move whose destination runs) finished."""
@@ -64,7 +77,7 @@ class Planned:
     prune: bool
 
 
-Event = Stage | VmProgress | ImageProgress | Recovered | Notice | Planned
+Event = Stage | VmProgress | ImageProgress | ImagePrepared | Recovered | Notice | Planned
 EventCallback = Callable[[Event], None]
 
 

@@ -198,6 +198,7 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
                 return UpResult(self.name, Plan(()), (), (), None, recovered, (), up_to_date=True)
             lost_key = ctx.generated_key_missing()  # before anything makes a new one
             pulled = self._pull(ctx, None) if engine.images.missing(ctx) else ()
+            self._prepare(ctx, sorted({i.fields.image for i in ctx.instances() if i.fields.image}))
             hold = engine_groups.held(ctx)
             seen = engine.observe(ctx)
             full = engine.make_plan(ctx, seen, probe=True, prune=prune, restart=restart, hold=hold)

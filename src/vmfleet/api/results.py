@@ -198,7 +198,8 @@ class SnapshotRow:
 @dataclass(frozen=True, slots=True)
 class ImageRow:
     """One image of the fleet (`image list`): its source, the cached file (or `missing` /
-    `not downloaded`), the hosts holding its base volume and the disks backed by it."""
+    `not downloaded`; for an image with `prepare:`, the prepared file or `not prepared`),
+    the hosts holding its base volume, the disks backed by it, and its prepare recipe."""
 
     image: str
     source: str
@@ -206,3 +207,4 @@ class ImageRow:
     size: str | None
     hosts: tuple[str, ...]
     dependants: tuple[str, ...]
+    prepare: str | None = None

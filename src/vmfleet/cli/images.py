@@ -24,7 +24,8 @@ def image_pull(
     ] = False,
 ) -> None:
     """Download the fleet's URL images into the cache (resumable, sha256-verified); catalog
-    images are checked against the publisher's checksum list and pinned."""
+    images are checked against the publisher's checksum list and pinned; images with
+    `prepare:` are then prepared (once per recipe, cached)."""
     with open_fleet(file, state) as fleet:
         fetched = fleet.image_pull(names or (), update=update)
     console.print(f"pulled: {', '.join(fetched)}" if fetched else "all images are present")
@@ -46,6 +47,7 @@ def image_list(
             ("source", "Source"),
             ("local", "Local file"),
             ("size", "Size"),
+            ("prepare", "Prepare"),
             ("hosts", "On hosts"),
             ("dependants", "Used by"),
         ],

@@ -150,6 +150,7 @@ def _host_facts(facts: Facts, step: Step) -> dict[str, object]:
                 "size": format_size(size) if size is not None else None,
                 "size_bytes": size,
                 "format": image.format,
+                "prepare": image.prepare,
             }
         }
     return {}
@@ -192,9 +193,13 @@ def _host_line(facts: Facts, step: Step) -> str:
         detail = " ".join(str(v) for v in (net["mode"], net["cidr"]) if v)
     elif isinstance(image := row.get("image"), dict):
         what = " ".join(str(v) for v in (image["size"], image["format"]) if v)
-        if image["size"] is None:
+        if image["prepare"] == "not cached":
+            what += ", size known once prepared"
+        elif image["size"] is None:
             what += (", size" if what else "size and format") + " known once pulled"
         detail = f"{what} from {image['source']}"
+        if image["prepare"]:
+            detail += f", prepare ({image['prepare']})"
     name = f"{thing} {step.target}"
     return f"[{colour}]{sign} {name:<24} {verb:<12}[/] on {step.host}" + (
         f"  {detail}" if detail else ""

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from vmfleet.api.events import (
     Event,
+    ImagePrepared,
     ImageProgress,
     Notice,
     Planned,
@@ -88,6 +89,8 @@ class ProgressView:
         elif isinstance(event, Recovered):
             self._end()
             err_console.print(f"recovered: {event.item}", highlight=False)
+        elif isinstance(event, ImagePrepared):
+            self._prepared(event)
         elif isinstance(event, Notice):
             self._end()
             err_console.print(f"[yellow]warning:[/] {escape(event.message)}", highlight=False)
@@ -95,6 +98,19 @@ class ProgressView:
             self._end()
             if self._on_plan is not None:
                 self._on_plan(event.plan, event.prune)
+
+    def _prepared(self, event: ImagePrepared) -> None:
+        """A line as a build starts and one when it is done; nothing for a cached file."""
+        if event.state == "cached":
+            return
+        self._end()
+        if event.state == "building":
+            text = f"preparing image {event.image}..."
+        else:
+            steps = ", ".join(f"{step} {secs:.0f} s" for step, secs in event.seconds.items())
+            total = sum(event.seconds.values())
+            text = f"prepared image {event.image} in {total:.0f} s ({steps}): {event.path}"
+        err_console.print(escape(text), highlight=False)
 
     def _download(self, event: ImageProgress) -> None:
         if self._bars is None:

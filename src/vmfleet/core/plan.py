@@ -156,11 +156,12 @@ class NetworkFacts:
 class ImageFacts:
     """What an image upload sends: the local file's size and format. None when not known
     before `up` (a URL image not downloaded yet; a file qemu-img cannot read, which `up`'s
-    preflight reports)."""
+    preflight reports; a prepared image not built yet, which `up` builds first)."""
 
     source: str
     size_bytes: int | None = None
     format: str | None = None
+    prepare: str | None = None  # "cached" or "not cached" for an image with `prepare:`
 
 
 @dataclass(frozen=True, slots=True)

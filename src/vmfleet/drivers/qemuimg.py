@@ -1,4 +1,4 @@
-"""qemu-img through the command-runner seam: inspect, check, create overlays, convert, resize.
+"""qemu-img through the command-runner seam: inspect, check, create (overlays), convert, resize.
 
 Every failure is an `ImageError` naming the image file and carrying qemu-img's own words.
 Commands that write a file refuse to overwrite an existing one (qemu-img itself would,
@@ -145,6 +145,13 @@ class QemuImg:
         if size is not None:
             argv.append(str(size))
         self._run(argv, path=name, doing="cannot create overlay")
+        return self.info(name)
+
+    def create(self, path: StrPath, *, format: str, size: int) -> ImageInfo:
+        """Create an empty image of `size` bytes; refuses (ImageError) when `path` exists."""
+        name = os.fspath(path)
+        _refuse_existing(name)
+        self._run(["create", "-q", "-f", format, name, str(size)], path=name, doing="cannot create")
         return self.info(name)
 
     def convert(

@@ -1,15 +1,19 @@
-"""Base images: fetch them, see where they are used, remove them when nothing depends on them."""
+"""Base images: fetch and prepare them, see where they are used, remove them when nothing
+depends on them."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from pathlib import Path
 
 from vmfleet.core.plan import ImageFacts
 from vmfleet.drivers import download, names
 from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
-from vmfleet.engine import catalog, provision
+from vmfleet.engine import catalog, prepare, provision
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import HostUnreachableError, ImageError, UsageError
+from vmfleet.spec.models import ImageSpec
 from vmfleet.spec.units import format_size
 
 Progress = Callable[[str, int, int | None], None]  # (image, bytes, total)
@@ -89,6 +93,9 @@ def facts(ctx: FleetContext, wanted: list[str]) -> dict[str, ImageFacts]:
     out: dict[str, ImageFacts] = {}
     for name in wanted:
         spec = ctx.loaded.spec.images[name]
+        if spec.prepare is not None:
+            out[name] = _prepared_facts(ctx, name)
+            continue
         remote = spec.source.startswith(("http://", "https://"))
         if remote and not spec.sha256:  # a catalog image not pinned yet
             out[name] = ImageFacts(spec.source)
@@ -108,6 +115,45 @@ def facts(ctx: FleetContext, wanted: list[str]) -> dict[str, ImageFacts]:
     return out
 
 
+def _prepared_facts(ctx: FleetContext, name: str) -> ImageFacts:
+    spec = ctx.loaded.spec.images[name]
+    assert spec.prepare is not None
+    path = prepare.cached(ctx, name)
+    if path is None:
+        return ImageFacts(spec.source, format=spec.prepare.format, prepare="not cached")
+    return ImageFacts(spec.source, path.stat().st_size, spec.prepare.format, prepare="cached")
+
+
+def prepare_all(
+    ctx: FleetContext,
+    names: list[str] | None = None,
+    *,
+    building: Callable[[str, Path], None] | None = None,
+) -> list[prepare.Prepared]:
+    """Build every image with `prepare:` (or those named) whose prepared file is not cached
+    (`building` hears each one as its build starts); sources must be pulled first."""
+    out = []
+    for name in list(ctx.loaded.spec.images) if names is None else names:
+        if ctx.loaded.spec.images[name].prepare is None:
+            continue
+        hear = None if building is None else functools.partial(building, name)
+        out.append(prepare.ensure(ctx, name, building=hear))
+    return out
+
+
+def _recipe_text(spec: ImageSpec) -> str | None:
+    """`qcow2, 4GiB, setup debian` for `image list`."""
+    if spec.prepare is None:
+        return None
+    parts: list[str] = [spec.prepare.format]
+    if spec.prepare.size is not None:
+        parts.append(format_size(spec.prepare.size))
+    setup = spec.prepare.setup
+    if setup is not None:
+        parts.append("setup" + (f" {setup.user}" if setup.user else ""))
+    return ", ".join(parts)
+
+
 def _for_image(progress: Progress | None, name: str) -> download.Progress | None:
     if progress is None:
         return None
@@ -124,12 +170,7 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     where = _where(ctx)
     for name, spec in ctx.loaded.spec.images.items():
-        try:
-            path = provision.image_path(ctx, spec.source, spec.sha256)
-            local = str(path)
-            size = format_size(path.stat().st_size)
-        except ImageError:
-            local, size = "not downloaded" if spec.sha256 else "missing", None
+        local, size = _local(ctx, name, spec)
         hosts = where.get(name, {})
         rows.append(
             {
@@ -137,11 +178,25 @@ def listing(ctx: FleetContext) -> list[dict[str, object]]:
                 "source": spec.source,
                 "local": local,
                 "size": size,
+                "prepare": _recipe_text(spec),
                 "hosts": sorted(hosts),
                 "dependants": sorted({d for deps in hosts.values() for d in deps}),
             }
         )
     return rows
+
+
+def _local(ctx: FleetContext, name: str, spec: ImageSpec) -> tuple[str, str | None]:
+    """(local file, its size) of an image: the prepared file for one with `prepare:`."""
+    try:
+        path: Path | None = provision.image_path(ctx, spec.source, spec.sha256)
+    except ImageError:
+        return "not downloaded" if spec.sha256 else "missing", None
+    if spec.prepare is not None:
+        path = prepare.cached(ctx, name)
+    if path is None:
+        return "not prepared", None
+    return str(path), format_size(path.stat().st_size)
 
 
 def _where(ctx: FleetContext) -> dict[str, dict[str, list[str]]]:
@@ -189,6 +244,10 @@ def remove(ctx: FleetContext, name: str) -> list[str]:
                 host.delete_volume(host_spec.pool, volume.name)
                 removed.append(f"{volume.name} on {host_name}")
     spec = ctx.loaded.spec.images[name]
+    prepared = prepare.cached(ctx, name) if spec.prepare is not None else None
+    if prepared is not None:
+        prepared.unlink()
+        removed.append(str(prepared))
     if spec.sha256 and spec.source.startswith(("http://", "https://")):
         cached = download.cached_path(download.default_cache_dir(), spec.sha256)
         if cached.exists():

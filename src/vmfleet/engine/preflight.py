@@ -213,6 +213,10 @@ def _check_host_side(
 
 def _check_image(ctx: FleetContext, name: str) -> tuple[Path, str]:
     spec = ctx.loaded.spec.images[name]
+    if spec.prepare is not None:  # checked when it was prepared (source digest, safety)
+        path, key = provision.local_image(ctx, name)
+        refuse_unsafe_base(QemuImg().info(path))
+        return path, key
     path = provision.image_path(ctx, spec.source, spec.sha256)
     tool = QemuImg()
     info = tool.info(path)

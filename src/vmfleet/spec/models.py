@@ -21,6 +21,7 @@ from pydantic import (
 
 from vmfleet.spec import catalog
 from vmfleet.spec.farm import FarmSpec
+from vmfleet.spec.prepare import ImagePrepare
 from vmfleet.spec.values import (
     Cidr,
     Count,
@@ -86,7 +87,8 @@ class HostSpec(Model):
 
 class ImageSpec(Model):
     """A base image: a local path, an http(s) URL with its sha256, or a `catalog` name (the
-    URL from the catalog, the digest from the publisher's checksum list at pull time)."""
+    URL from the catalog, the digest from the publisher's checksum list at pull time).
+    `prepare` converts, extends or sets it up once, before any host gets it."""
 
     source: Line = ""
     sha256: str | None = None
@@ -94,6 +96,7 @@ class ImageSpec(Model):
     arch: Line = "x86_64"
     catalog: Line | None = None
     user: LoginUser | None = None
+    prepare: ImagePrepare | None = None
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -129,6 +132,13 @@ class ImageSpec(Model):
         if self.catalog is None and url and not self.sha256:
             raise ValueError("an image downloaded from a URL needs its sha256")
         return self
+
+    @property
+    def login_user(self) -> str | None:
+        """The user VMs of this image log in as unless the file says otherwise: `user`, else
+        the one `prepare.setup` gives the fleet's key to."""
+        setup = self.prepare.setup if self.prepare else None
+        return self.user or (setup.user if setup else None)
 
 
 class NetworkSpec(Model):

@@ -104,10 +104,11 @@ def _merged_cloud_init(stack: list[VmFields]) -> CloudInit:
 
 def _with_image_user(spec: FleetSpec, cloud_init: CloudInit, image: str | None) -> CloudInit:
     """The login user: `cloud_init.user`, else `ssh.user` when the file sets it, else the
-    image's `user` (catalog images have one: debian, ubuntu, ...), else `ssh.user`'s default."""
+    image's `user` (catalog images have one: debian, ubuntu, ...) or its `prepare.setup`
+    user, else `ssh.user`'s default."""
     if cloud_init.user or "user" in spec.ssh.model_fields_set or image not in spec.images:
         return cloud_init
-    user = spec.images[image].user
+    user = spec.images[image].login_user
     return cloud_init.model_copy(update={"user": user}) if user else cloud_init
 
 

@@ -45,6 +45,7 @@ def check(spec: FleetSpec, doc: Document) -> list[Problem]:
         _addresses_in_networks,
         _address_pools,
         _arch_matches_image,
+        _prepared_images,
         _groups,
         _farm,
         ha_rules.check,
@@ -145,6 +146,59 @@ def _arch_matches_image(spec: FleetSpec, doc: Document) -> list[Problem]:
                     "leave arch out to run the image's",
                 )
             )
+    return problems
+
+
+def setup_user(spec: FleetSpec, image: str) -> str:
+    """The user an image's `prepare.setup` gives the fleet's key to: its own `user`, else the
+    image's, else `ssh.user`."""
+    prepare = spec.images[image].prepare
+    setup = prepare.setup if prepare else None
+    return (setup.user if setup else None) or spec.images[image].user or spec.ssh.user
+
+
+def _prepared_images(spec: FleetSpec, doc: Document) -> list[Problem]:
+    """An image set up without cloud-init never gets the host key vmfleet makes for a VM
+    (its host keys are made at first boot), and has one login user written into it."""
+    problems: list[Problem] = []
+    for name, image in spec.images.items():
+        if image.prepare is None or image.prepare.setup is None:
+            continue
+        if spec.ssh.host_keys == "provided":
+            problems.append(
+                doc.problem(
+                    ("images", name, "prepare", "setup"),
+                    f"image {name!r} is set up without cloud-init, so its VMs make their own "
+                    "SSH host keys at first boot; set `ssh: {host_keys: accept-new}`",
+                )
+            )
+    for name, template in spec.vms.items():
+        for index in [None, *template.overrides]:
+            fields = effective(spec, template, index)
+            used = spec.images.get(fields.image or "")
+            if used is None or used.prepare is None or used.prepare.setup is None:
+                continue
+            login = fields.cloud_init.user or spec.ssh.user
+            wanted = setup_user(spec, str(fields.image))
+            path: Path = ("vms", name) if index is None else ("vms", name, "overrides", index)
+            if login != wanted:
+                problems.append(
+                    doc.problem(
+                        path,
+                        f"VM logs in as {login!r} but image {fields.image!r} is set up for "
+                        f"{wanted!r} (no cloud-init creates another user); use one user",
+                    )
+                )
+                break
+            if fields.ready.wait_for == "cloud-init":
+                problems.append(
+                    doc.problem(
+                        path,
+                        f"VM waits for cloud-init, which image {fields.image!r} (set up "
+                        "without it) never runs; wait for ssh instead",
+                    )
+                )
+                break
     return problems
 
 

@@ -40,6 +40,21 @@ def lookup(key: str) -> bool | None:
     return None
 
 
+def newest(uri: str) -> bool | None:
+    """The most recent answer for any host reached at `uri` (whatever its UUID or versions);
+    None when none was ever probed. For a local choice that has no libvirt connection at
+    hand (libguestfs's appliance, started by its tools on this machine)."""
+    answers = [
+        entry
+        for key, entry in _read().items()
+        if key.startswith(f"{uri}|") and isinstance(entry, dict) and "kvm" in entry
+    ]
+    if not answers:
+        return None
+    latest = max(answers, key=lambda entry: float(entry.get("probed_at") or 0))
+    return latest["kvm"] if isinstance(latest["kvm"], bool) else None
+
+
 def remember(key: str, usable: bool) -> None:
     """Keep an answer (written atomically; a cache that cannot be written is skipped, the
     probe then runs again next time)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         digest,
         ensure_base,
         image_path,
+        local_image,
     )
     from vmfleet.engine.provision.create import add_data_disk, create
     from vmfleet.engine.provision.definition import (
@@ -90,6 +91,7 @@ _LAZY: dict[str, str] = {
     "existing_forward": "vmfleet.engine.provision.ports",
     "forward_port": "vmfleet.engine.provision.ports",
     "image_path": "vmfleet.engine.provision.base_images",
+    "local_image": "vmfleet.engine.provision.base_images",
     "network_name": "vmfleet.engine.provision.networks",
     "owned_network_xml": "vmfleet.engine.provision.networks",
     "record_leases": "vmfleet.engine.provision.ports",
@@ -129,6 +131,7 @@ __all__ = [
     "existing_forward",
     "forward_port",
     "image_path",
+    "local_image",
     "network_name",
     "owned_network_xml",
     "record_leases",

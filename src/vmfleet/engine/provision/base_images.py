@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from vmfleet.drivers import download, names, qemuimg
 from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
+from vmfleet.engine import prepare
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import ImageError
 
@@ -51,11 +52,33 @@ def digest(ctx: FleetContext, path: Path) -> str:
     return value
 
 
+def local_image(ctx: FleetContext, image: str) -> tuple[Path, str]:
+    """The file `up` uploads for an image and the digest that names its base volume: the
+    prepared file and its recipe key for an image with `prepare:` (ImageError when it is
+    not prepared yet), else the image's own file and sha256."""
+    spec = ctx.loaded.spec.images[image]
+    if spec.prepare is None:
+        path = image_path(ctx, spec.source, spec.sha256)
+        return path, digest(ctx, path)
+    found = prepare.recipe(ctx, image)
+    prepared = prepare.cached(ctx, image)
+    if found is None or prepared is None:
+        raise ImageError(f"image {image} is not prepared yet (vmfleet image pull prepares it)")
+    return prepared, found.key
+
+
 def base_name(ctx: FleetContext, image: str) -> str | None:
     """The base volume `ensure_base` would use for the image's file as it is now (named by
-    its digest: the spec's, else the file's); None when that cannot be known before `up`
-    (a catalog image not pinned yet, a file that is missing: `up` pulls it or refuses)."""
+    its digest: the spec's, else the file's; a prepared image's by its recipe key); None
+    when that cannot be known before `up` (a catalog image not pinned yet, a file that is
+    missing: `up` pulls it or refuses; a prepared image's login key not made yet)."""
     spec = ctx.loaded.spec.images[image]
+    if spec.prepare is not None:
+        try:
+            found = prepare.recipe(ctx, image)
+        except ImageError:
+            return None
+        return None if found is None else names.base_volume(image=image, digest=found.key)
     if spec.sha256:
         return names.base_volume(image=image, digest=spec.sha256)
     if spec.source.startswith(("http://", "https://")):
@@ -72,9 +95,13 @@ def ensure_base(
 ) -> tuple[str, str, int]:
     """The base volume (path, format, virtual size) for `image` on a host, uploaded once."""
     spec = ctx.loaded.spec.images[image]
-    path = image_path(ctx, spec.source, spec.sha256)
-    digest_value = digest(ctx, path)
-    if spec.sha256 and spec.sha256 != digest_value:
+    if spec.prepare is not None:
+        made = prepare.ensure(ctx, image)  # built by `up` before the plan; cached here
+        path, digest_value = made.path, made.key
+    else:
+        path = image_path(ctx, spec.source, spec.sha256)
+        digest_value = digest(ctx, path)
+    if spec.prepare is None and spec.sha256 and spec.sha256 != digest_value:
         raise ImageError(
             f"image {image}: sha256 of {path} is {digest_value}, the spec says {spec.sha256}"
         )
@@ -87,7 +114,7 @@ def ensure_base(
         if existing is None:
             local = QemuImg().info(path)
             refuse_unsafe_base(local)  # preflight checked it too; the file may have changed
-            fmt = spec.format or local.format
+            fmt = spec.prepare.format if spec.prepare else spec.format or local.format
             entry = ctx.store.intent(
                 run=ctx.run_id,
                 host=host_name,
