@@ -1,6 +1,7 @@
 """A farm on real Debian guests: the cell's phases run over SSH in the guest (`main` prints
 `uname -m`), and a second run at the same revision reverts to the `init` snapshot, skips
-`dependencies` and still finds what dependencies left in the guest. Timings are printed for
+`dependencies` and still finds what dependencies left in the guest; a phase that fails in it
+fails the cell and shows as the failed testcase in JUnit, with its output. Timings are printed for
 docs/benchmarks.md (cold vs cached)."""
 
 from __future__ import annotations
@@ -53,16 +54,26 @@ farm:
         suite = next(iter(junitparser.JUnitXml.fromfile(str(junit))))
         assert {c.name: c.is_passed for c in suite}["main"]
 
+        # the second run also has a phase that fails: the cell fails, JUnit says which phase
+        (phases / "common" / "terminate.sh").write_text(
+            "echo tearing down\necho boom >&2\nexit 3\n"
+        )
         t0 = time.monotonic()
-        cached = vmfleet("farm", "run", f, "-o", "json", timeout=1500)
+        cached = vmfleet("farm", "run", f, "-o", "json", "--junit", str(junit), timeout=1500)
         cached_s = time.monotonic() - t0
-        assert cached.returncode == 0, cached.stderr
+        assert cached.returncode == 1, cached.stderr
         (cell,) = json.loads(cached.stdout)["cells"]
         again = {p["phase"]: p for p in cell["phase_results"]}
         assert again["restore init"]["status"] == "passed"
         assert again["dependencies"]["status"] == "skipped"
         assert "restored from the init snapshot" in Path(again["dependencies"]["log"]).read_text()
         assert "installed\nx86_64" in Path(again["main"]["log"]).read_text()
+        assert (cell["outcome"], again["terminate"]["status"]) == ("failed in terminate", "failed")
+        assert "boom" in Path(again["terminate"]["log"]).read_text()
+        cases = {c.name: c for c in next(iter(junitparser.JUnitXml.fromfile(str(junit))))}
+        assert cases["main"].is_passed and not cases["terminate"].is_passed
+        failed = cases["terminate"]
+        assert failed.result and "boom" in (failed.system_err or "") + (failed.system_out or "")
         print(f"\nfarm benchmark: cold {cold_s:.1f} s, cached {cached_s:.1f} s")
         print("cold phases:", {k: v["seconds"] for k, v in phases_run.items()})
         print("cached phases:", {k: v["seconds"] for k, v in again.items()})

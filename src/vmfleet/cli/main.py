@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from vmfleet.cli import completion, fleetfile
+from vmfleet.cli import completion, fleetfile, output
 from vmfleet.cli.common import app
 from vmfleet.cli.output import err_console
 from vmfleet.errors import FleetError, SpecError
@@ -59,7 +59,7 @@ def run() -> None:
     try:
         command.main(args=args, prog_name="vmfleet")
     except FleetError as error:
-        if fleetfile.wants_json(args):
+        if fleetfile.wants_json(args) and not output.document_written():
             sys.stdout.write(json.dumps({"error": error_json(error)}, indent=2) + "\n")
         else:
             err_console.print(

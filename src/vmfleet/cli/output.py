@@ -23,6 +23,15 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
+_written: list[OutputFormat] = []  # the JSON documents this process has printed
+
+
+def document_written() -> bool:
+    """True once a command printed its JSON document: an error after that (some VMs or
+    cells failed) goes to stderr as text, so stdout stays one document."""
+    return bool(_written)
+
+
 def emit(
     rows: Sequence[dict[str, Any]],
     *,
@@ -35,6 +44,7 @@ def emit(
     payload = rows if data is None else data
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        _written.append(fmt)
         return
     if fmt is OutputFormat.yaml:
         import yaml  # not loaded by commands that never print YAML (--help, --version)
