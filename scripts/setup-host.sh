@@ -19,8 +19,8 @@ PACKAGES=(
     # libvirt and QEMU; dnsmasq-base and iptables must be there before libvirtd starts.
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
     qemu-system-x86 qemu-utils dnsmasq-base iptables
-    # Foreign-arch farm targets: aarch64 under TCG, with AAVMF UEFI firmware.
-    qemu-system-arm qemu-efi-aarch64
+    # Foreign-arch farm targets under TCG: aarch64 (with AAVMF UEFI firmware) and ppc64le.
+    qemu-system-arm qemu-efi-aarch64 qemu-system-ppc
     # Building guest images (tests/support/images.py) and talking to guests.
     mmdebstrap extlinux syslinux-common busybox-static cpio genisoimage iproute2
     openssh-client e2fsprogs fdisk kmod

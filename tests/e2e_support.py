@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import libvirt
@@ -184,3 +188,27 @@ ssh: {{private_key: {key}}}
 images:
   debian: {{source: {images.debian_image()}}}
 """
+
+
+def up_and_greet(path: Path, vm: str, *, timeout: float = 1200) -> ET.Element:
+    """`up` a fleet of one micro guest (print how long it took), check it runs and answers
+    with its SSH banner through its 127.0.0.1 forward; the domain's live XML."""
+    started = time.monotonic()
+    up = vmfleet("up", str(path), timeout=timeout)
+    print(f"{vm}: up until port 22 answered in {time.monotonic() - started:.1f} s")
+    assert up.returncode == 0, up.stderr
+    conn = libvirt.open(SYSTEM_URI)
+    try:
+        xml = ET.fromstring(conn.lookupByName(vm).XMLDesc())
+    finally:
+        conn.close()
+    (listed,) = json.loads(vmfleet("list", str(path), "-o", "json").stdout)
+    assert listed["state"] == "running"
+    (forward,) = [a for a in listed["ip"] if a.startswith("127.0.0.1:")]
+    port = int(forward.rsplit(":", 1)[1])
+    from tests.support import images
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        greeting = sock.recv(64)
+    assert greeting.startswith(images.MICRO_BANNER_PREFIX.encode()), greeting
+    return xml

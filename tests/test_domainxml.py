@@ -124,6 +124,23 @@ DOMAINS: dict[str, Callable[[], DomainConfig]] = {
             kernel="/cache/vmlinuz", initrd="/cache/initrd.img", cmdline="console=ttyS0 quiet"
         ),
     ),
+    "domain-aarch64-uefi-kernel-boot": lambda: _domain(
+        arch="aarch64",
+        machine="virt",
+        cpu_model="cortex-a57",
+        firmware="uefi",
+        disks=(ROOT,),
+        nics=(NicConfig(mac="52:54:00:12:34:10", attachment=UserAttachment()),),
+        kernel_boot=KernelBoot(kernel="/cache/Image", initrd="/cache/initrd.img"),
+    ),
+    "domain-pseries": lambda: _domain(
+        arch="ppc64le",
+        machine="pseries",
+        cpu_model="POWER9",
+        disks=(ROOT,),
+        nics=(NicConfig(mac="52:54:00:12:34:10", attachment=UserAttachment()),),
+        kernel_boot=KernelBoot(kernel="/cache/vmlinux", cmdline="console=hvc0"),
+    ),
     "domain-slirp-q35": lambda: _domain(
         nics=(
             NicConfig(mac="52:54:00:12:34:10", attachment=UserAttachment(forwards=(SSH_FORWARD,))),

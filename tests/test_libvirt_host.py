@@ -289,6 +289,15 @@ def test_lifecycle_of_an_owned_domain(host: LibvirtHost) -> None:
     assert host.get_domain(name) is None
 
 
+def test_a_uefi_domain_is_undefined_on_a_driver_without_nvram(host: LibvirtHost) -> None:
+    # UEFI domains get VIR_DOMAIN_UNDEFINE_NVRAM (qemu refuses to undefine them without it);
+    # the test driver keeps no NVRAM and refuses the flag, which must not stop the undefine.
+    name = "vmftest-efi"
+    host.define(domain_xml(name).replace("<os>", "<os firmware='efi'>"))
+    assert host.undefine(name) is True
+    assert host.get_domain(name) is None
+
+
 def test_memory_vcpus_and_autostart(host: LibvirtHost) -> None:
     name = "vmftest-size"
     host.define(domain_xml(name, memory_mib=64))

@@ -247,6 +247,14 @@ def test_internal_is_refused_where_it_cannot_work() -> None:
         snapshots.snapshot_kind("internal", uefi=True, raw_writable=False, has_external=False)
 
 
+def test_asking_internal_for_a_uefi_vm_is_refused_before_any_vm_pauses(ctx: FleetContext) -> None:
+    chosen = snapshots.members(ctx, vms=["db", "efi"])
+    with pytest.raises(UsageError, match=r"impossible with UEFI firmware \(efi\)"):
+        snapshots.create(ctx, chosen, "inside", kind="internal")
+    assert _state(ctx, "db") is DomainState.RUNNING
+    assert ctx.host("local").list_snapshots("db") == []
+
+
 def _snap(name: str, second: int, parent: str | None) -> SnapshotInfo:
     return SnapshotInfo(
         vm="v",

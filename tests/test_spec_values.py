@@ -252,6 +252,18 @@ def test_a_vm_runs_its_images_arch_unless_it_says_otherwise(
     assert [i.fields.arch for i in expand(loaded.spec, fleet="f")] == ["aarch64", "x86_64"]
 
 
+def test_internal_snapshots_of_a_uefi_vm_are_refused_where_set(
+    fleet_file: Callable[[str], Path],
+) -> None:
+    text = (
+        "defaults: {snapshot_type: internal}\n"
+        "vms:\n  a: {image: d, firmware: uefi}\n  b: {image: d}\n"
+        "images:\n  d: {source: /x}\n"
+    )
+    problem = assert_problem(fleet_file(text), "defaults.snapshot_type", 1, "impossible with UEFI")
+    assert "vms.b" not in problem.field
+
+
 def test_an_arch_that_differs_from_the_images_is_refused(fleet_file: Callable[[str], Path]) -> None:
     text = (
         "images:\n  arm: {source: /x, arch: aarch64}\n"

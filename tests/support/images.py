@@ -7,6 +7,7 @@ Two kinds of guest:
 * ``micro_kernel()``, ``micro_initrd()``, ``micro_disk()``: the Debian cloud kernel with a
   busybox initramfs that boots in about two seconds under TCG, takes DHCP on eth0 and answers
   TCP port 22 with an SSH banner; for tests that need many VMs but not what runs inside them.
+  The same guest for arm64 and ppc64el (TCG): ``tests.support.images_foreign``.
 
 Every artefact lives under ``$VMFLEET_TEST_CACHE`` (default ``/var/cache/vmfleet-test``) in a
 directory named after the hash of its recipe (packages, files written into the guest, and the

@@ -46,6 +46,7 @@ def check(spec: FleetSpec, doc: Document) -> list[Problem]:
         _address_pools,
         _arch_matches_image,
         _prepared_images,
+        _no_internal_snapshots_with_uefi,
         _groups,
         _farm,
         ha_rules.check,
@@ -129,19 +130,9 @@ def _arch_matches_image(spec: FleetSpec, doc: Document) -> list[Problem]:
             image = spec.images.get(fields.image or "")
             if image is None or fields.arch == image.arch:
                 continue
-            candidates: list[tuple[Path, VmFields]] = [(("vms", name), template)]
-            if index is not None:
-                candidates.insert(0, (("vms", name, "overrides", index), template.overrides[index]))
-            candidates += [
-                (("profiles", p), spec.profiles[p])
-                for p in reversed(template.extends)
-                if p in spec.profiles
-            ]
-            candidates.append((("defaults",), spec.defaults))
-            path = next(path for path, layer in candidates if layer.arch is not None)
             problems.append(
                 doc.problem(
-                    (*path, "arch"),
+                    _setting(spec, name, index, "arch"),
                     f"arch {fields.arch} does not match image {fields.image!r} ({image.arch}); "
                     "leave arch out to run the image's",
                 )
@@ -200,6 +191,40 @@ def _prepared_images(spec: FleetSpec, doc: Document) -> list[Problem]:
                 )
                 break
     return problems
+
+
+def _no_internal_snapshots_with_uefi(spec: FleetSpec, doc: Document) -> list[Problem]:
+    """`snapshot_type: internal` on a UEFI VM: libvirt cannot snapshot its pflash NVRAM."""
+    problems: list[Problem] = []
+    for name, template in spec.vms.items():
+        for index in [None, *template.overrides]:
+            fields = effective(spec, template, index)
+            if fields.firmware == "uefi" and fields.snapshot_type == "internal":
+                problems.append(
+                    doc.problem(
+                        _setting(spec, name, index, "snapshot_type"),
+                        "internal snapshots are impossible with UEFI firmware (libvirt cannot "
+                        "snapshot its NVRAM): use external or auto",
+                    )
+                )
+    return problems
+
+
+def _setting(spec: FleetSpec, name: str, index: int | None, key: str) -> Path:
+    """Where a VM's (or one replica's) `key` is set: the override, the template, its
+    profiles (last first), then `defaults`."""
+    template = spec.vms[name]
+    candidates: list[tuple[Path, VmFields]] = [(("vms", name), template)]
+    if index is not None:
+        candidates.insert(0, (("vms", name, "overrides", index), template.overrides[index]))
+    candidates += [
+        (("profiles", p), spec.profiles[p])
+        for p in reversed(template.extends)
+        if p in spec.profiles
+    ]
+    candidates.append((("defaults",), spec.defaults))
+    path = next(path for path, layer in candidates if getattr(layer, key) is not None)
+    return (*path, key)
 
 
 def _host_names(spec: FleetSpec) -> list[str]:

@@ -39,7 +39,8 @@ class DomainConfig:
     anything else is a named model (`qemu64`, `Haswell`, ...). `max_vcpus` above `vcpus`
     allows CPU hot-plug; `current_memory_mib` below `memory_mib` starts the balloon inflated.
     A pty serial console is always there; `serial_log_path` also logs it to a host file.
-    `firmware='uefi'` lets libvirt pick an EFI firmware (`<os firmware='efi'>`).
+    `firmware='uefi'` lets libvirt pick an EFI firmware (`<os firmware='efi'>`); one without
+    Secure Boot when the kernel is booted directly.
     """
 
     name: str
@@ -127,6 +128,10 @@ class DomainConfig:
     def _os_element(self) -> ET.Element:
         os_el = ET.Element("os", {"firmware": "efi"} if self.firmware == "uefi" else {})
         sub(os_el, "type", "hvm", arch=self.arch, machine=self.machine)
+        if self.firmware == "uefi" and self.kernel_boot is not None:
+            # With Secure Boot the firmware checks the kernel QEMU hands it against the
+            # enrolled keys (Microsoft's), which refuse a distribution's own kernel.
+            sub(sub(os_el, "firmware"), "feature", enabled="no", name="secure-boot")
         if self.kernel_boot is not None:
             sub(os_el, "kernel", self.kernel_boot.kernel)
             if self.kernel_boot.initrd is not None:

@@ -104,6 +104,13 @@ def create(
     overrides the VMs' `snapshot_type`.
     """
     check_name(name)
+    uefi = [m.vm for m in chosen if m.instance and m.instance.fields.firmware == "uefi"]
+    if kind == "internal" and uefi:
+        # Refused before any VM is paused: libvirt cannot snapshot a pflash NVRAM.
+        raise UsageError(
+            f"internal snapshots are impossible with UEFI firmware ({', '.join(uefi)}): "
+            "use --type external or auto"
+        )
     started = time.monotonic()
     quiet = _Quiesced(hosts=ctx.host)
     running = [m for m in chosen if m.state == "running"]
