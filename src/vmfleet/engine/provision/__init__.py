@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         image_path,
         local_image,
     )
-    from vmfleet.engine.provision.create import add_data_disk, create
+    from vmfleet.engine.provision.create_vm import add_data_disk, create
     from vmfleet.engine.provision.definition import (
         domain_config,
         domain_type,
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
         record_leases,
     )
     from vmfleet.engine.provision.readiness import ReadinessWatcher, wait_ready, watcher
-    from vmfleet.engine.provision.remove import remove
+    from vmfleet.engine.provision.remove_vm import remove
     from vmfleet.engine.provision.seed import seed_iso
 
 # name -> the room that defines it, imported on first use (PEP 562): `checks` takes only
@@ -77,10 +77,10 @@ _LAZY: dict[str, str] = {
     "Progress": "vmfleet.engine.provision.journal",
     "ReadinessWatcher": "vmfleet.engine.provision.readiness",
     "access": "vmfleet.engine.provision.ports",
-    "add_data_disk": "vmfleet.engine.provision.create",
+    "add_data_disk": "vmfleet.engine.provision.create_vm",
     "base_name": "vmfleet.engine.provision.base_images",
     "attachment_for": "vmfleet.engine.provision.networks",
-    "create": "vmfleet.engine.provision.create",
+    "create": "vmfleet.engine.provision.create_vm",
     "digest": "vmfleet.engine.provision.base_images",
     "domain_config": "vmfleet.engine.provision.definition",
     "domain_type": "vmfleet.engine.provision.definition",
@@ -96,7 +96,7 @@ _LAZY: dict[str, str] = {
     "owned_network_xml": "vmfleet.engine.provision.networks",
     "record_leases": "vmfleet.engine.provision.ports",
     "recover": "vmfleet.engine.provision.journal",
-    "remove": "vmfleet.engine.provision.remove",
+    "remove": "vmfleet.engine.provision.remove_vm",
     "remove_networks": "vmfleet.engine.provision.networks",
     "remove_volumes": "vmfleet.engine.provision.journal",
     "rollback": "vmfleet.engine.provision.journal",
