@@ -73,12 +73,13 @@ class _Stats(_Capabilities):
         conn = self._connection()
         with self._call("list domains"):
             domains = conn.listAllDomains(0)
-        owners = {}
+        owners: dict[str, OwnerMetadata | None] = {}
+        chosen = []
         for dom in domains:
             owner = self._owner_of(dom)
             if fleet is None or (owner is not None and owner.fleet == fleet):
                 owners[str(dom.UUIDString())] = owner
-        chosen = [d for d in domains if str(d.UUIDString()) in owners]
+                chosen.append(dom)
         if not chosen:
             return []
         with self._call("read domain statistics"):
