@@ -66,6 +66,22 @@ def base_volume(*, image: str, digest: str) -> str:
     return f"{base_prefix(image)}{digest[:12]}"
 
 
+def base_lock(base: str) -> str:
+    """The lock volume an upload of the base volume `base` holds from before that volume
+    exists until it is whole (see `engine.provision.base_images`)."""
+    return f"{base}{SEP}lock"
+
+
+_BASE_RE = re.compile(rf"^vmf-base\.(?P<image>{_LABEL})\.[0-9a-f]{{1,64}}$")
+
+
+def base_image_of(name: str) -> str | None:
+    """The image whose base volume `name` is (as `base_volume` built it), else None (its
+    upload lock, and every other volume)."""
+    match = _BASE_RE.match(name)
+    return None if match is None else match["image"]
+
+
 def base_prefix(image: str | None = None) -> str:
     """What every base volume name (of one image, when given) starts with."""
     return f"{PREFIX}base{SEP}" + ("" if image is None else f"{image}{SEP}")

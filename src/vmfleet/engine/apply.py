@@ -131,12 +131,9 @@ def _host_observed(ctx: FleetContext, host_name: str, volumes: set[str]) -> Host
         n for n, spec in networks(ctx.loaded.spec).items() if spec.mode in ("nat", "isolated")
     ]
     present = {n for n in managed if host.get_network(provision.network_name(ctx.fleet, n))}
-    bases = {v for v in volumes if v.startswith(names.base_prefix())}
-    based = {
-        name
-        for name in ctx.loaded.spec.images
-        if any(v.startswith(names.base_prefix(name)) for v in bases)
-    }
+    of_image = {v: names.base_image_of(v) for v in volumes}
+    bases = {v for v, image in of_image.items() if image is not None}
+    based = {image for image in of_image.values() if image in ctx.loaded.spec.images}
     return HostObserved(host_name, frozenset(present), frozenset(based), frozenset(bases))
 
 

@@ -44,17 +44,8 @@ def hold(
     for each other crosswise), run the body, release. LockedError when a host's lock stays
     held by someone else for `wait` seconds."""
     token = uuid.uuid4().hex
-    record = json.dumps(
-        {
-            "token": token,
-            "what": what,
-            "pid": os.getpid(),
-            "hostname": socket.gethostname(),
-            "user": getpass.getuser(),
-            "since": time.time(),
-            "expires": time.time() + TTL_SECONDS,
-        }
-    ).encode()
+    record = _record(token, what, TTL_SECONDS)
+    name = names.lock(fleet=ctx.fleet)
     held: list[tuple[LibvirtHost, str]] = []
     try:
         for host_name in sorted(ctx.host_specs()):
@@ -65,30 +56,77 @@ def hold(
             if host.uri.startswith("test:"):
                 continue  # libvirt's test driver lives in this process alone (and cannot upload)
             pool = ctx.host_specs()[host_name].pool
-            _acquire(ctx, host, host_name, pool, record, wait=wait, notice=notice)
+            _acquire(
+                host, host_name, pool, name, record, wait=wait, notice=notice,
+                what=f"the lock of fleet {ctx.fleet}",
+                busy=f"the fleet is busy on host {host_name}",
+            )  # fmt: skip
             held.append((host, pool))
         yield
     finally:
         for host, pool in reversed(held):
-            _release(host, pool, names.lock(fleet=ctx.fleet), token)
+            _release(host, pool, name, token)
 
 
-def _acquire(
-    ctx: FleetContext,
+@contextlib.contextmanager
+def hold_one(
     host: LibvirtHost,
     host_name: str,
     pool: str,
+    name: str,
+    *,
+    what: str,
+    wait: float,
+    ttl: float,
+    notice: Notice,
+) -> Iterator[bool]:
+    """Take one lock volume `name` on one host for `what` (waiting up to `wait` s, then
+    LockedError); yields whether a stale lock (a dead or expired owner's) was broken to get
+    it, which tells the body that its owner's work may be half done."""
+    token = uuid.uuid4().hex
+    broke = _acquire(
+        host, host_name, pool, name, _record(token, what, ttl), wait=wait, notice=notice,
+        what=f"the lock {name}", busy=f"{what} is busy on host {host_name}",
+    )  # fmt: skip
+    try:
+        yield broke
+    finally:
+        _release(host, pool, name, token)
+
+
+def _record(token: str, what: str, ttl: float) -> bytes:
+    return json.dumps(
+        {
+            "token": token,
+            "what": what,
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "user": getpass.getuser(),
+            "since": time.time(),
+            "expires": time.time() + ttl,
+        }
+    ).encode()
+
+
+def _acquire(
+    host: LibvirtHost,
+    host_name: str,
+    pool: str,
+    name: str,
     record: bytes,
     *,
     wait: float,
     notice: Notice,
-) -> None:
-    name = names.lock(fleet=ctx.fleet)
+    what: str,
+    busy: str,
+) -> bool:
+    """Create the lock volume; True when a stale one had to be broken first."""
     deadline = time.monotonic() + wait
     unreadable_since: float | None = None
+    broke = False
     while True:
         if host.create_marker(pool, name, record):
-            return
+            return broke
         raw = host.read_marker(pool, name)
         if raw is None:
             continue  # released meanwhile: try again at once
@@ -101,14 +139,12 @@ def _acquire(
             unreadable_since = None
             stale, why = _stale(owner)
         if stale:
-            notice(f"host {host_name}: breaking the lock of fleet {ctx.fleet}: {why}")
+            notice(f"host {host_name}: breaking {what}: {why}")
             host.delete_volume(pool, name)
+            broke = True
             continue
         if time.monotonic() >= deadline:
-            raise LockedError(
-                f"the fleet is busy on host {host_name}: {_describe(owner)} "
-                "(--wait SECONDS to queue behind it)"
-            )
+            raise LockedError(f"{busy}: {_describe(owner)} (--wait SECONDS to queue behind it)")
         time.sleep(POLL)
 
 

@@ -207,17 +207,16 @@ def _where(ctx: FleetContext) -> dict[str, dict[str, list[str]]]:
             volumes = ctx.host(host_name).list_volumes(host_spec.pool)
         except HostUnreachableError:
             continue
-        bases = {v.path: v.name for v in volumes if v.name.startswith(names.base_prefix())}
+        bases: dict[str, str] = {}  # base volume path → image
         for volume in volumes:
-            for image in ctx.loaded.spec.images:
-                base_path = next(
-                    (p for p, n in bases.items() if n.startswith(names.base_prefix(image))), None
-                )
-                if base_path is None:
-                    continue
-                deps = out.setdefault(image, {}).setdefault(host_name, [])
-                if volume.backing_path == base_path:
-                    deps.append(volume.name)
+            image = names.base_image_of(volume.name)
+            if image in ctx.loaded.spec.images:
+                bases[volume.path] = image
+                out.setdefault(image, {}).setdefault(host_name, [])
+        for volume in volumes:
+            image = bases.get(volume.backing_path or "")
+            if image is not None:  # backed by any base of the image, old digests too
+                out[image][host_name].append(volume.name)
     return out
 
 
@@ -240,7 +239,7 @@ def remove(ctx: FleetContext, name: str) -> list[str]:
     for host_name, host_spec in ctx.host_specs().items():
         host = ctx.host(host_name)
         for volume in host.list_volumes(host_spec.pool):
-            if volume.name.startswith(names.base_prefix(name)):
+            if names.base_image_of(volume.name) == name:
                 host.delete_volume(host_spec.pool, volume.name)
                 removed.append(f"{volume.name} on {host_name}")
     spec = ctx.loaded.spec.images[name]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmfleet.drivers import download, names, qemuimg
 from vmfleet.drivers.qemuimg import QemuImg, refuse_unsafe_base
-from vmfleet.engine import prepare
+from vmfleet.engine import hostlocks, prepare
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import ImageError
 
 if TYPE_CHECKING:
-    from vmfleet.drivers.libvirt import LibvirtHost
+    from vmfleet.drivers.libvirt import LibvirtHost, VolumeInfo
+
+# How long an upload of a base volume may hold its lock (and others wait for it).
+UPLOAD_WAIT = 3600.0
 
 _base_locks: dict[tuple[str, str], threading.Lock] = {}
 _base_locks_guard = threading.Lock()
@@ -93,7 +98,13 @@ def base_name(ctx: FleetContext, image: str) -> str | None:
 def ensure_base(
     ctx: FleetContext, host: LibvirtHost, host_name: str, image: str
 ) -> tuple[str, str, int]:
-    """The base volume (path, format, virtual size) for `image` on a host, uploaded once."""
+    """The base volume (path, format, virtual size) for `image` on a host, uploaded once.
+
+    Other vmfleet runs (other fleets, other machines) share base volumes: an upload holds the
+    lock volume `names.base_lock` from before the base volume exists until it is whole, and a
+    base volume is used only when no such lock is held. A lock left by a dead run is broken
+    and the half-sent base volume it guarded sent again.
+    """
     spec = ctx.loaded.spec.images[image]
     if spec.prepare is not None:
         made = prepare.ensure(ctx, image)  # built by `up` before the plan; cached here
@@ -111,19 +122,62 @@ def ensure_base(
         lock = _base_locks.setdefault((host.uri, name), threading.Lock())
     with lock:
         existing = host.get_volume(pool, name)
-        if existing is None:
-            local = QemuImg().info(path)
-            refuse_unsafe_base(local)  # preflight checked it too; the file may have changed
-            fmt = spec.prepare.format if spec.prepare else spec.format or local.format
-            entry = ctx.store.intent(
-                run=ctx.run_id,
-                host=host_name,
-                vm="",
-                kind="volume",
-                target=name,
-                detail={"pool": pool},
-            )
-            existing = host.upload_volume(pool, name, path, format=fmt)
-            ctx.store.finish(entry)
+        # Whole unless an upload holds its lock (taken before the volume was created).
+        if existing is None or _uploading(host, pool, name):
+            with upload_lock(ctx, host, host_name, pool, name) as broke:
+                existing = host.get_volume(pool, name)
+                if existing is not None and broke:
+                    host.delete_volume(pool, name)  # its uploader died: bytes may be missing
+                    existing = None
+                if existing is None:
+                    existing = _upload(ctx, host, host_name, pool, name, path, image=image)
         # Read from the host, not the local file: the host may be remote.
         return existing.path, existing.format or "raw", existing.capacity
+
+
+def _uploading(host: LibvirtHost, pool: str, base: str) -> bool:
+    if host.uri.startswith("test:"):
+        return False  # the test driver lives in this process: the thread lock is enough
+    return host.get_volume(pool, names.base_lock(base)) is not None
+
+
+@contextlib.contextmanager
+def upload_lock(
+    ctx: FleetContext, host: LibvirtHost, host_name: str, pool: str, base: str
+) -> Iterator[bool]:
+    """Hold the upload lock of the base volume `base`; yields whether a dead run's lock was
+    broken to get it (then `base`, if there, may be missing bytes)."""
+    if host.uri.startswith("test:"):
+        yield False  # libvirt's test driver cannot hold the lock's bytes (no uploads)
+        return
+
+    def notice(message: str) -> None:
+        ctx.store.event(kind="lock-broken", vm="", message=message)
+
+    with hostlocks.hold_one(
+        host, host_name, pool, names.base_lock(base),
+        what=f"the upload of {base}", wait=UPLOAD_WAIT, ttl=UPLOAD_WAIT, notice=notice,
+    ) as broke:  # fmt: skip
+        yield broke
+
+
+def _upload(
+    ctx: FleetContext,
+    host: LibvirtHost,
+    host_name: str,
+    pool: str,
+    name: str,
+    path: Path,
+    *,
+    image: str,
+) -> VolumeInfo:
+    spec = ctx.loaded.spec.images[image]
+    local = QemuImg().info(path)
+    refuse_unsafe_base(local)  # preflight checked it too; the file may have changed
+    fmt = spec.prepare.format if spec.prepare else spec.format or local.format
+    entry = ctx.store.intent(
+        run=ctx.run_id, host=host_name, vm="", kind="volume", target=name, detail={"pool": pool}
+    )
+    uploaded = host.upload_volume(pool, name, path, format=fmt)
+    ctx.store.finish(entry)
+    return uploaded

@@ -20,6 +20,7 @@ from vmfleet.core.expand import Instance
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import DomainInfo, VolumeConfig, VolumeSource, parse_domain
 from vmfleet.engine.context import FleetContext
+from vmfleet.engine.provision.base_images import upload_lock
 from vmfleet.errors import FleetError, HostUnreachableError
 from vmfleet.state.store import JournalEntry
 
@@ -177,6 +178,8 @@ def _undo(
     """Undo one journal entry; True when something was removed. Raises when it failed."""
     host = ctx.host(host_name)
     pool = str(detail.get("pool", "default"))
+    if kind == "volume" and names.base_image_of(target) is not None:
+        return _undo_base_upload(ctx, host, host_name, pool, target)
     if kind == "volume":
         if host.get_volume(pool, target) is None:
             return False
@@ -188,6 +191,18 @@ def _undo(
         rollback(ctx, host_name, target, data_disks=data if isinstance(data, int) else 0)
         return existed
     return False
+
+
+def _undo_base_upload(
+    ctx: FleetContext, host: LibvirtHost, host_name: str, pool: str, base: str
+) -> bool:
+    """A base volume whose upload an interrupted run began is shared with other runs: it goes
+    only when its upload lock was still held by that dead run (half sent), not when the
+    upload finished, or another run sent it again meanwhile (others may use it by now)."""
+    with upload_lock(ctx, host, host_name, pool, base) as broke:
+        if host.uri.startswith("test:"):
+            broke = True  # no lock there: whatever the run left is half made
+        return broke and host.get_volume(pool, base) is not None and host.delete_volume(pool, base)
 
 
 def close_open(ctx: FleetContext, vm: str, *, status: str = "undone") -> None:
