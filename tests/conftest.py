@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import textwrap
 from collections.abc import Callable, Iterator
@@ -43,6 +44,49 @@ def fleet_file(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+_PROBE_DOMAIN = (
+    "<domain type='test'><name>vmfleet-isolation-probe</name><memory>1024</memory>"
+    "<os><type>hvm</type></os></domain>"
+)
+
+
+def _test_driver_kept_open() -> bool:
+    """Whether some connection to `test:///default` is still open in this process: the
+    driver keeps what is defined on it only while one is. Defines a probe domain on a
+    connection of its own, closes it and looks again; removes the probe if it stayed."""
+    import libvirt
+
+    conn = libvirt.open("test:///default")
+    conn.defineXML(_PROBE_DOMAIN)
+    conn.close()
+    conn = libvirt.open("test:///default")
+    try:
+        if "vmfleet-isolation-probe" not in conn.listDefinedDomains():
+            return False
+        conn.lookupByName("vmfleet-isolation-probe").undefine()
+        return True
+    finally:
+        conn.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """Each test starts on a pristine `test:///default`: a test that leaves a connection to it
+    open (an unclosed FleetContext, say) would hand its domains to the tests after it on the
+    same worker. Unreferenced connections are collected; one still held fails the test."""
+    yield
+    if not _test_driver_kept_open():
+        return
+    if isinstance(getattr(item, "funcargs", None), dict):
+        item.funcargs.clear()  # pytest drops the fixture values only after this hook
+    gc.collect()  # a context in a reference cycle closes its connections when collected
+    if _test_driver_kept_open():
+        raise AssertionError(
+            f"{item.nodeid} left a connection to test:///default open: "
+            "close the FleetContext or host it opened"
+        )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -10,7 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,12 @@ def histograms(client: TestClient) -> dict[str, Histogram]:
     return out
 
 
-def served(path: Path) -> TestClient:
-    """serve's application over the fleet file (its own store connection)."""
-    return TestClient(
-        create_app(Service(ServedFleet(load(path))), token="t", reads_need_token=False)
-    )
+@contextmanager
+def served(path: Path) -> Iterator[TestClient]:
+    """serve's application over the fleet file (its own store and host connections, closed
+    on leaving)."""
+    with ServedFleet(load(path)) as fleet:
+        yield TestClient(create_app(Service(fleet), token="t", reads_need_token=False))
 
 
 @pytest.fixture
@@ -105,15 +107,15 @@ def test_up_and_ready_in_another_process_show_in_the_histograms(
         "  web: {replicas: 2}\n  db: {}",
     )
     up_in_another_process(path)
-    client = served(path)
-    first = histograms(client)
-    assert first["up"]["count"] == 1.0 and first["up"]["sum"] > 0
-    assert first["ready"]["count"] == 3.0  # web-0, web-1, db: each started and ready once
-    assert first["ready"]["buckets"]["+Inf"] == 3.0
-    assert first["migration"]["count"] == 0.0
-    # the test driver forgets the VMs with that process: a second run creates them again
-    up_in_another_process(path)
-    second = histograms(client)  # only the rows since the first scrape are read
+    with served(path) as client:
+        first = histograms(client)
+        assert first["up"]["count"] == 1.0 and first["up"]["sum"] > 0
+        assert first["ready"]["count"] == 3.0  # web-0, web-1, db: each started and ready once
+        assert first["ready"]["buckets"]["+Inf"] == 3.0
+        assert first["migration"]["count"] == 0.0
+        # the test driver forgets the VMs with that process: a second run creates them again
+        up_in_another_process(path)
+        second = histograms(client)  # only the rows since the first scrape are read
     assert (second["up"]["count"], second["ready"]["count"]) == (2.0, 6.0)
     assert second["ready"]["sum"] >= first["ready"]["sum"]
 
@@ -179,7 +181,8 @@ def test_a_migration_records_its_total_time_and_downtime(
         report = fleet.migrate("db", to=target)
         assert (report.source, report.target, report.downtime_ms) == (source, target, DOWNTIME_MS)
         assert {vm.name: vm.host for vm in fleet.list()} == {"db": target}
-        found = histograms(served(path))
+        with served(path) as client:
+            found = histograms(client)
     assert found["migration"]["count"] == 1.0
     assert found["migration"]["sum"] == pytest.approx(report.seconds)
     assert found["migration-downtime"]["count"] == 1.0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.e2e_support import vmfleet
+from tests.support.testhost import join_abandoned_calls
 
 from vmfleet.drivers.domainxml import SnapshotConfig
 from vmfleet.drivers.libvirt import DomainState, LibvirtHost, SnapshotInfo
@@ -68,6 +69,7 @@ def ctx(fleet_file: Callable[[str], Path], tmp_path: Path) -> Iterator[FleetCont
     try:
         yield context
     finally:
+        join_abandoned_calls()
         for instance in instances:
             host.destroy(instance.name)
             host.undefine(instance.name)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -52,6 +54,15 @@ class TestDriverHost(LibvirtHost):
                 self.resize_volume(disk.source.pool, disk.source.volume, capacity)
                 return
         raise AssertionError(f"{name} has no volume disk {target}")
+
+
+def join_abandoned_calls(limit: float = 30.0) -> None:
+    """Wait for libvirt calls given up on after their deadline (a hung snapshot, say): they
+    go on in the background and may still use, or reopen, a test's host connection."""
+    deadline = time.monotonic() + limit
+    for thread in threading.enumerate():
+        if thread.name == "libvirt-deadline":
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def fleet_file(
