@@ -62,6 +62,17 @@ def _fleet_domains(conn: libvirt.virConnect, fleet: str) -> list[str]:
     return names
 
 
+def _refresh(uri: str, pool: str) -> None:
+    """Rescan a pool, waiting while an upload into it (another test's) runs."""
+    from vmfleet.drivers.libvirt import LibvirtHost
+
+    host = LibvirtHost(uri, name="leftovers")
+    try:
+        host.pool_info(pool, refresh=True)
+    finally:
+        host.close()
+
+
 def leftovers(fleet: str, uri: str = SYSTEM_URI) -> list[str]:
     """Every domain, volume and network on the host that belongs to `fleet`."""
     conn = libvirt.open(uri)
@@ -69,7 +80,7 @@ def leftovers(fleet: str, uri: str = SYSTEM_URI) -> list[str]:
         found = [f"domain {name}" for name in _fleet_domains(conn, fleet)]
         for pool in conn.listAllStoragePools():
             if pool.isActive():
-                pool.refresh(0)
+                _refresh(uri, pool.name())
                 found += [
                     f"volume {v.name()}"
                     for v in pool.listAllVolumes()

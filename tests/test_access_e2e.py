@@ -46,7 +46,7 @@ vms:
     memory: 512MiB
     disk: 3GiB
     labels: {role: web}
-    ready: {wait_for: cloud-init, timeout: 6m}  # a password: cloud-init restarts sshd
+    ready: {wait_for: cloud-init, timeout: 12m}  # a password: cloud-init restarts sshd
     cloud_init: {password: {env: E2E_ACCESS_PASSWORD}}
 """
     )

@@ -40,7 +40,7 @@ vms:
     image: plain
     memory: 512MiB
     disk: 3GiB
-    ready: {{wait_for: ssh, timeout: 6m}}
+    ready: {{wait_for: ssh, timeout: 12m}}
 """
     )
     try:

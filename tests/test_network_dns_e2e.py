@@ -41,7 +41,7 @@ def test_web_resolves_and_reaches_db(tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
     vm = (
         "    image: debian\n    memory: 512MiB\n    disk: 3GiB\n"
-        "    ready: {wait_for: ssh, timeout: 10m}\n"
+        "    ready: {wait_for: ssh, timeout: 12m}\n"
     )
     path.write_text(
         debian_fleet_head(fleet, key)

@@ -181,7 +181,7 @@ vms:
     nics:
       - {network: user}
       - {network: back, ips: [10.251.7.10, 10.251.7.11, 10.251.7.12]}
-    ready: {wait_for: cloud-init, timeout: 6m}
+    ready: {wait_for: cloud-init, timeout: 12m}
     cloud_init:
       password: {env: E2E_VM_PASSWORD}
       apt_proxy: "http://10.251.7.1:3142"

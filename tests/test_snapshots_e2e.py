@@ -199,7 +199,7 @@ vms:
     memory: 512MiB
     disk: 3GiB
     image: debian
-    ready: {wait_for: ssh, timeout: 6m}
+    ready: {wait_for: ssh, timeout: 12m}
 """
     )
     try:
