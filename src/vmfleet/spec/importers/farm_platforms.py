@@ -153,11 +153,10 @@ def _image(
             )
             return None
         _STEPS[kind](cell, step, image, metadata)
+    if ("..fetch",) in image:
+        return None
     if ("source",) not in image:
-        cell.warn(
-            cell.at(steps),
-            f"cell {cell.platform}/{cell.target}: no fetch step with a URL; no image",
-        )
+        cell.warn(cell.at(steps), "no fetch.yaml step with a URL; no image")
         return None
     target = BUILTIN_TARGETS.get(cell.target)
     arch = target.arch if target is not None else None
@@ -170,8 +169,10 @@ def _image(
 def _fetch(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str, Any]) -> None:
     url = step.get("src")
     where = cell.at(step, "src")
-    if isinstance(url, Unknown):
-        return  # warned where it was evaluated
+    if isinstance(url, Unknown):  # why is warned where it was evaluated
+        image[("..fetch",)] = (None, where)
+        cell.warn(where, "fetch.yaml: the URL cannot be evaluated; no image")
+        return
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         cell.warn(where, "fetch.yaml: src is not an http(s) URL; no image")
         return

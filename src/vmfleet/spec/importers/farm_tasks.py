@@ -192,7 +192,7 @@ class Walk:
             self.problems.append(doc.problem(where, f"import_tasks {name!r}: no such file"))
             return
         self.imports.add(target)
-        docs = self.read(target)
+        docs = self.read(FsPath(doc.file).parent / name)  # named as the user gave the folder
         if len(docs) != 1:
             self.problems.append(doc.problem(where, f"{name!r} must hold one YAML document"))
             return
