@@ -1,7 +1,8 @@
 """The image catalog: `vmfleet image catalog` lists it; `images: {x: {catalog: NAME}}` takes
 the URL from it and the digest from the publisher's checksum list (GNU SHA256SUMS/SHA512SUMS
-and BSD CHECKSUM forms) at pull time, pinned in the state so a changed "latest" is reported. A URL image may name its checksum
-list (`checksums:`) instead of a sha256: pinned the same way. Served by a local HTTP server on 127.0.0.1 standing in as the mirror (no internet here)."""
+and BSD CHECKSUM forms) at pull time, pinned in the state so a changed "latest" is reported.
+A URL image may name its checksum list (`checksums:`) instead of a sha256: pinned the same
+way. Served by a local HTTP server on 127.0.0.1 standing in as the mirror (no internet)."""
 
 from __future__ import annotations
 

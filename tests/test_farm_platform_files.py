@@ -150,7 +150,8 @@ def test_a_variable_that_refers_to_itself_is_a_warning(farm: Path) -> None:
             "debian.yaml",
             "- name: Defining",
             "- import_tasks: debian_12.yaml\n- name: Defining",
-            r"debian\.yaml:1:3: \[0\]\.import_tasks: import_tasks cycle: debian_12\.yaml -> debian\.yaml -> debian_12",
+            r"debian\.yaml:1:3: \[0\]\.import_tasks: import_tasks cycle: "
+            r"debian_12\.yaml -> debian\.yaml -> debian_12",
         ),
         (
             "debian_12.yaml",
