@@ -210,3 +210,27 @@ def test_python_api_reports_errors_as_spec_errors(farm: Path) -> None:
     path = os.pathsep.join([str(farm / "inventory.yml"), str(farm / "platforms")])
     with pytest.raises(SpecError, match="no such file"):
         Fleet.open(path, state=farm / "state")
+
+
+def test_the_specific_file_alone_reads_the_generic_one_it_imports(farm: Path) -> None:
+    result = vmfleet(
+        "convert", "-f", "inventory.yml", "-f", "platforms/debian_12.yaml", cwd=farm, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(yaml.safe_load(result.stdout)["images"]) == [
+        "debian-12-amd64",
+        "debian-12-arm64",
+        "debian-12-ppc64",
+    ]
+
+
+def test_variables_that_double_each_other_stay_bounded(farm: Path) -> None:
+    bomb = "".join(f'    v{i}: "{{{{ v{i + 1} }}}}{{{{ v{i + 1} }}}}"\n' for i in range(40))
+    _edit(
+        farm / "platforms" / "debian.yaml",
+        "    period: daily\n",
+        f'    period: "{{{{ v0 }}}}"\n{bomb}    v40: "xxxxxxxxxxxxxxxx"\n',
+    )
+    code, _out, err = _run(farm)
+    assert code == 0, err
+    assert "cannot evaluate: the value is longer than 65536" in err
