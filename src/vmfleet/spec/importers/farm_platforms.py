@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -78,20 +79,16 @@ def convert(
     return complete
 
 
+@dataclass(frozen=True)
 class _Cell:
     """One matrix cell's evaluated `vm` and where to report on it."""
 
-    def __init__(
-        self,
-        platform: str,
-        target: str,
-        vm: Any,
-        origins: Origins,
-        warnings: dict[str, None],
-        doc: Document,
-    ) -> None:
-        self.platform, self.target, self.vm = platform, target, vm
-        self.origins, self.warnings, self.doc = origins, warnings, doc
+    platform: str
+    target: str
+    vm: Any
+    origins: Origins
+    warnings: dict[str, None]
+    doc: Document
 
     def at(self, container: Any, key: Any = None) -> Position | None:
         found = self.origins.position(container, key)
@@ -123,11 +120,10 @@ def _cell(out: Translator, cell: _Cell) -> bool:
     if image is None:
         return False
     name = slug(f"{cell.platform}-{cell.target}")
-    for key, (value, where) in image.items():
-        if key == ("..ssh",):
-            out.place(("ssh", "host_keys"), value, at=where)
-        else:
-            out.place(("images", name, *key), value, at=where)
+    for key, (value, where) in image.fields.items():
+        out.place(("images", name, *key), value, at=where)
+    if image.set_up_at is not None:  # no cloud-init: its VMs make their host keys at boot
+        out.place(("ssh", "host_keys"), "accept-new", at=image.set_up_at)
     out.place(("farm", "platforms", cell.platform, "images", cell.target), name, at=None)
     return True
 
@@ -135,11 +131,20 @@ def _cell(out: Translator, cell: _Cell) -> bool:
 Placed = dict[tuple[str, ...], tuple[Any, Position | None]]
 
 
+@dataclass
+class _Image:
+    """An image's native fields, each with its position, as the callback steps give them."""
+
+    fields: Placed = field(default_factory=dict)
+    set_up_at: Position | None = None  # where setup_image.yaml is, when given
+    unevaluated: bool = False  # the fetch URL could not be evaluated (warned)
+
+
 def _image(
     out: Translator, cell: _Cell, steps: list[Any], metadata: dict[str, Any]
-) -> Placed | None:
-    """The image's native fields (each with its position) from the callback steps."""
-    image: Placed = {}
+) -> _Image | None:
+    """The image from the callback steps; None when the cell gets none (said why)."""
+    image = _Image()
     for step in steps:
         if not isinstance(step, dict):
             cell.warn(cell.at(steps), "a before_provision step must be a mapping; ignored")
@@ -147,30 +152,30 @@ def _image(
         callback = step.get("callback")
         kind = posixpath.basename(callback) if isinstance(callback, str) else None
         if kind not in CALLBACKS:
+            named = repr(callback[:80]) if isinstance(callback, str) else "(none)"
+            known = ", ".join(CALLBACKS)
             where = cell.at(step, "callback")
-            out.problems.append(
-                Problem(where, "", f"unknown callback {callback!r}; known: {', '.join(CALLBACKS)}")
-            )
+            out.problems.append(Problem(where, "", f"unknown callback {named}; known: {known}"))
             return None
         _STEPS[kind](cell, step, image, metadata)
-    if ("..fetch",) in image:
+    if image.unevaluated:
         return None
-    if ("source",) not in image:
+    if ("source",) not in image.fields:
         cell.warn(cell.at(steps), "no fetch.yaml step with a URL; no image")
         return None
     target = BUILTIN_TARGETS.get(cell.target)
     arch = target.arch if target is not None else None
     if arch is None:
         return None  # an unknown target: the farm section says so
-    image[("arch",)] = (arch, image[("source",)][1])
+    image.fields[("arch",)] = (arch, image.fields[("source",)][1])
     return image
 
 
-def _fetch(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str, Any]) -> None:
+def _fetch(cell: _Cell, step: dict[str, Any], image: _Image, metadata: dict[str, Any]) -> None:
     url = step.get("src")
     where = cell.at(step, "src")
     if isinstance(url, Unknown):  # why is warned where it was evaluated
-        image[("..fetch",)] = (None, where)
+        image.unevaluated = True
         cell.warn(where, "fetch.yaml: the URL cannot be evaluated; no image")
         return
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -185,8 +190,8 @@ def _fetch(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str,
         )
         return
     sums = url.rsplit("/", 1)[0] + "/SHA512SUMS"
-    image[("source",)] = (url, where)
-    image[("checksums",)] = (sums, where)
+    image.fields[("source",)] = (url, where)
+    image.fields[("checksums",)] = (sums, where)
     cell.warn(
         where,
         f"fetch.yaml: no checksum in the file; the image's digest is read from {sums} "
@@ -194,22 +199,22 @@ def _fetch(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str,
     )
 
 
-def _copy(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str, Any]) -> None:
+def _copy(cell: _Cell, step: dict[str, Any], image: _Image, metadata: dict[str, Any]) -> None:
     """vmfleet copies the base image itself: nothing to import."""
 
 
-def _extend(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str, Any]) -> None:
+def _extend(cell: _Cell, step: dict[str, Any], image: _Image, metadata: dict[str, Any]) -> None:
     for key, native in (("from_format", ("format",)), ("to_format", ("prepare", "format"))):
         value = step.get(key)
         if isinstance(value, str) and value in ("qcow2", "raw"):
-            image[native] = (value, cell.at(step, key))
+            image.fields[native] = (value, cell.at(step, key))
         elif value is not None and not isinstance(value, Unknown):
             cell.warn(
                 cell.at(step, key), f"extend_and_convert: {key} must be qcow2 or raw; ignored"
             )
     size = step.get("size")
     if size is not None and not isinstance(size, Unknown):
-        image[("prepare", "size")] = (size, cell.at(step, "size"))
+        image.fields[("prepare", "size")] = (size, cell.at(step, "size"))
     if step.get("partition_number") not in (None, 1, "1"):
         cell.warn(
             cell.at(step, "partition_number"),
@@ -217,23 +222,23 @@ def _extend(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str
         )
 
 
-def _setup(cell: _Cell, step: dict[str, Any], image: Placed, metadata: dict[str, Any]) -> None:
+def _setup(cell: _Cell, step: dict[str, Any], image: _Image, metadata: dict[str, Any]) -> None:
     auth = metadata.get("auth")
     user = auth.get("user") if isinstance(auth, dict) else None
     where = cell.at(step, "keys_path")
     if isinstance(user, str):
-        image[("prepare", "setup", "user")] = (user, cell.at(auth, "user"))
+        image.fields[("prepare", "setup", "user")] = (user, cell.at(auth, "user"))
     else:
-        image[("prepare", "setup")] = ({}, where)
+        image.fields[("prepare", "setup")] = ({}, where)
     cell.warn(
         where,
         "setup_image.yaml: the image gets the fleet's key (ssh.private_key); its VMs make "
         "their SSH host keys at first boot, so ssh.host_keys is accept-new",
     )
-    image[("..ssh",)] = ("accept-new", where)
+    image.set_up_at = where
 
 
-_STEPS: dict[str, Callable[[_Cell, dict[str, Any], Placed, dict[str, Any]], None]] = {
+_STEPS: dict[str, Callable[[_Cell, dict[str, Any], _Image, dict[str, Any]], None]] = {
     "fetch.yaml": _fetch,
     "copy.yaml": _copy,
     "extend_and_convert.yaml": _extend,

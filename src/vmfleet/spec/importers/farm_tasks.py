@@ -86,7 +86,7 @@ class Walk:
     imports: set[FsPath] = field(default_factory=set)
     env: jinja2.Environment = field(default_factory=templating.environment)
     facts: dict[str, Any] = field(default_factory=dict)
-    reported: set[int] = field(default_factory=set)
+    reported: dict[int, Unknown] = field(default_factory=dict)  # kept alive: ids stay unique
     budget: int = MAX_EVALUATIONS
 
     def __post_init__(self) -> None:
@@ -263,8 +263,7 @@ class Walk:
                 if name in resolving:
                     where = layer.doc.position((*layer.path, name))
                     return self.unknown(Unknown(f"{name!r} refers to itself"), where)
-                # Templated where it is used, but seeing only the layers around its definition
-                # and outward would differ from Ansible: all of `scope` is visible.
+                # As Ansible: templated where it is used, with every variable in force there.
                 value = self.render(
                     layer.doc, (*layer.path, name), scope, cache, (*resolving, name)
                 )
@@ -274,7 +273,7 @@ class Walk:
 
     def unknown(self, value: Unknown, where: Position | None) -> Unknown:
         if id(value) not in self.reported:
-            self.reported.add(id(value))
+            self.reported[id(value)] = value
             self.warn(where, f"cannot evaluate: {value.reason}; left out")
         return value
 
