@@ -1,7 +1,8 @@
 """The image catalog: `vmfleet image catalog` lists it; `images: {x: {catalog: NAME}}` takes
 the URL from it and the digest from the publisher's checksum list (GNU SHA256SUMS/SHA512SUMS
 and BSD CHECKSUM forms) at pull time, pinned in the state so a changed "latest" is reported.
-Served by a local HTTP server on 127.0.0.1 standing in as the mirror (no internet here)."""
+A URL image may name its checksum list (`checksums:`) instead of a sha256: pinned the same
+way. Served by a local HTTP server on 127.0.0.1 standing in as the mirror (no internet)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 from tests.e2e_support import vmfleet
 
+from vmfleet.errors import SpecError
 from vmfleet.spec import catalog
+from vmfleet.spec.load import load_text, parse
 
 DEBIAN = "cloud.debian.org/images/cloud/bookworm/latest"
 UBUNTU = "cloud-images.ubuntu.com/releases/noble/release"
@@ -126,3 +129,40 @@ def test_pull_resolves_pins_and_reports_a_changed_latest(
     assert updated.returncode == 0, updated.stderr
     pins = json.loads((tmp_path / ".vmfleet" / "images.json").read_text())
     assert pins["debian"]["sha256"] == hashlib.sha256(b"debian-v2").hexdigest()
+
+
+def test_a_url_image_with_a_checksum_list_is_pinned_at_its_first_pull(
+    mirror: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, root = mirror
+    data, name = b"debian-nocloud", "debian-12-nocloud-amd64-daily.qcow2"
+    (root / "daily").mkdir()
+    (root / "daily" / name).write_bytes(data)
+    (root / "daily" / "SHA512SUMS").write_text(f"{hashlib.sha512(data).hexdigest()}  {name}\n")
+    (tmp_path / "vmfleet.yaml").write_text(
+        f"images:\n  deb: {{source: {url}/daily/{name}, checksums: {url}/daily/SHA512SUMS}}\n"
+        "vms:\n  web: {image: deb}\n"
+    )
+    env = {"VMFLEET_CATALOG_MIRROR": "", "VMFLEET_CACHE": str(tmp_path / "cache")}
+    first = vmfleet("image", "pull", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "pulled: deb" in first.stdout
+    pin = json.loads((tmp_path / ".vmfleet" / "images.json").read_text())["deb"]
+    assert (pin["catalog"], pin["algorithm"]) == ("", "sha512")
+    assert pin["sha256"] == hashlib.sha256(data).hexdigest()
+    again = vmfleet("image", "pull", cwd=tmp_path, env=env)
+    assert again.stdout.strip() == "all images are present"
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("{source: 'https://x.example/a.qcow2'}", "or `checksums:`, the URL of the publisher"),
+        ("{source: /srv/a.qcow2, checksums: 'https://x.example/SUMS'}", "checksums is the"),
+        ("{catalog: debian-12, checksums: 'https://x.example/SUMS'}", "checksums is the"),
+    ],
+)
+def test_checksums_goes_with_a_url_source(image: str, message: str) -> None:
+    document, _fmt = load_text(f"images:\n  deb: {image}\n", file="f.yaml")
+    with pytest.raises(SpecError, match=message):
+        parse(document)

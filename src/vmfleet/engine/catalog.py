@@ -1,6 +1,7 @@
-"""Catalog images at pull time: read the publisher's checksum list, download and verify the
-image, and pin what was taken (`state.pins`); later runs use the pin, so every host gets the
-same bytes even after the publisher's "latest" moves on. A pull that finds the list changed
+"""Catalog images (and URL images given with a `checksums` list) at pull time: read the
+publisher's checksum list, download and verify the image, and pin what was taken
+(`state.pins`); later runs use the pin, so every host gets the same bytes even after the
+publisher's "latest" moves on. A pull that finds the list changed
 refuses, naming both digests, unless asked to `update`.
 """
 
@@ -25,7 +26,8 @@ def pinned(loaded: LoadedFleet, state_dir: Path) -> LoadedFleet:
     changed = False
     for name, image in images.items():
         pin = found.get(name)
-        if image.catalog and pin and pin.catalog == image.catalog and pin.url == image.source:
+        listed = image.catalog or (image.checksums and not image.sha256)
+        if listed and pin and pin.catalog == (image.catalog or "") and pin.url == image.source:
             images[name] = image.model_copy(update={"sha256": pin.sha256})
             changed = True
     if not changed:
@@ -47,9 +49,7 @@ def pull(
 
     A pinned, cached image needs no network unless `check` (an explicit `image pull`) asks
     whether the publisher's list still says the same."""
-    assert spec.catalog is not None
-    entry = catalog.find(spec.catalog, spec.arch)
-    assert entry is not None  # the spec checked it
+    entry = _entry(name, spec)
     pin = pins.load(state_dir).get(name)
     if pin and pin.url != entry.url:
         pin = None  # the file now names another catalog image: pin afresh
@@ -74,8 +74,20 @@ def pull(
         progress=progress,
     )
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    pins.save(state_dir, name, pins.Pin(spec.catalog, entry.url, algorithm, digest, sha256, now))
+    pins.save(
+        state_dir, name, pins.Pin(spec.catalog or "", entry.url, algorithm, digest, sha256, now)
+    )
     return True
+
+
+def _entry(name: str, spec: ImageSpec) -> catalog.CatalogImage:
+    """The catalog's entry, or one made of the image's own URL and `checksums` list."""
+    if spec.catalog is not None:
+        entry = catalog.find(spec.catalog, spec.arch)
+        assert entry is not None  # the spec checked it
+        return entry
+    assert spec.checksums is not None
+    return catalog.CatalogImage(name, "", spec.arch, spec.source, spec.checksums, "")  # type: ignore[arg-type]  # any arch
 
 
 def _listed(entry: catalog.CatalogImage) -> tuple[str, str]:

@@ -26,7 +26,7 @@ def missing(ctx: FleetContext) -> list[str]:
     return [
         name
         for name, spec in ctx.loaded.spec.images.items()
-        if (spec.catalog and not spec.sha256)
+        if ((spec.catalog or spec.checksums) and not spec.sha256)
         or (
             spec.sha256
             and spec.source.startswith(("http://", "https://"))
@@ -45,7 +45,8 @@ def pull(
 ) -> list[str]:
     """Download every URL image (or those named) into the cache; returns those fetched.
 
-    Catalog images are resolved from the publisher's checksum list and pinned
+    Catalog images, and URL images given with `checksums`, are resolved from the
+    publisher's checksum list and pinned
     (`engine.catalog`; `check` re-reads the list of a pinned one, `update` takes a changed
     "latest"). Local image files are left to
     preflight, which reports every missing one at once.
@@ -58,7 +59,7 @@ def pull(
     cache = download.default_cache_dir()
     for name in names or list(images):
         spec = images[name]
-        if spec.catalog:
+        if spec.catalog or (spec.checksums and not spec.sha256):
             report = _for_image(progress, name)
             got = catalog.pull(
                 name,

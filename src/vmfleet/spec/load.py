@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from vmfleet.errors import Position, Problem, SpecError
 from vmfleet.spec import sources, validate
-from vmfleet.spec.importers import ansible, cluster, farm, kubernetes
+from vmfleet.spec.importers import ansible, cluster, farm, farm_tasks, kubernetes
 from vmfleet.spec.models import CloudInit, FleetSpec
 from vmfleet.spec.source import Document, load_documents
 
@@ -198,6 +198,9 @@ def load(path: str | FsPath) -> LoadedFleet:
     """
     files = sources.files(path)
     per_file = [_read(file) for file in files]
+    tasks = [docs[0] for docs in per_file if len(docs) == 1 and farm_tasks.looks_like(docs[0].data)]
+    if tasks:
+        return _load_farm(files, per_file, tasks)
     documents = [doc for docs in per_file for doc in docs]
     fmt = detect(documents)
     if len(files) > 1 and fmt in ("ansible-inventory", "ansible-farm", "cluster-vars"):
@@ -210,6 +213,34 @@ def load(path: str | FsPath) -> LoadedFleet:
     document = to_native(documents, fmt, file=str(files[0]))
     where = FsPath(str(path).split(os.pathsep)[0])
     return LoadedFleet(parse(document), document, fmt, where.resolve())
+
+
+def _load_farm(
+    files: list[FsPath], per_file: list[list[Document]], tasks: list[Document]
+) -> LoadedFleet:
+    """The ansible_farm inventory with platform task files (seed 003) given beside it."""
+    task_ids = {id(doc) for doc in tasks}
+    rest = [
+        (f, docs)
+        for f, docs in zip(files, per_file, strict=True)
+        if not any(id(doc) in task_ids for doc in docs)
+    ]
+    inventories = [(f, d) for f, d in rest if d and detect(d) == "ansible-farm"]
+    if len(inventories) != 1 or len(rest) != 1:
+        what = "none" if not inventories else ", ".join(str(f) for f, _ in rest)
+        raise SpecError(
+            [
+                tasks[0].problem(
+                    (),
+                    "an ansible_farm platform task file is read with exactly one ansible_farm "
+                    f"inventory (an `all:` inventory with the matrix in its `config`); got {what}",
+                )
+            ]
+        )
+    file, docs = inventories[0]
+    to_native(docs, "ansible-farm", file=str(file))  # one document: says where a second is
+    document = farm.convert(docs[0], platforms=tasks, read=_read)
+    return LoadedFleet(parse(document), document, "ansible-farm", file.resolve())
 
 
 def _read(file: FsPath) -> list[Document]:

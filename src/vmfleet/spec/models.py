@@ -86,12 +86,14 @@ class HostSpec(Model):
 
 
 class ImageSpec(Model):
-    """A base image: a local path, an http(s) URL with its sha256, or a `catalog` name (the
-    URL from the catalog, the digest from the publisher's checksum list at pull time).
+    """A base image: a local path, an http(s) URL with its sha256 (or with `checksums`, the
+    URL of the publisher's checksum list that names it), or a `catalog` name (the URL from
+    the catalog). A digest read from a checksum list is read at the first pull and pinned.
     `prepare` converts, extends or sets it up once, before any host gets it."""
 
     source: Line = ""
     sha256: str | None = None
+    checksums: Line | None = None
     format: Literal["qcow2", "raw"] | None = None
     arch: Line = "x86_64"
     catalog: Line | None = None
@@ -129,8 +131,15 @@ class ImageSpec(Model):
         if not self.source:
             raise ValueError("an image needs a source (a path or URL) or a catalog name")
         url = self.source.startswith(("http://", "https://"))
-        if self.catalog is None and url and not self.sha256:
-            raise ValueError("an image downloaded from a URL needs its sha256")
+        if self.checksums is not None and (
+            self.catalog or not url or not self.checksums.startswith(("http://", "https://"))
+        ):
+            raise ValueError("checksums is the http(s) URL of the checksum list of an URL source")
+        if self.catalog is None and url and not self.sha256 and not self.checksums:
+            raise ValueError(
+                "an image downloaded from a URL needs its sha256 "
+                "(or `checksums:`, the URL of the publisher's checksum list that names it)"
+            )
         return self
 
     @property

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from vmfleet.spec.units import TIB, format_size
 from vmfleet.spec.values import DiskSize, LoginUser, Name
+
+MAX_PREPARED = 64 * TIB
+"""Largest size `prepare` grows an image to: far above any test image, it catches a typo
+(`10000T`) before qemu-img tries to make it."""
 
 
 class _Model(BaseModel):
@@ -38,3 +43,13 @@ class ImagePrepare(_Model):
     format: Literal["qcow2", "raw"] = "qcow2"
     size: DiskSize | None = None
     setup: ImageSetup | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _bounded(cls, size: int | None) -> int | None:
+        if size is not None and size > MAX_PREPARED:
+            raise ValueError(
+                f"{format_size(size)} is larger than {format_size(MAX_PREPARED)}, "
+                "the largest size prepare grows an image to"
+            )
+        return size

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from vmfleet.errors import Problem, SpecError
+from vmfleet.errors import Position, Problem, SpecError
 from vmfleet.spec.source import Document, Path
 from vmfleet.spec.values import NAME_RE
 
@@ -46,6 +46,17 @@ class Translator:
         position = self.source.position(src)
         if position is not None:
             self.positions.setdefault(path, position)
+
+    def place(self, path: Path, value: Any, *, at: Position | None) -> None:
+        """Set `path` to `value` that came from another file, at position `at`."""
+        node: Any = self.data
+        for i, key in enumerate(path[:-1]):
+            node = node.setdefault(key, {})
+            if at is not None:
+                self.positions.setdefault(path[: i + 1], at)
+        node[path[-1]] = value
+        if at is not None:
+            self.positions[path] = at
 
     def warn(self, src: Path, message: str) -> None:
         """A non-fatal note (an ignored key), with its position."""

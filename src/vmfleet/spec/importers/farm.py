@@ -5,8 +5,9 @@
 `ansible_libvirt_uri` become a `qemu+ssh://` URI); other children named after a platform or
 a target carry its variables (`wait_until_port_reachable`, `snapshot_type`); `vms.vars` the
 project (`project_id`, `project_revision`, `allowed_phases`) and the SSH key. Platforms are
-defined in ansible_farm's task files, which an inventory does not hold: each one gets an
-entry without an image, and a warning says to name one.
+defined in ansible_farm's task files: those given beside the inventory become images and
+platform settings (`farm_platforms`); any other platform gets an entry without an image, and
+a warning says to name one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vmfleet.spec.farm import BUILTIN_TARGETS
+from vmfleet.spec.importers import farm_platforms
 from vmfleet.spec.importers.common import Translator
+from vmfleet.spec.importers.farm_tasks import Reader
 from vmfleet.spec.source import Document, Path
 
 _HOST_SILENT = ("ansible_connection", "ansible_python_interpreter", "ansible_port")
@@ -34,8 +37,11 @@ def looks_like(data: dict[str, Any]) -> bool:
     )
 
 
-def convert(source: Document) -> Document:
-    """The native form: `hosts` from the hypervisors group, and a `farm:` section."""
+def convert(
+    source: Document, *, platforms: list[Document] | None = None, read: Reader | None = None
+) -> Document:
+    """The native form: `hosts` from the hypervisors group, and a `farm:` section; with the
+    platform task files (`read` reads the files they import), images for their platforms."""
     out = Translator(source)
     top = out.mapping(("all",), "all") or {}
     children = out.mapping(("all", "children"), "all.children") or {}
@@ -57,11 +63,15 @@ def convert(source: Document) -> Document:
             _target_vars(out, name, src)
         else:
             out.warn(src, f"group {name!r} is neither a platform nor a target; ignored")
-    for platform in sorted(used_platforms):
+    complete: set[str] = set()
+    if platforms and read is not None and not out.problems:
+        complete = farm_platforms.convert(out, platforms, matrix, read)
+    for platform in sorted(used_platforms - complete):
         out.warn(
             ("all",),
             f"platform {platform!r} is defined in ansible_farm's task files, not the "
-            f"inventory: set farm.platforms.{platform}.image to an image of `images:`",
+            f"inventory: give its file ({platform}.yaml) with the inventory, or set "
+            f"farm.platforms.{platform}.image to an image of `images:`",
         )
     return out.document()
 
