@@ -92,20 +92,11 @@ SSH_FILES: dict[str, tuple[int, str]] = {
 
 
 @dataclass(frozen=True)
-class SshMicro:
-    """One architecture's SSH micro guest: Debian's name for it, its kernel package and the
-    kernel command line that puts the console on the machine's serial device."""
+class SshMicro(images_foreign.ForeignMicro):
+    """One architecture's SSH micro guest: as a foreign micro guest (its `kernel()` and
+    `initrd()`), and the GNU triplet naming its library folders."""
 
-    debian_arch: str
-    triplet: str
-    kernel_package: str
-    cmdline: str
-
-    def kernel(self) -> Path:
-        return self._artifacts() / "vmlinuz"
-
-    def initrd(self) -> Path:
-        return self._artifacts() / "initrd.img"
+    triplet: str = ""
 
     def _artifacts(self) -> Path:
         recipe = {
@@ -138,9 +129,9 @@ class SshMicro:
 
 # no_timer_check: TCG on a loaded machine can otherwise panic ("IO-APIC + timer doesn't work").
 AMD64 = SshMicro(
-    "amd64", "x86_64-linux-gnu", "linux-image-cloud-amd64", "console=ttyS0 quiet no_timer_check"
+    "amd64", "linux-image-cloud-amd64", "console=ttyS0 quiet no_timer_check", "x86_64-linux-gnu"
 )
-ARM64 = SshMicro("arm64", "aarch64-linux-gnu", "linux-image-cloud-arm64", "console=ttyAMA0")
+ARM64 = SshMicro("arm64", "linux-image-cloud-arm64", "console=ttyAMA0", "aarch64-linux-gnu")
 
 
 def _build(guest: SshMicro, out: Path, scratch: Path) -> None:
