@@ -88,17 +88,23 @@ def test_a_platform_boots_its_kernel_per_target_else_its_default_kernel() -> Non
     assert kernels["debian_12/amd64"] is None
 
 
-def test_a_platforms_memory_reaches_the_cell_vm_unchanged() -> None:
+def test_a_platforms_memory_and_user_reach_the_cell_vm() -> None:
     farm_spec = FarmSpec.model_validate(
         {
             "project": {"id": "p"},
-            "platforms": {"small": {"image": "disk", "memory": "256MiB"}},
-            "matrix": {"targets": ["amd64"], "platforms": ["small"]},
+            "platforms": {
+                "small": {"image": "disk", "memory": "256MiB", "user": "farmer"},
+                "plain": {"image": "disk"},
+            },
+            "matrix": {"targets": ["amd64"], "platforms": ["small", "plain"]},
         }
     )
-    (cell,) = farm.cells(farm_spec)
-    vm = VmTemplate.model_validate(farm.vm_fields(farm_spec, cell))
-    assert vm.memory == 256 * 2**20  # not read as 256 Mi MiB
+    small, plain = (
+        VmTemplate.model_validate(farm.vm_fields(farm_spec, c)) for c in farm.cells(farm_spec)
+    )
+    assert small.memory == 256 * 2**20  # not read as 256 Mi MiB
+    assert small.cloud_init is not None and small.cloud_init.user == "farmer"
+    assert plain.cloud_init is None  # the fleet's defaults (or ssh.user) decide
 
 
 def test_lookup_prefers_platform_target_then_platform_then_common() -> None:

@@ -85,7 +85,8 @@ def cells(farm: FarmSpec, only: Sequence[str] = ()) -> tuple[Cell, ...]:
 
 def vm_fields(farm: FarmSpec, cell: Cell) -> dict[str, Any]:
     """The cell's VM as native template fields: the target's architecture settings and the
-    platform's image (and kernel, for direct kernel boot), size and snapshot type."""
+    platform's image (and kernel, for direct kernel boot), login user, size and snapshot
+    type."""
     target = farm.target(cell.target)
     platform = farm.platforms[cell.platform]
     assert target is not None  # FarmSpec checked every matrix name
@@ -100,6 +101,8 @@ def vm_fields(farm: FarmSpec, cell: Cell) -> dict[str, Any]:
         "image": platform.images.get(cell.target, platform.image),
         "kernel": platform.kernels.get(cell.target, platform.kernel),
         "snapshot_type": platform.snapshot_type or target.snapshot_type,
+        # Merged field by field with `defaults`' cloud_init: only the login user changes.
+        "cloud_init": {"user": platform.user} if platform.user else None,
         "description": f"farm cell {cell.label}",
     }
     return {k: v for k, v in fields.items() if v is not None}
