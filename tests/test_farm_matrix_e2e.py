@@ -2,10 +2,10 @@
 libvirt hosts: `arm` offers aarch64, `noarm` has qemu-system-aarch64 hidden, so its libvirt
 offers no aarch64 guest. Each cell's `main` phase writes a C program, compiles it with tcc in
 the guest and runs it: it prints the machine `uname()` reports, then the file `dependencies`
-left on the VM's disk. The arm64 cells run only on `arm`. A second run at the same revision
-restores `init` (amd64: internal, RAM included; arm64 under UEFI: external, disk only, so the
-guest boots again) and skips `dependencies`, whose file is still there. Timings are printed
-for docs/benchmarks.md (cold vs cached)."""
+left on the VM's disk and the login user (`roomy` names its own). The arm64 cells run only
+on `arm`. A second run at the same revision restores `init` (amd64: internal, RAM included;
+arm64 under UEFI: external, disk only, so the guest boots again) and skips `dependencies`,
+whose file is still there. Timings are printed for docs/benchmarks.md (cold vs cached)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from tests.support.images_ssh import AMD64, ARM64, SshMicro
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("farm-matrix")]
 
 AARCH64_EMULATOR = "/usr/bin/qemu-system-aarch64"
+# The login user of each platform's cells: the default, and the one `roomy` names.
+USERS = {"small": "vmfleet", "roomy": "farmer"}
 HELLO_C = r"""#include <stdio.h>
 #include <sys/utsname.h>
 
@@ -40,6 +42,7 @@ cat > hello.c <<'EOF'
 tcc -o hello hello.c
 ./hello
 cat /data/deps
+whoami
 """
 
 
@@ -78,6 +81,7 @@ farm:
       kernels: {kernels}
       memory: 256MiB
     roomy:
+      user: farmer
       images: {{amd64: disk-amd64, arm64: disk-arm64}}
       kernels: {kernels}
       memory: 384MiB
@@ -114,7 +118,8 @@ def test_matrix_of_micro_guests_compiles_c_on_both_architectures(tmp_path: Path)
                 assert ran["main"]["status"] == "passed", ran["main"]
                 log = Path(ran["main"]["log"]).read_text()
                 machine = "aarch64" if target == "arm64" else "x86_64"
-                assert f"hello from {machine}\ndependencies of {platform}" in log, log
+                user = USERS[platform]
+                assert f"hello from {machine}\ndependencies of {platform}\n{user}" in log, log
                 if target == "arm64":
                     assert cell["host"] == "arm", (label, cell["host"])
                 # arm64 too: its UEFI guest has ACPI, so it hears the power button
@@ -132,7 +137,8 @@ def test_matrix_of_micro_guests_compiles_c_on_both_architectures(tmp_path: Path)
                 assert again["dependencies"]["status"] == "skipped"
                 machine = "aarch64" if target == "arm64" else "x86_64"
                 log = Path(again["main"]["log"]).read_text()
-                assert f"hello from {machine}\ndependencies of {platform}" in log, log
+                user = USERS[platform]
+                assert f"hello from {machine}\ndependencies of {platform}\n{user}" in log, log
             print(f"\nfarm matrix benchmark: cold {cold_s:.1f} s, cached {cached_s:.1f} s")
             for label, cell in cells.items():
                 seconds = {p["phase"]: p["seconds"] for p in cell["phase_results"]}
