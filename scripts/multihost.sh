@@ -9,6 +9,9 @@
 #   multihost.sh remove NAME   destroy its domains, stop its daemons, delete its files
 #   multihost.sh uri NAME      print its URI
 #
+# VMFLEET_MULTIHOST_HIDE="/usr/bin/qemu-system-aarch64 ..." at the first start of NAME hides
+# those emulators from it too (an empty, non-executable file over each), so its libvirt offers
+# no guest of their architectures; restarts keep hiding them.
 # Files live in $VMFLEET_MULTIHOST_DIR/NAME (default /var/tmp/vmfleet-multihost). Only
 # processes named in this host's own pid files are ever stopped. Needs root.
 set -euo pipefail
@@ -58,6 +61,15 @@ prepare() {
         echo 'namespaces = [ ]' >"$DIR/etc/qemu.conf"
     fi
     [[ -f $DIR/kvm ]] || : >"$DIR/kvm"
+    if [[ ! -f $DIR/hidden ]]; then
+        : >"$DIR/hidden"
+        for path in ${VMFLEET_MULTIHOST_HIDE:-}; do
+            [[ $path == /* && -e $path ]] || die "cannot hide '$path': not an existing absolute path"
+            echo "$path" >>"$DIR/hidden"
+        done
+        : >"$DIR/empty"
+        chmod 0644 "$DIR/empty"
+    fi
 }
 
 start() {
@@ -75,6 +87,10 @@ start() {
                 mount --bind "$dir/kvm" /dev/kvm
                 mount -o remount,bind,ro /dev/kvm
             fi
+            while read -r path; do
+                mount --bind "$dir/empty" "$path"
+                mount -o remount,bind,ro "$path"
+            done <"$dir/hidden"
             if ! [[ -r /run/libvirt/virtlogd.pid && -d /proc/$(cat /run/libvirt/virtlogd.pid) ]]; then
                 virtlogd -d -p /run/libvirt/virtlogd.pid 9>&-
             fi

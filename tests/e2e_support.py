@@ -42,6 +42,13 @@ def vmfleet(
     )
 
 
+def timed_farm_run(path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`vmfleet farm run PATH -o json ARGS…` (25 minutes at most) and its wall time in s."""
+    started = time.monotonic()
+    done = vmfleet("farm", "run", str(path), "-o", "json", *args, timeout=1500)
+    return done, time.monotonic() - started
+
+
 def unique_fleet(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 

@@ -679,3 +679,13 @@ def test_linked_clone_and_snapshots_on_the_real_daemon() -> None:
         for volume in reversed(created):
             volume.delete()
         conn.close()
+
+
+def test_aarch64_gets_acpi_with_uefi_only() -> None:
+    # Without ACPI the `virt` guest has no power button and ignores shutdown requests;
+    # libvirt refuses ACPI on aarch64 without UEFI.
+    def acpi(firmware: str) -> bool:
+        config = _domain(arch="aarch64", machine="virt", cpu_model="cortex-a57", firmware=firmware)
+        return ET.fromstring(config.to_xml()).find("features/acpi") is not None
+
+    assert acpi("uefi") and not acpi("bios")

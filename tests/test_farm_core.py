@@ -9,6 +9,7 @@ from vmfleet.core import farm
 from vmfleet.core.farm import Cell
 from vmfleet.errors import UsageError
 from vmfleet.spec.farm import PHASES, FarmSpec
+from vmfleet.spec.models import VmTemplate
 
 
 def spec(**matrix: object) -> FarmSpec:
@@ -56,6 +57,54 @@ def test_cell_vm_takes_the_targets_architecture_and_the_platforms_image() -> Non
     amd64 = farm.vm_fields(SEED, Cell("Arch-Linux", "amd64", "arch-linux-amd64"))
     assert amd64["arch"] == "x86_64" and amd64["machine"] == "q35" and amd64["image"] == "arch"
     assert "firmware" not in amd64
+
+
+def test_a_platform_boots_its_kernel_per_target_else_its_default_kernel() -> None:
+    farm_spec = FarmSpec.model_validate(
+        {
+            "project": {"id": "p"},
+            "platforms": {
+                "micro": {
+                    "image": "disk",
+                    "kernel": {"kernel": "/k/any", "cmdline": "quiet"},
+                    "kernels": {"arm64": {"kernel": "/k/arm", "initrd": "/k/arm.img"}},
+                },
+                "debian_12": {"image": "deb"},
+            },
+            "matrix": {"targets": ["amd64", "arm64"], "platforms": ["micro", "debian_12"]},
+        }
+    )
+    kernels = {c.label: farm.vm_fields(farm_spec, c).get("kernel") for c in farm.cells(farm_spec)}
+    assert kernels["micro/arm64"].model_dump() == {
+        "kernel": "/k/arm",
+        "initrd": "/k/arm.img",
+        "cmdline": "",
+    }
+    assert kernels["micro/amd64"].model_dump() == {
+        "kernel": "/k/any",
+        "initrd": None,
+        "cmdline": "quiet",
+    }
+    assert kernels["debian_12/amd64"] is None
+
+
+def test_a_platforms_memory_and_user_reach_the_cell_vm() -> None:
+    farm_spec = FarmSpec.model_validate(
+        {
+            "project": {"id": "p"},
+            "platforms": {
+                "small": {"image": "disk", "memory": "256MiB", "user": "farmer"},
+                "plain": {"image": "disk"},
+            },
+            "matrix": {"targets": ["amd64"], "platforms": ["small", "plain"]},
+        }
+    )
+    small, plain = (
+        VmTemplate.model_validate(farm.vm_fields(farm_spec, c)) for c in farm.cells(farm_spec)
+    )
+    assert small.memory == 256 * 2**20  # not read as 256 Mi MiB
+    assert small.cloud_init is not None and small.cloud_init.user == "farmer"
+    assert plain.cloud_init is None  # the fleet's defaults (or ssh.user) decide
 
 
 def test_lookup_prefers_platform_target_then_platform_then_common() -> None:

@@ -7,12 +7,18 @@ docs/benchmarks.md (cold vs cached)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import junitparser
 import pytest
-from tests.e2e_support import debian_fleet_head, leftovers, login_key, unique_fleet, vmfleet
+from tests.e2e_support import (
+    debian_fleet_head,
+    leftovers,
+    login_key,
+    timed_farm_run,
+    unique_fleet,
+    vmfleet,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("debian")]
 
@@ -42,9 +48,7 @@ farm:
     f = str(path)
     junit = tmp_path / "junit.xml"
     try:
-        t0 = time.monotonic()
-        cold = vmfleet("farm", "run", f, "-o", "json", "--junit", str(junit), timeout=1500)
-        cold_s = time.monotonic() - t0
+        cold, cold_s = timed_farm_run(path, "--junit", str(junit))
         assert cold.returncode == 0, cold.stderr
         (cell,) = json.loads(cold.stdout)["cells"]
         phases_run = {p["phase"]: p for p in cell["phase_results"]}
@@ -58,9 +62,7 @@ farm:
         (phases / "common" / "terminate.sh").write_text(
             "echo tearing down\necho boom >&2\nexit 3\n"
         )
-        t0 = time.monotonic()
-        cached = vmfleet("farm", "run", f, "-o", "json", "--junit", str(junit), timeout=1500)
-        cached_s = time.monotonic() - t0
+        cached, cached_s = timed_farm_run(path, "--junit", str(junit))
         assert cached.returncode == 1, cached.stderr
         (cell,) = json.loads(cached.stdout)["cells"]
         again = {p["phase"]: p for p in cell["phase_results"]}

@@ -21,6 +21,7 @@ from tests.support.testhost import TestDriverHost
 from vmfleet import Fleet
 from vmfleet.api.farm import FarmRun
 from vmfleet.drivers.commands import CommandResult, SubprocessRunner
+from vmfleet.drivers.libvirt import ShutdownResult
 
 
 @dataclass
@@ -151,6 +152,17 @@ def test_second_run_at_same_revision_restores_init_and_skips_dependencies(
     assert all(n.endswith("-r1") for n in status[DEB].snapshots)
 
 
+def test_after_a_restore_the_next_phase_waits_for_an_ssh_login(farm_file: Path) -> None:
+    # A disk-only snapshot holds no RAM: after the revert the guest boots again.
+    shell = GuestShell()
+    with open_fleet(farm_file, shell) as fleet:
+        fleet.farm_run(["deb/amd64"])
+        first = len(shell.scripts)
+        again = fleet.farm_run(["deb/amd64"])
+    assert {p.phase: p.status for p in again.cells[0].phases}["restore init"] == "passed"
+    assert [s for _, s in shell.scripts[first:]] == [b"true\n", b"uname -m\n"]
+
+
 def test_a_new_revision_does_not_restore_and_clean_stale_removes_old_snapshots(
     farm_file: Path,
 ) -> None:
@@ -227,3 +239,34 @@ def test_a_playbook_phase_runs_ansible_playbook_against_the_farm_inventory(
     assert (limit, path) == (vm(run, DEB), str(playbook))
     hosts = yaml.safe_load(Path(inventory).read_text())["all"]["hosts"]
     assert hosts[vm(run, DEB)]["ansible_host"] == "127.0.0.1"
+
+
+class SlowShutdownHost(TestDriverHost):
+    """A host whose guests take a while to power off; it notes when each shutdown ran."""
+
+    __test__ = False
+    spans: list[tuple[float, float]] = []
+
+    def shutdown(self, name: str, *, timeout: float, force_after: bool = True) -> ShutdownResult:
+        started = time.monotonic()
+        time.sleep(1.0)
+        try:
+            return super().shutdown(name, timeout=timeout, force_after=force_after)
+        finally:
+            SlowShutdownHost.spans.append((started, time.monotonic()))
+
+
+def test_a_cell_waiting_for_its_vm_to_power_off_does_not_hold_up_the_others(
+    farm_file: Path,
+) -> None:
+    SlowShutdownHost.spans = []
+    with Fleet.open(
+        farm_file,
+        state=farm_file.parent / "state",
+        hosts=SlowShutdownHost.factory,
+        runner=GuestShell(),
+    ) as fleet:
+        run = fleet.farm_run(jobs=2)
+    assert statuses(run, DEB)["shutdown"] == statuses(run, ALP)["shutdown"] == "passed"
+    (a_start, a_end), (b_start, b_end) = SlowShutdownHost.spans
+    assert max(a_start, b_start) < min(a_end, b_end)  # the two shutdowns overlapped

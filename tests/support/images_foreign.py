@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import gzip
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ class ForeignMicro:
             "modules": images.MICRO_MODULES,
             "files": images.MICRO_FILES,
         }
-        builders = (_build, images._write_initramfs, images._mmdebstrap)
+        builders = (_build, unpack, stage, pack, images._write_initramfs, images._mmdebstrap)
         build = functools.partial(_build, self)
         key = images._recipe_key(recipe, builders)
         return images._cached(f"micro-{self.debian_arch}", key, build)
@@ -57,16 +58,24 @@ class ForeignMicro:
 
 def _build(guest: ForeignMicro, out: Path, scratch: Path) -> None:
     tree = scratch / "tree"
+    unpack(guest.debian_arch, guest._packages(), tree, out / "vmlinuz")
+    pack(stage(tree, scratch), out / "initrd.img")
+
+
+def unpack(debian_arch: str, packages: Sequence[str], tree: Path, kernel_out: Path) -> None:
+    """The packages of that architecture unpacked into `tree`; its kernel copied out."""
     images._mmdebstrap(
-        tree,
-        variant="extract",
-        packages=guest._packages(),
-        options=(f"--architectures={guest.debian_arch}",),
+        tree, variant="extract", packages=packages, options=(f"--architectures={debian_arch}",)
     )
     version = images._kernel_version(tree)
     # Debian's ppc64el kernel is an uncompressed ELF `vmlinux`, the others `vmlinuz`.
     (kernel,) = (tree / "boot").glob(f"vmlinu[xz]-{version}")
-    shutil.copyfile(kernel, out / "vmlinuz")
+    shutil.copyfile(kernel, kernel_out)
+
+
+def stage(tree: Path, scratch: Path) -> Path:
+    """The micro guest's initramfs laid out (not packed) from an unpacked tree: its folder."""
+    version = images._kernel_version(tree)
     images._run(["depmod", "-b", tree, version])
     modules_dir = tree / "lib/modules" / version
     lines = (modules_dir / "modules.dep").read_text().splitlines()
@@ -81,7 +90,12 @@ def _build(guest: ForeignMicro, out: Path, scratch: Path) -> None:
     (host_tree / "bin").mkdir(parents=True)
     shutil.copy2(HOST_BUSYBOX, host_tree / "bin/busybox")
     staging = scratch / "initramfs"
-    images._write_initramfs(host_tree, modules_dir, modules, staging, out / "initrd.img")
+    images._write_initramfs(host_tree, modules_dir, modules, staging, scratch / "host.img")
     shutil.copy2(tree / "bin/busybox", staging / "bin/busybox")
+    return staging
+
+
+def pack(staging: Path, initrd: Path) -> None:
+    """The staging folder as a gzip-compressed newc cpio archive."""
     names = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
-    (out / "initrd.img").write_bytes(gzip.compress(images._cpio(staging, names), compresslevel=6))
+    initrd.write_bytes(gzip.compress(images._cpio(staging, names), compresslevel=6))

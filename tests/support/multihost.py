@@ -23,9 +23,13 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "multihost.sh"
 BASE = Path(os.environ.get("VMFLEET_MULTIHOST_DIR", "/var/tmp/vmfleet-multihost"))
 
 
-def _run(action: str, name: str) -> str:
+def _run(action: str, name: str, env: Mapping[str, str] | None = None) -> str:
     result = subprocess.run(
-        ["bash", str(SCRIPT), action, name], capture_output=True, text=True, timeout=120
+        ["bash", str(SCRIPT), action, name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
     if result.returncode != 0:
         raise RuntimeError(f"multihost.sh {action} {name}: {result.stderr.strip()}")
@@ -57,18 +61,21 @@ class Daemon:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def start(name: str) -> Daemon:
-    return Daemon(name, _run("start", name))
+def start(name: str, *, hide: Sequence[str] = ()) -> Daemon:
+    """Start daemon `name`; `hide` (at its first start) are emulators its libvirt must not
+    see, such as ``/usr/bin/qemu-system-aarch64`` for a host that offers no aarch64."""
+    return Daemon(name, _run("start", name, {"VMFLEET_MULTIHOST_HIDE": " ".join(hide)}))
 
 
 @contextmanager
-def daemons(*names: str) -> Iterator[list[Daemon]]:
-    """Start one daemon per name; remove them all on the way out, whatever happened."""
+def daemons(*names: str, hide: Mapping[str, Sequence[str]] | None = None) -> Iterator[list[Daemon]]:
+    """Start one daemon per name (hiding `hide[name]`'s emulators from it); remove them all on
+    the way out, whatever happened."""
     started: list[Daemon] = []
     try:
         for name in names:
             _run("remove", name)  # leftovers of an interrupted run
-            started.append(start(name))
+            started.append(start(name, hide=(hide or {}).get(name, ())))
         yield started
     finally:
         for daemon in started:

@@ -85,7 +85,8 @@ def cells(farm: FarmSpec, only: Sequence[str] = ()) -> tuple[Cell, ...]:
 
 def vm_fields(farm: FarmSpec, cell: Cell) -> dict[str, Any]:
     """The cell's VM as native template fields: the target's architecture settings and the
-    platform's image, user-facing size and snapshot type."""
+    platform's image (and kernel, for direct kernel boot), login user, size and snapshot
+    type."""
     target = farm.target(cell.target)
     platform = farm.platforms[cell.platform]
     assert target is not None  # FarmSpec checked every matrix name
@@ -95,9 +96,13 @@ def vm_fields(farm: FarmSpec, cell: Cell) -> dict[str, Any]:
         "cpu_model": target.cpu,
         "firmware": target.firmware,
         "vcpus": platform.vcpus or target.vcpus,
-        "memory": platform.memory,
+        # In bytes, as the spec holds it: a bare number would be read as MiB again.
+        "memory": f"{platform.memory}B" if platform.memory else None,
         "image": platform.images.get(cell.target, platform.image),
+        "kernel": platform.kernels.get(cell.target, platform.kernel),
         "snapshot_type": platform.snapshot_type or target.snapshot_type,
+        # Merged field by field with `defaults`' cloud_init: only the login user changes.
+        "cloud_init": {"user": platform.user} if platform.user else None,
         "description": f"farm cell {cell.label}",
     }
     return {k: v for k, v in fields.items() if v is not None}

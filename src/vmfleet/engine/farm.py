@@ -4,8 +4,9 @@ most `farm.per_host` cells per hypervisor, snapshots as the phase cache.
 A phase file runs over SSH (`sh -s`, the script on stdin) or, for a playbook, through
 `ansible-playbook` against the farm's inventory, both through the command runner. A phase
 that fails fails its cell: later phases are skipped, the logs stay in the logs folder, and
-the VM is shut down (snapshots kept) unless `keep_failed` leaves it as it is. Snapshot and
-power calls are serialised by one lock; phases themselves run in parallel.
+the VM is shut down (snapshots kept) unless `keep_failed` leaves it as it is. Snapshot calls
+and starts are serialised by one lock; phases and shutdowns (which wait up to two minutes
+for the guest to power off) run in parallel.
 """
 
 from __future__ import annotations
@@ -137,8 +138,7 @@ def _stop_after_failure(ctx: FleetContext, cell: Cell, host: str, job: Job) -> P
     """The `shutdown` phase of a failed cell: the VM is stopped, its snapshots kept."""
     t0 = time.monotonic()
     try:
-        with job.lock:
-            outcome = ctx.host(host).shutdown(cell.vm, timeout=60.0)
+        outcome = ctx.host(host).shutdown(cell.vm, timeout=60.0)
     except FleetError as error:
         return PhaseResult("shutdown", "failed", time.monotonic() - t0, f"after failure: {error}")
     detail = f"stopped after the failure ({outcome}); --keep-failed leaves it running"
@@ -150,10 +150,13 @@ def _phase(ctx: FleetContext, cell: Cell, host: str, step: Step, job: Job) -> Ph
     try:
         if step.phase.startswith(("restore ", "create ")):
             detail = _snapshot(ctx, cell, step, job)
+            if step.phase.startswith("restore "):
+                # A disk-only (external) snapshot holds no RAM: the VM boots again.
+                _wait_for_login(cell, job)
             return PhaseResult(step.phase, "passed", time.monotonic() - t0, detail)
         if step.phase == "shutdown":
-            with job.lock:
-                outcome = ctx.host(host).shutdown(cell.vm, timeout=120.0)
+            # Not under the lock: a guest slow to power off must not hold up other cells.
+            outcome = ctx.host(host).shutdown(cell.vm, timeout=120.0)
             return PhaseResult(step.phase, "passed", time.monotonic() - t0, f"stopped ({outcome})")
         if step.phase == "startup":
             _start(ctx, cell, host, job)
@@ -193,6 +196,11 @@ def _start(ctx: FleetContext, cell: Cell, host: str, job: Job) -> None:
         member = snapshots.members(ctx, vms=[cell.vm])[0]
         if member.state != "running":
             ctx.host(host).start(cell.vm)
+    _wait_for_login(cell, job)
+
+
+def _wait_for_login(cell: Cell, job: Job) -> None:
+    """Wait until an SSH login to the cell's VM works (at most `job.ready_timeout`)."""
     deadline = time.monotonic() + job.ready_timeout
     last = ""
     while time.monotonic() < deadline:

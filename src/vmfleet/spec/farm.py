@@ -105,13 +105,24 @@ BUILTIN_TARGETS: dict[str, FarmTarget] = {
 }
 
 
+class KernelBoot(Model):
+    """Direct kernel boot of a VM (`kernel:` of a VM, or of a farm platform per target)."""
+
+    kernel: Line
+    initrd: Line | None = None
+    cmdline: Line = ""
+
+
 class FarmPlatform(Model):
     """An operating system to test on: its image (per target, or one for all), login user
     and how to tell it is up (`ssh`: a login works; `port`: the SSH port answers, for
-    images without python or an agent)."""
+    images without python or an agent); `kernel` (or `kernels` per target) boots the VM from a
+    kernel and initrd instead of the image's boot loader."""
 
     image: Name | None = None
     images: dict[FarmKey, Name] = Field(default_factory=dict)
+    kernel: KernelBoot | None = None
+    kernels: dict[FarmKey, KernelBoot] = Field(default_factory=dict)
     user: LoginUser | None = None
     ready: Literal["ssh", "port"] = "ssh"
     memory: MemorySize | None = None

@@ -21,6 +21,7 @@ from pydantic import (
 
 from vmfleet.spec import catalog
 from vmfleet.spec.farm import FarmSpec
+from vmfleet.spec.farm import KernelBoot as KernelBoot  # defined there, a VM field here
 from vmfleet.spec.prepare import ImagePrepare
 from vmfleet.spec.values import (
     Cidr,
@@ -254,12 +255,6 @@ class DataDisk(Model):
     size: DiskSize
     name: Name | None = None
     format: Literal["qcow2", "raw"] = "qcow2"
-
-
-class KernelBoot(Model):
-    kernel: Line
-    initrd: Line | None = None
-    cmdline: Line = ""
 
 
 class WriteFile(Model):

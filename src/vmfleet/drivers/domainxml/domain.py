@@ -106,6 +106,10 @@ class DomainConfig:
             features = sub(root, "features")
             sub(features, "acpi")
             sub(features, "apic")
+        elif self.arch == "aarch64" and self.firmware == "uefi":
+            # Without it QEMU's `virt` runs acpi=off: no ACPI power button, so the guest never
+            # hears a shutdown request. (libvirt refuses ACPI on aarch64 without UEFI.)
+            sub(sub(root, "features"), "acpi")
         cpu = self._cpu_element()
         if cpu is not None:
             root.append(cpu)
