@@ -115,8 +115,9 @@ class KernelBoot(Model):
 
 class FarmPlatform(Model):
     """An operating system to test on: its image (per target, or one for all), login user
-    and how to tell it is up (`ssh`: a login works; `port`: the SSH port answers, for
-    images without python or an agent); `kernel` (or `kernels` per target) boots the VM from a
+    and `ready` (`ssh` or `port`, the latter for ansible_farm's `wait_until_port_reachable`:
+    either way a cell waits for an SSH login, whose check runs `true` in a shell and so needs
+    no python or agent in the image); `kernel` (or `kernels` per target) boots the VM from a
     kernel and initrd instead of the image's boot loader."""
 
     image: Name | None = None
