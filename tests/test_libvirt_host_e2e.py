@@ -140,9 +140,17 @@ def test_a_domain_type_libvirt_refuses_is_a_no_with_the_reason(host: LibvirtHost
     assert_no_probe_leftovers(host)
 
 
-def assert_no_probe_leftovers(host: LibvirtHost) -> None:
-    assert not [d.name for d in host.list_domains() if d.name.startswith("vmf-probe.")]
-    assert not [v.name for v in host.list_volumes(POOL) if "vmfleet-probe" in v.name]
+def assert_no_probe_leftovers(host: LibvirtHost, *, settle: float = 30.0) -> None:
+    """No probe domain or volume stays. Other tests' `up` may be probing this host at the
+    same moment: theirs end within seconds (a probe times out at 8 s), a leftover does not."""
+    deadline = time.monotonic() + settle
+    while True:
+        left = [d.name for d in host.list_domains() if d.name.startswith("vmf-probe.")]
+        left += [v.name for v in host.list_volumes(POOL) if "vmfleet-probe" in v.name]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not left
 
 
 def test_capabilities_of_the_real_host(host: LibvirtHost) -> None:
