@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from vmfleet.core.expand import Instance
 from vmfleet.drivers import names
 from vmfleet.drivers.domainxml import DomainInfo, VolumeConfig, VolumeSource, parse_domain
+from vmfleet.engine import hostlocks
 from vmfleet.engine.context import FleetContext
 from vmfleet.engine.provision.base_images import upload_lock
 from vmfleet.errors import FleetError, HostUnreachableError
@@ -200,7 +201,7 @@ def _undo_base_upload(
     only when its upload lock was still held by that dead run (half sent), not when the
     upload finished, or another run sent it again meanwhile (others may use it by now)."""
     with upload_lock(ctx, host, host_name, pool, base) as broke:
-        if host.uri.startswith("test:"):
+        if not hostlocks.holds_locks(host):
             broke = True  # no lock there: whatever the run left is half made
         return broke and host.get_volume(pool, base) is not None and host.delete_volume(pool, base)
 
