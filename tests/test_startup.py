@@ -97,6 +97,7 @@ NOT_FOR_READING = frozenset(
         "fastapi",
         "uvicorn",
         "vmfleet.engine.provision.create_vm",
+        "vmfleet.spec.importers.farm_tasks",  # Jinja2, for ansible_farm platform files only
         "vmfleet.engine.provision.readiness",
         "vmfleet.engine.provision.remove_vm",
     }

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from vmfleet.errors import Position, Problem, SpecError
 from vmfleet.spec import sources, validate
-from vmfleet.spec.importers import ansible, cluster, farm, farm_tasks, kubernetes
+from vmfleet.spec.importers import ansible, cluster, farm, farm_detect, kubernetes
 from vmfleet.spec.models import CloudInit, FleetSpec
 from vmfleet.spec.source import Document, load_documents
 
@@ -198,7 +198,9 @@ def load(path: str | FsPath) -> LoadedFleet:
     """
     files = sources.files(path)
     per_file = [_read(file) for file in files]
-    tasks = [docs[0] for docs in per_file if len(docs) == 1 and farm_tasks.looks_like(docs[0].data)]
+    tasks = [
+        docs[0] for docs in per_file if len(docs) == 1 and farm_detect.looks_like(docs[0].data)
+    ]
     if tasks:
         return _load_farm(files, per_file, tasks)
     documents = [doc for docs in per_file for doc in docs]

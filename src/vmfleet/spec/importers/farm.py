@@ -16,9 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vmfleet.spec.farm import BUILTIN_TARGETS
-from vmfleet.spec.importers import farm_platforms
 from vmfleet.spec.importers.common import Translator
-from vmfleet.spec.importers.farm_tasks import Reader
+from vmfleet.spec.importers.farm_detect import Reader
 from vmfleet.spec.source import Document, Path
 
 _HOST_SILENT = ("ansible_connection", "ansible_python_interpreter", "ansible_port")
@@ -65,6 +64,8 @@ def convert(
             out.warn(src, f"group {name!r} is neither a platform nor a target; ignored")
     complete: set[str] = set()
     if platforms and read is not None and not out.problems:
+        from vmfleet.spec.importers import farm_platforms  # Jinja2: only with platform files
+
         complete = farm_platforms.convert(out, platforms, matrix, read)
     for platform in sorted(used_platforms - complete):
         out.warn(

@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 from vmfleet.errors import Position, Problem
 from vmfleet.spec.farm import BUILTIN_TARGETS
 from vmfleet.spec.importers.common import Translator, slug
-from vmfleet.spec.importers.farm_tasks import Origins, Reader, Walk
+from vmfleet.spec.importers.farm_detect import Reader
+from vmfleet.spec.importers.farm_tasks import Origins, Walk
 from vmfleet.spec.importers.templating import Unknown
 from vmfleet.spec.source import Document
 

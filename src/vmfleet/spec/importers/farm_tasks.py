@@ -12,7 +12,6 @@ templates: a value an expression returns keeps the position it was written at.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -21,10 +20,10 @@ import jinja2
 
 from vmfleet.errors import Position, Problem, SpecError
 from vmfleet.spec.importers import templating
+from vmfleet.spec.importers.farm_detect import MAX_IMPORT_DEPTH, Reader
 from vmfleet.spec.importers.templating import Unknown
 from vmfleet.spec.source import Document, Path
 
-MAX_IMPORT_DEPTH = 16
 MAX_EVALUATIONS = 20_000
 """Templates evaluated per cell; a file that needs more (variables doubling each other)
 is refused rather than left to run."""
@@ -33,25 +32,6 @@ _TASK_KEYS = frozenset(
     ("name", "vars", "block", "import_tasks", "set_fact", "add_host", "tags", "when")
 )
 _SILENT = frozenset(("name", "tags"))
-
-Reader = Callable[[FsPath], list[Document]]
-
-
-def looks_like(data: Any) -> bool:
-    """An Ansible task list that sets a `vm` fact or imports tasks (the platform files)."""
-    return isinstance(data, list) and bool(data) and _defines(data, 0)
-
-
-def _defines(tasks: list[Any], depth: int) -> bool:
-    if depth > MAX_IMPORT_DEPTH or not all(isinstance(t, dict) for t in tasks):
-        return False
-    for task in tasks:
-        fact = task.get("set_fact")
-        if "import_tasks" in task or (isinstance(fact, dict) and "vm" in fact):
-            return True
-        if isinstance(task.get("block"), list) and _defines(task["block"], depth + 1):
-            return True
-    return False
 
 
 @dataclass
