@@ -47,6 +47,9 @@ def run() -> None:
     """
     import typer.main
 
+    # pydantic looks for plugins (an entry-point scan of every installed package, ~20 ms)
+    # before its first validator; the CLI has none to offer them. A user's own setting wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     command = typer.main.get_command(app)
     if completion.COMPLETE_VAR in os.environ:
         completion.prepare(os.environ, command, cwd=Path.cwd())

@@ -51,7 +51,7 @@ class Model(BaseModel):
     """Base of every spec model: frozen, unknown keys are errors."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False, defer_build=True
     )
 
 
