@@ -117,10 +117,37 @@ def test_reading_a_fleet_imports_no_ssh_seed_or_web_stack(tmp_path: Path, comman
     assert ("libvirt" in imported) is (command == "list")
 
 
+# What `validate` checks needs the spec, expansion and the offline checks, not the rooms that
+# plan, place, build XML, keep state or talk to clusters (each `Fleet` method loads its own).
+NOT_FOR_VALIDATE = frozenset(
+    {
+        "libvirt",
+        "vmfleet.core.placement",
+        "vmfleet.drivers.domainxml",
+        "vmfleet.engine.apply",
+        "vmfleet.engine.ha",
+        "vmfleet.engine.migrate",
+        "vmfleet.engine.snapshots",
+        "vmfleet.state.store",
+    }
+)
+
+
+def test_validate_loads_no_engine_room_it_does_not_use(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        'hosts: {local: {uri: "test:///default", pool: default-pool}}\n'
+        "defaults: {memory: 64MiB, disk: 16MiB}\nvms: {web: {replicas: 3}}\n"
+    )
+    imported = _imported("validate", str(fleet))
+    assert "vmfleet.spec.models" in imported
+    assert not NOT_FOR_VALIDATE & imported
+
+
 def test_the_lazy_packages_still_export_what_they_list() -> None:
     code = (
-        "import vmfleet, vmfleet.engine as e, vmfleet.engine.provision as p\n"
-        "for m in (vmfleet, e, p):\n"
+        "import vmfleet, vmfleet.api as a, vmfleet.engine as e, vmfleet.engine.provision as p\n"
+        "for m in (vmfleet, a, e, p):\n"
         "    for name in m.__all__:\n"
         "        getattr(m, name)\n"
         "print('OK')\n"
@@ -128,7 +155,9 @@ def test_the_lazy_packages_still_export_what_they_list() -> None:
     assert _python(code).stdout.strip() == "OK"
 
 
-@pytest.mark.parametrize("package", ["vmfleet", "vmfleet.engine", "vmfleet.engine.provision"])
+@pytest.mark.parametrize(
+    "package", ["vmfleet", "vmfleet.api", "vmfleet.engine", "vmfleet.engine.provision"]
+)
 def test_no_lazy_name_is_also_a_submodule_name(package: str) -> None:
     """Importing a submodule binds its name on the package, so a lazily exported function of
     the same name (`provision.create` from `provision/create.py`) was, for a moment while

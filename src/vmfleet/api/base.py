@@ -18,19 +18,18 @@ from vmfleet.api.events import (
     VmProgress,
     ignore,
 )
-from vmfleet.core import targets as core_targets
-from vmfleet.core.expand import Instance
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
-from vmfleet.engine import catalog, hostlocks, images
-from vmfleet.engine.apply import Observation, Progress
 from vmfleet.engine.context import FleetContext, HostFactory, default_uri, state_dir_for
 from vmfleet.errors import UsageError
-from vmfleet.spec.load import LoadedFleet
-from vmfleet.spec.models import FleetSpec
-from vmfleet.state.store import Store, fleet_lock
 
+# The engine loads where a method first needs it: `Fleet.open` and `validate` stay light
+# (tests/test_startup.py checks what `validate` imports).
 if TYPE_CHECKING:
+    from vmfleet.core.expand import Instance
     from vmfleet.drivers.libvirt import LibvirtHost
+    from vmfleet.engine.apply import Observation, Progress
+    from vmfleet.spec.load import LoadedFleet
+    from vmfleet.spec.models import FleetSpec
 
 
 class FleetBase:
@@ -105,6 +104,9 @@ class FleetBase:
         each operation starts with placement decided afresh. `readonly` operations (plan,
         list, status, endpoints, inventory...) get a store that creates and writes nothing;
         the first operation that writes reopens it writable."""
+        from vmfleet.engine import catalog
+        from vmfleet.state.store import Store
+
         if self._ctx is None:
             self._ctx = FleetContext(
                 loaded=catalog.pinned(self.loaded, self.state_dir),
@@ -122,6 +124,9 @@ class FleetBase:
     @contextlib.contextmanager
     def _locked(self, what: str) -> Iterator[FleetContext]:
         """The context with the fleet lock held (LockedError after `lock_wait` seconds)."""
+        from vmfleet.engine import hostlocks
+        from vmfleet.state.store import fleet_lock
+
         ctx = self._context()
 
         def notice(message: str) -> None:
@@ -133,6 +138,12 @@ class FleetBase:
             hostlocks.hold(ctx, what=what, wait=self._lock_wait, notice=notice),
         ):
             yield ctx
+
+    def _timed(self, ctx: FleetContext, operation: str) -> contextlib.AbstractContextManager[None]:
+        """Record how long `operation` takes in the fleet's state (serve's histograms)."""
+        from vmfleet.state import durations
+
+        return durations.timed(ctx.store, operation)
 
     # --- events -------------------------------------------------------------------------------
 
@@ -153,6 +164,8 @@ class FleetBase:
         update: bool = False,
         check: bool = False,
     ) -> tuple[str, ...]:
+        from vmfleet.engine import images
+
         def report(image: str, done: int, total: int | None) -> None:
             self._on_event(ImageProgress(image, done, total))
 
@@ -161,6 +174,7 @@ class FleetBase:
     def _prepare(self, ctx: FleetContext, names: list[str] | None) -> tuple[str, ...]:
         """Build the prepared files of images with `prepare:` (or those named) not cached yet,
         with `ImagePrepared` events; returns the images built."""
+        from vmfleet.engine import images
 
         def building(image: str, path: Path) -> None:
             self._on_event(ImagePrepared(image, "building", str(path)))
@@ -176,12 +190,16 @@ class FleetBase:
     def resolve(self, targets: Sequence[str]) -> list[Instance]:
         """The spec's VMs that target words name: VM names, `NAME@i`, templates (all
         replicas), groups (nested ones included) or `all` (`core.targets`)."""
+        from vmfleet.core import targets as core_targets
+
         ctx = self._context(readonly=True)
         return core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
 
     def _existing(self, ctx: FleetContext, targets: Sequence[str], seen: Observation) -> list[str]:
         """Names of VMs targets name, also those the spec dropped but a host still has
         (named by their VM name); spec order, then the dropped ones."""
+        from vmfleet.core import targets as core_targets
+
         have = {o.name for o in seen.vms}
         wanted = {i.name for i in ctx.instances()}
         dropped = [t for t in targets if t in have and t not in wanted]

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from vmfleet import engine
 from vmfleet.api.base import FleetBase
 from vmfleet.api.events import Stage, VmProgress
 from vmfleet.api.results import VmInfo, VmOutcome
-from vmfleet.core import cluster as core_cluster
 from vmfleet.core.expand import expand
-from vmfleet.engine import ha
 from vmfleet.engine.context import FleetContext
-from vmfleet.engine.ha import Change, ClusterReport
 from vmfleet.errors import FleetError, UsageError
 from vmfleet.spec.resolve import is_ha
 from vmfleet.spec.units import format_size
+
+if TYPE_CHECKING:
+    from vmfleet.engine.ha import Change, ClusterReport
 
 
 class Clusters(FleetBase):
@@ -24,40 +26,42 @@ class Clusters(FleetBase):
 
     def ha_vms(self) -> set[str]:
         """Names of the VMs a cluster manages."""
-        return ha.ha_vm_names(self._context())
+        return engine.ha.ha_vm_names(self._context())
 
     def cluster_up(self) -> tuple[Change, ...]:
         """Storage, definitions and cluster configuration of every HA VM (idempotent)."""
         with self._locked(f"cluster up {self.path}") as ctx:
-            return tuple(ha.up(ctx))
+            return tuple(engine.ha.up(ctx))
 
     def cluster_down(self, vms: Sequence[str] = ()) -> tuple[Change, ...]:
         """Seed 001's vm_delete for the HA VMs (all, or `vms`)."""
         with self._locked(f"cluster down {self.path}") as ctx:
-            return tuple(ha.down(ctx, set(vms) if vms else None))
+            return tuple(engine.ha.down(ctx, set(vms) if vms else None))
 
     def cluster_start(self, vm: str) -> str:
         """Start an HA VM through its cluster; returns the node it runs on."""
-        return ha.start(self._context(), vm)
+        return engine.ha.start(self._context(), vm)
 
     def cluster_stop(self, vm: str) -> None:
-        ha.stop(self._context(), vm)
+        engine.ha.stop(self._context(), vm)
 
     def cluster_migrate(self, vm: str, node: str) -> str:
         """Move an HA VM to `node` (live when allowed), wait, clear the move; returns the
         node it left."""
-        return ha.migrate(self._context(), vm, node)
+        return engine.ha.migrate(self._context(), vm, node)
 
     def cluster_status(self) -> tuple[ClusterReport, ...]:
-        return tuple(ha.status(self._context()))
+        return tuple(engine.ha.status(self._context()))
 
     def standby(self, node: str, *, on: bool = True) -> None:
         """Drain a cluster node (or let it run resources again)."""
-        ha.standby(self._context(), node, on=on)
+        engine.ha.standby(self._context(), node, on=on)
 
     def cluster_export(self, *, fmt: str = "cib", cluster: str | None = None) -> str:
         """What `cluster_up` applies, touching nothing: a `<cib>` per cluster, or `pcs`
         command lines."""
+        from vmfleet.core import cluster as core_cluster
+
         names = [cluster] if cluster else list(self.spec.clusters)
         unknown = [n for n in names if n not in self.spec.clusters]
         if unknown or not names:
@@ -103,11 +107,11 @@ class Clusters(FleetBase):
         configuration is applied at once, so targets only decide whether it runs)."""
         if not self.spec.clusters or (targets and not self._split(targets)[0]):
             return
-        names = sorted(ha.ha_vm_names(ctx))
+        names = sorted(engine.ha.ha_vm_names(ctx))
         if not names:
             return
         self._on_event(Stage(f"cluster up {self.name}", tuple(names)))
-        for change in ha.up(ctx):
+        for change in engine.ha.up(ctx):
             self._on_event(VmProgress(change.vm or names[0], "cluster", change.action))
 
     def _cluster_remove(self, ctx: FleetContext, targets: Sequence[str]) -> tuple[VmOutcome, ...]:
@@ -116,7 +120,7 @@ class Clusters(FleetBase):
         chosen = self._ha_named(self._split(targets)[0]) if targets else None
         if chosen is not None and not chosen:
             return ()
-        done = ha.down(ctx, chosen)
+        done = engine.ha.down(ctx, chosen)
         return tuple(
             VmOutcome(vm, "remove", True, "through the cluster")
             for vm in sorted({c.vm for c in done if c.vm})
@@ -127,9 +131,9 @@ class Clusters(FleetBase):
         for vm in sorted(self._ha_named(words)):
             try:
                 if verb == "start":
-                    detail = f"running on {ha.start(self._context(), vm)}"
+                    detail = f"running on {engine.ha.start(self._context(), vm)}"
                 elif verb == "stop":
-                    ha.stop(self._context(), vm)
+                    engine.ha.stop(self._context(), vm)
                     detail = "stopped through the cluster"
                 else:
                     raise UsageError(f"{vm} is an HA VM: {verb} it through its cluster")
@@ -146,7 +150,7 @@ class Clusters(FleetBase):
         sizes = {i.name: i.fields for i in expand(self.spec, fleet=self.name)}
         templates = self._ha_templates()
         try:
-            reports = ha.status(self._context())
+            reports = engine.ha.status(self._context())
         except FleetError:
             return tuple(
                 VmInfo(vm, "", "", "unreachable", None, None, None, None, None, None)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from vmfleet import engine
 from vmfleet.api.base import FleetBase
 from vmfleet.api.events import Notice
 from vmfleet.api.results import ImageRow, SnapshotRow, from_row
 from vmfleet.core import groups as core_groups
-from vmfleet.engine import access, execute, images, inflight, observe, snapshots
-from vmfleet.engine import groups as engine_groups
-from vmfleet.engine import hosts as engine_hosts
+from vmfleet.core.snapshots import DEFAULT_TIMEOUT as SNAPSHOT_TIMEOUT
 from vmfleet.engine.context import FleetContext
 from vmfleet.errors import UsageError
-from vmfleet.state import durations
 
 POWER_VERBS = {
     "on": core_groups.POWERED_ON,
@@ -29,7 +27,7 @@ class Day2(FleetBase):
 
     # --- groups -------------------------------------------------------------------------------
 
-    def power(self, group: str, verb: str | None = None) -> tuple[engine_groups.MemberOutcome, ...]:
+    def power(self, group: str, verb: str | None = None) -> tuple[engine.groups.MemberOutcome, ...]:
         """Power a group: `on` walks its boot order tier by tier (gates and delays), `off`
         stops tiers in reverse, `suspend`/`resume` act on all members at once; None brings
         every member back to the group's wanted state. GroupPowerError (with the outcomes)
@@ -39,7 +37,7 @@ class Day2(FleetBase):
         with self._locked(f"power {group}") as ctx:
             self._require_group(ctx, group)
             if verb is None:
-                records = engine_groups.records(ctx)
+                records = engine.groups.records(ctx)
                 wanted, _record = core_groups.desired_state(self.spec, group, records)
                 if wanted is None:
                     raise UsageError(f"group {group} has no power state to sync to; name a verb")
@@ -47,8 +45,8 @@ class Day2(FleetBase):
                 wanted = POWER_VERBS[verb]
             vms = core_groups.vms_of(self.spec, ctx.instances(), group)
             progress = self._stage(f"power {group} {wanted}", vms)
-            with durations.timed(ctx.store, "group-power"):
-                return tuple(engine_groups.power(ctx, group, wanted, progress=progress))
+            with self._timed(ctx, "group-power"):
+                return tuple(engine.groups.power(ctx, group, wanted, progress=progress))
 
     def status(self, group: str | None = None) -> tuple[core_groups.GroupStatus, ...]:
         """The group tree (parents first; only `group` and its nested groups when given):
@@ -56,7 +54,7 @@ class Day2(FleetBase):
         ctx = self._context(readonly=True)
         if group is not None:
             self._require_group(ctx, group)
-        found = engine_groups.group_status(ctx)
+        found = engine.groups.group_status(ctx)
         if group is None:
             return tuple(found)
         keep = {group}
@@ -73,11 +71,11 @@ class Day2(FleetBase):
 
     def _members(
         self, ctx: FleetContext, targets: Sequence[str], group: str | None, all_vms: bool
-    ) -> list[snapshots.Member]:
-        vms = self._existing(ctx, targets, observe(ctx)) if targets else []
+    ) -> list[engine.snapshots.Member]:
+        vms = self._existing(ctx, targets, engine.observe(ctx)) if targets else []
         if targets and not vms:
             raise UsageError(f"{', '.join(targets)} names no VM")
-        return snapshots.members(ctx, vms=vms, group=group, all_vms=all_vms)
+        return engine.snapshots.members(ctx, vms=vms, group=group, all_vms=all_vms)
 
     def snapshot_create(
         self,
@@ -86,14 +84,16 @@ class Day2(FleetBase):
         *,
         group: str | None = None,
         all_vms: bool = False,
-        timeout: float = snapshots.DEFAULT_TIMEOUT,
+        timeout: float = SNAPSHOT_TIMEOUT,
         kind: str | None = None,
-    ) -> snapshots.CreateReport:
+    ) -> engine.snapshots.CreateReport:
         """Snapshot VMs (targets, or a group, or all) at one moment: freeze or pause, snapshot
         all, thaw/resume; then retention deletes what `snapshots: {keep: N}` drops."""
         with self._locked(f"snapshot {self.path}") as ctx:
             chosen = self._members(ctx, targets, group, all_vms)
-            return snapshots.create(ctx, chosen, name, group=group, timeout=timeout, kind=kind)
+            return engine.snapshots.create(
+                ctx, chosen, name, group=group, timeout=timeout, kind=kind
+            )
 
     def snapshot_list(
         self, targets: Sequence[str] = (), *, group: str | None = None
@@ -101,7 +101,7 @@ class Day2(FleetBase):
         """Snapshots per VM (of targets, a group, or all VMs), read from libvirt."""
         ctx = self._context()
         chosen = self._members(ctx, targets, group, not targets and group is None)
-        return tuple(from_row(SnapshotRow, row) for row in snapshots.listing(ctx, chosen))
+        return tuple(from_row(SnapshotRow, row) for row in engine.snapshots.listing(ctx, chosen))
 
     def snapshot_revert(
         self,
@@ -110,10 +110,10 @@ class Day2(FleetBase):
         *,
         group: str | None = None,
         all_vms: bool = False,
-        timeout: float = snapshots.DEFAULT_TIMEOUT,
-    ) -> tuple[snapshots.MemberResult, ...]:
+        timeout: float = SNAPSHOT_TIMEOUT,
+    ) -> tuple[engine.snapshots.MemberResult, ...]:
         """Revert VMs to a snapshot, each back to the power state it had then."""
-        return self._snapshot_each(snapshots.revert, name, targets, group, all_vms, timeout)
+        return self._snapshot_each(engine.snapshots.revert, name, targets, group, all_vms, timeout)
 
     def snapshot_delete(
         self,
@@ -122,20 +122,20 @@ class Day2(FleetBase):
         *,
         group: str | None = None,
         all_vms: bool = False,
-        timeout: float = snapshots.DEFAULT_TIMEOUT,
-    ) -> tuple[snapshots.MemberResult, ...]:
+        timeout: float = SNAPSHOT_TIMEOUT,
+    ) -> tuple[engine.snapshots.MemberResult, ...]:
         """Delete a snapshot of VMs and free its space."""
-        return self._snapshot_each(snapshots.delete, name, targets, group, all_vms, timeout)
+        return self._snapshot_each(engine.snapshots.delete, name, targets, group, all_vms, timeout)
 
     def _snapshot_each(
         self,
-        verb: snapshots.Verb,
+        verb: engine.snapshots.Verb,
         name: str,
         targets: Sequence[str],
         group: str | None,
         all_vms: bool,
         timeout: float,
-    ) -> tuple[snapshots.MemberResult, ...]:
+    ) -> tuple[engine.snapshots.MemberResult, ...]:
         with self._locked(f"snapshot {self.path}") as ctx:
             chosen = self._members(ctx, targets, group, all_vms)
             return tuple(verb(ctx, chosen, name, timeout=timeout))
@@ -144,13 +144,13 @@ class Day2(FleetBase):
 
     def endpoints(
         self, targets: Sequence[str] = ("all",), *, readonly: bool = True
-    ) -> tuple[access.Endpoint, ...]:
+    ) -> tuple[engine.access.Endpoint, ...]:
         """Where each named VM's SSH is now: address (or 127.0.0.1 forward), user, key.
         A `Notice` says so when the generated login key those VMs need is gone. `readonly`
         (ssh-config, inventory, ips) writes nothing; otherwise known_hosts is rebuilt from
         libvirt when the state dir was lost."""
         ctx = self._context(readonly=readonly)
-        found = tuple(access.endpoints(ctx, self.resolve(targets)))
+        found = tuple(engine.access.endpoints(ctx, self.resolve(targets)))
         missing = ctx.generated_key_missing()
         existing = [e.vm for e in found if e.state not in ("absent", "unreachable")]
         if missing is not None and existing:
@@ -165,23 +165,23 @@ class Day2(FleetBase):
 
     def ssh_config(self) -> str:
         """A Host block per VM, for `Include` in ~/.ssh/config."""
-        return access.ssh_config(list(self.endpoints()))
+        return engine.access.ssh_config(list(self.endpoints()))
 
     def inventory(self) -> dict[str, object]:
         """An Ansible inventory (YAML form): groups per template, group, host and label."""
-        return access.inventory(self._context(readonly=True), list(self.endpoints()))
+        return engine.access.inventory(self._context(readonly=True), list(self.endpoints()))
 
-    def ips(self) -> dict[str, access.Endpoint]:
+    def ips(self) -> dict[str, engine.access.Endpoint]:
         """VM name → endpoint, for the VMs that have an address now."""
         return {e.vm: e for e in self.endpoints() if e.address}
 
     def exec(
         self, targets: Sequence[str], command: str, *, timeout: float = 300.0
-    ) -> tuple[execute.ExecResult, ...]:
+    ) -> tuple[engine.execute.ExecResult, ...]:
         """Run a shell command over SSH on the named VMs in parallel; one result each."""
         found = self.endpoints(targets, readonly=False)
         progress = self._stage(f"exec {command}", [e.vm for e in found])
-        return tuple(execute.run(found, command, timeout=timeout, progress=progress))
+        return tuple(engine.execute.run(found, command, timeout=timeout, progress=progress))
 
     # --- hosts and images ---------------------------------------------------------------------
 
@@ -191,8 +191,8 @@ class Day2(FleetBase):
         whose answer is not cached (and caches it); without, an unknown answer is None.
         `migrations` names the VMs moving in and out of each host now."""
         ctx = self._context(readonly=not probe)
-        moving = inflight.by_host(inflight.journaled(ctx.store))
-        return tuple(engine_hosts.rows(engine_hosts.gather(ctx, probe=probe), moving))
+        moving = engine.inflight.by_host(engine.inflight.journaled(ctx.store))
+        return tuple(engine.hosts.rows(engine.hosts.gather(ctx, probe=probe), moving))
 
     def image_pull(self, names: Sequence[str] = (), *, update: bool = False) -> tuple[str, ...]:
         """Download the fleet's URL images (or those named) into the cache; those fetched.
@@ -206,9 +206,9 @@ class Day2(FleetBase):
 
     def image_list(self) -> tuple[ImageRow, ...]:
         """Each image: source, local file, hosts holding its base volume, disks using it."""
-        return tuple(from_row(ImageRow, row) for row in images.listing(self._context()))
+        return tuple(from_row(ImageRow, row) for row in engine.images.listing(self._context()))
 
     def image_rm(self, name: str) -> tuple[str, ...]:
         """Remove an image's base volumes and cached download (refused while disks use it)."""
         with self._locked(f"image rm {name}") as ctx:
-            return tuple(images.remove(ctx, name))
+            return tuple(engine.images.remove(ctx, name))

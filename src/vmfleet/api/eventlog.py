@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vmfleet.api.base import FleetBase
 from vmfleet.core import groups as core_groups
-from vmfleet.state import events
-from vmfleet.state.events import Event
+
+if TYPE_CHECKING:
+    from vmfleet.state.events import Event
 
 
 class EventLog(FleetBase):
@@ -25,6 +27,8 @@ class EventLog(FleetBase):
         """Events oldest first: about `names` (a VM; a group, with its VMs; a host), at most
         `since` seconds old, after event id `after`, the newest `limit`. Applies the
         retention first."""
+        from vmfleet.state import events
+
         ctx = self._context()
         if after == 0:
             events.prune(ctx.store)

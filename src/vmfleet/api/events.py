@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from vmfleet.core.plan import Plan
+if TYPE_CHECKING:
+    from vmfleet.core.plan import Plan
 
 
 @dataclass(frozen=True, slots=True)

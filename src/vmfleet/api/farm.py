@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, cast
 
 import yaml
 
+from vmfleet import engine
 from vmfleet.api.base import FleetBase
 from vmfleet.core import farm as core_farm
 from vmfleet.core.farm import Cell
-from vmfleet.engine import access, junit, snapshots
-from vmfleet.engine import farm as engine_farm
-from vmfleet.engine.farm import CellResult, PhaseResult
 from vmfleet.errors import UsageError
 from vmfleet.spec.farm import FarmSpec
 from vmfleet.spec.load import LoadedFleet
@@ -28,6 +26,7 @@ from vmfleet.spec.models import VmTemplate
 
 if TYPE_CHECKING:
     from vmfleet.api.fleet import Fleet
+    from vmfleet.engine.farm import CellResult
 
 CellCallback = Callable[[Cell, str, str], None]
 
@@ -129,14 +128,14 @@ class FarmMethods(FleetBase):
             logs.mkdir(parents=True, exist_ok=True)
             with fleet._locked(f"farm run {self.path}") as ctx:
                 instances = {i.name: i for i in ctx.instances()}
-                endpoints = access.endpoints(ctx, [instances[c.vm] for c in chosen])
+                endpoints = engine.access.endpoints(ctx, [instances[c.vm] for c in chosen])
                 inventory = logs / "inventory.yaml"
-                inventory.write_text(yaml.safe_dump(access.inventory(ctx, endpoints)))
+                inventory.write_text(yaml.safe_dump(engine.access.inventory(ctx, endpoints)))
 
-                def locate(vm: str) -> access.Endpoint:
-                    return access.endpoints(ctx, [instances[vm]])[0]
+                def locate(vm: str) -> engine.access.Endpoint:
+                    return engine.access.endpoints(ctx, [instances[vm]])[0]
 
-                job = engine_farm.Job(
+                job = engine.farm.Job(
                     farm=farm,
                     phases_dir=self.path.parent / farm.phases.dir,
                     logs_dir=logs,
@@ -150,11 +149,11 @@ class FarmMethods(FleetBase):
                 hosts = {e.vm: e.host for e in endpoints}
                 done = {
                     r.cell.vm: r
-                    for r in engine_farm.run(ctx, runnable, hosts, job, jobs=jobs, progress=on_cell)
+                    for r in engine.farm.run(ctx, runnable, hosts, job, jobs=jobs, progress=on_cell)
                 }
         results = tuple(done.get(c.vm) or _not_created(c, broken[c.vm]) for c in chosen)
         if junit_path is not None:
-            junit.write(junit_path, results, name=fleet.name)
+            engine.junit.write(junit_path, results, name=fleet.name)
         return FarmRun(fleet.name, results, logs, junit_path, time.monotonic() - started)
 
     def farm_status(self) -> tuple[CellStatus, ...]:
@@ -187,12 +186,12 @@ class FarmMethods(FleetBase):
                 for status in self.farm_status():
                     for name in status.snapshots:
                         if core_farm.is_stale(name, farm):
-                            member = snapshots.members(ctx, vms=[status.cell.vm])
-                            if snapshots.delete(ctx, member, name)[0].ok:
+                            member = engine.snapshots.members(ctx, vms=[status.cell.vm])
+                            if engine.snapshots.delete(ctx, member, name)[0].ok:
                                 removed.append(f"{status.cell.vm}/{name}")
             return tuple(removed)
 
 
 def _not_created(cell: Cell, detail: str) -> CellResult:
-    phase = PhaseResult("startup", "failed", detail=f"VM not created: {detail}")
-    return CellResult(cell, "", (phase,), 0.0)
+    phase = engine.farm.PhaseResult("startup", "failed", detail=f"VM not created: {detail}")
+    return engine.farm.CellResult(cell, "", (phase,), 0.0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmfleet import engine
 from vmfleet.api.cluster import Clusters
@@ -39,17 +40,15 @@ from vmfleet.api.results import (
 from vmfleet.core import groups as core_groups
 from vmfleet.core import targets as core_targets
 from vmfleet.core.expand import expand
-from vmfleet.core.plan import Plan, replan
-from vmfleet.drivers.commands import CommandRunner
-from vmfleet.engine import checks, preflight
-from vmfleet.engine import groups as engine_groups
-from vmfleet.engine import hosts as engine_hosts
-from vmfleet.engine.apply import Outcome
-from vmfleet.engine.context import FleetContext, HostFactory
 from vmfleet.errors import FleetError
 from vmfleet.spec.load import load
 from vmfleet.spec.units import format_size
-from vmfleet.state import durations
+
+if TYPE_CHECKING:
+    from vmfleet.core.plan import Plan
+    from vmfleet.drivers.commands import CommandRunner
+    from vmfleet.engine.apply import Outcome
+    from vmfleet.engine.context import FleetContext, HostFactory
 
 ConfirmCallback = Callable[[Confirm], bool]
 
@@ -96,7 +95,7 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
         cloud-config; SpecError with every problem) and summarise the file: templates,
         their VMs and sizes."""
         instances = expand(self.spec, fleet=self.name)
-        checks.offline(self.loaded, instances)
+        engine.checks.offline(self.loaded, instances)
         details = []
         for name, template in self.spec.vms.items():
             mine = [i for i in instances if i.template == name]
@@ -156,18 +155,18 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
         `restart` as for `up`). Takes no lock and changes nothing: no KVM probe (an unknown
         answer is planned as KVM; see `kvm_unknown`), no state folder, lease or key."""
         ctx = self._context(readonly=True)
-        plan = engine.make_plan(ctx, prune=prune, restart=restart, hold=engine_groups.held(ctx))
+        plan = engine.make_plan(ctx, prune=prune, restart=restart, hold=engine.groups.held(ctx))
         return self._limit(ctx, plan, targets)
 
     def kvm_unknown(self) -> tuple[str, ...]:
         """The `domain_type: auto` hosts whose KVM probe has not run yet (`up` runs it)."""
-        return tuple(engine_hosts.kvm_unknown(self._context(readonly=True)))
+        return tuple(engine.hosts.kvm_unknown(self._context(readonly=True)))
 
-    def explain(self, vm: str) -> engine_hosts.Explanation:
+    def explain(self, vm: str) -> engine.hosts.Explanation:
         """Host by host, why `vm` goes (or went) where it does."""
         ctx = self._context(readonly=True)
         observed = {o.name: o.host for o in engine.observe(ctx).vms}
-        return engine_hosts.explain(ctx, vm, observed)
+        return engine.hosts.explain(ctx, vm, observed)
 
     def up(
         self,
@@ -187,8 +186,10 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
         A VM that fails is rolled back and reported in the result (see
         `UpResult.raise_for_failures`); the groups' step then does not run.
         """
-        with self._locked(f"up {self.path}") as ctx, durations.timed(ctx.store, "up"):
-            checks.offline(ctx.loaded, ctx.instances(), images=False)
+        from vmfleet.core.plan import Plan, replan
+
+        with self._locked(f"up {self.path}") as ctx, self._timed(ctx, "up"):
+            engine.checks.offline(ctx.loaded, ctx.instances(), images=False)
             recovered = tuple(engine.recover(ctx))
             for item in recovered:
                 self._on_event(Recovered(item))
@@ -199,7 +200,7 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
             lost_key = ctx.generated_key_missing()  # before anything makes a new one
             pulled = self._pull(ctx, None) if engine.images.missing(ctx) else ()
             self._prepare(ctx, sorted({i.fields.image for i in ctx.instances() if i.fields.image}))
-            hold = engine_groups.held(ctx)
+            hold = engine.groups.held(ctx)
             seen = engine.observe(ctx)
             full = engine.make_plan(ctx, seen, probe=True, prune=prune, restart=restart, hold=hold)
             the_plan = self._limit(ctx, full, targets)
@@ -212,7 +213,7 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
                         "vmfleet never keeps in libvirt (restore it, or recreate those VMs)"
                     )
                 )
-            for warning in preflight.check(ctx, the_plan):
+            for warning in engine.preflight.check(ctx, the_plan):
                 self._on_event(Notice(warning))
             only = {a.vm for a in the_plan.actions} if targets else None
             if the_plan.empty:
@@ -320,7 +321,7 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
         seen = engine.observe(ctx)
         names = self._existing(ctx, targets, seen)
         self._require_present(names, seen, fleet=self.name)
-        with durations.timed(ctx.store, "vm-power"):
+        with self._timed(ctx, "vm-power"):
             done = _outcomes(engine.power(ctx, names, verb))
         return Outcomes(self.name, done + cluster_done)
 
@@ -329,6 +330,8 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
     def _limit(self, ctx: FleetContext, plan: Plan, targets: Sequence[str]) -> Plan:
         if not targets:
             return plan
+        from vmfleet.core.plan import Plan
+
         chosen = core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
         names = {i.name for i in chosen}
         actions = tuple(a for a in plan.actions if a.vm in names)
@@ -344,13 +347,13 @@ class Fleet(Moves, Day2, EventLog, FarmMethods, Clusters):
 
     def _apply_groups(
         self, ctx: FleetContext, *, created: Collection[str], only: Collection[str] | None
-    ) -> tuple[tuple[engine_groups.MemberOutcome, ...], str | None]:
+    ) -> tuple[tuple[engine.groups.MemberOutcome, ...], str | None]:
         if not core_groups.governing(self.spec):
             return (), None
-        progress = self._stage(f"groups of {self.name}", sorted(engine_groups.held(ctx)))
+        progress = self._stage(f"groups of {self.name}", sorted(engine.groups.held(ctx)))
         try:
-            done = engine_groups.apply_spec(ctx, created=created, progress=progress, only=only)
-        except engine_groups.GroupPowerError as error:
+            done = engine.groups.apply_spec(ctx, created=created, progress=progress, only=only)
+        except engine.groups.GroupPowerError as error:
             return tuple(error.outcomes), str(error)
         return tuple(done), None
 

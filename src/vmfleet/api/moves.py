@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vmfleet import engine
 from vmfleet.api.base import FleetBase
 from vmfleet.api.events import Recovered
-from vmfleet.core.moves import MovePlan
-from vmfleet.engine import evacuate as engine_evacuate
-from vmfleet.engine import migrate as engine_migrate
-from vmfleet.engine import moves as engine_moves
 from vmfleet.engine.context import FleetContext
-from vmfleet.state import durations
 
-MoveReport = engine_migrate.Report
+if TYPE_CHECKING:  # `vmfleet.api.MoveReport` is the engine's report, loaded on first use
+    from vmfleet.core.moves import MovePlan
+    from vmfleet.engine.migrate import Report as MoveReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +63,7 @@ class Moves(FleetBase):
         `fallback`). `bandwidth` MiB/s, `max_downtime` ms; `timeout` cancels a live move
         (the VM stays put) or bounds an offline move's guest shutdown. PlacementError with
         the reasons when `to` breaks a required rule, unless `force`."""
-        options = engine_migrate.Options(
+        options = engine.migrate.Options(
             to=to,
             offline=offline,
             bandwidth=bandwidth,
@@ -75,19 +73,19 @@ class Moves(FleetBase):
         )
         with self._locked(f"migrate {vm}") as ctx:
             self._settle(ctx)
-            return engine_migrate.migrate(ctx, vm, options, self._stage(f"migrate {vm}", [vm]))
+            return engine.migrate.migrate(ctx, vm, options, self._stage(f"migrate {vm}", [vm]))
 
     def drain(self, host: str, *, parallel: int = 1) -> MoveResult:
         """Cordon `host` and move every VM of the fleet off it live, `parallel` at a time."""
-        with self._locked(f"drain {host}") as ctx, durations.timed(ctx.store, "drain"):
+        with self._locked(f"drain {host}") as ctx, self._timed(ctx, "drain"):
             self._settle(ctx)
-            plan = engine_moves.drain_plan(ctx, host)
+            plan = engine.moves.drain_plan(ctx, host)
             return self._carry_out(ctx, plan, f"drain {host}", parallel)
 
     def uncordon(self, host: str) -> bool:
         """Make a drained or evacuated host schedulable again; False if it was not cordoned."""
         with self._locked(f"uncordon {host}") as ctx:
-            return engine_moves.uncordon(ctx, host)
+            return engine.moves.uncordon(ctx, host)
 
     def rebalance(
         self, *, apply: bool = False, max_moves: int = 10, parallel: int = 1
@@ -96,24 +94,24 @@ class Moves(FleetBase):
         first (at most `max_moves`); carried out live when `apply`."""
         if not apply:
             ctx = self._context(readonly=True)  # a proposal writes nothing
-            return MoveResult(engine_moves.rebalance_plan(ctx, max_moves=max_moves))
-        with self._locked("rebalance") as ctx, durations.timed(ctx.store, "rebalance"):
+            return MoveResult(engine.moves.rebalance_plan(ctx, max_moves=max_moves))
+        with self._locked("rebalance") as ctx, self._timed(ctx, "rebalance"):
             self._settle(ctx)
-            plan = engine_moves.rebalance_plan(ctx, max_moves=max_moves)
+            plan = engine.moves.rebalance_plan(ctx, max_moves=max_moves)
             return self._carry_out(ctx, plan, "rebalance", parallel)
 
     def _carry_out(
         self, ctx: FleetContext, plan: MovePlan, title: str, parallel: int
     ) -> MoveResult:
         progress = self._stage(title, [m.vm for m in plan.moves])
-        run = engine_moves.execute(ctx, plan, progress, parallel=parallel)
+        run = engine.moves.execute(ctx, plan, progress, parallel=parallel)
         return MoveResult(plan, tuple(run.done), dict(run.failed), applied=True)
 
     def evacuate(self, host: str, *, parallel: int = 4) -> EvacuationResult:
         """Recreate elsewhere, from image and cloud-init, the VMs of `host`, which is down
         (their local disk contents are lost); `up` removes the stale copies when it is back."""
-        with self._locked(f"evacuate {host}") as ctx, durations.timed(ctx.store, "evacuate"):
+        with self._locked(f"evacuate {host}") as ctx, self._timed(ctx, "evacuate"):
             self._settle(ctx)
             progress = self._stage(f"evacuate {host}", [])
-            result = engine_evacuate.evacuate(ctx, host, progress, workers=parallel)
+            result = engine.evacuate.evacuate(ctx, host, progress, workers=parallel)
         return EvacuationResult(host, dict(result.moved), dict(result.stuck), dict(result.failed))

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from vmfleet.core.drift import PinDrift
-from vmfleet.core.plan import Plan
-from vmfleet.engine.groups import GroupPowerError, MemberOutcome
-from vmfleet.engine.ha.status import HaVmState
-from vmfleet.engine.inflight import MigrationInFlight
 from vmfleet.errors import FleetError
+
+if TYPE_CHECKING:  # field types only: the engine loads when a command runs
+    from vmfleet.core.drift import PinDrift
+    from vmfleet.core.plan import Plan
+    from vmfleet.engine.groups import MemberOutcome
+    from vmfleet.engine.ha.status import HaVmState
+    from vmfleet.engine.inflight import MigrationInFlight
 
 Row = TypeVar("Row")
 
@@ -157,6 +159,8 @@ class UpResult:
         if error is not None:
             raise error
         if self.group_error is not None:
+            from vmfleet.engine.groups import GroupPowerError
+
             raise GroupPowerError(self.group_error, outcomes=self.groups)
 
 
