@@ -26,6 +26,8 @@ class Clusters(FleetBase):
 
     def ha_vms(self) -> set[str]:
         """Names of the VMs a cluster manages."""
+        if not self.spec.clusters:  # no cluster: none (and the HA engine stays unloaded)
+            return set()
         return engine.ha.ha_vm_names(self._context())
 
     def cluster_up(self) -> tuple[Change, ...]:
