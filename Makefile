@@ -34,7 +34,7 @@ fmt: $(STAMP)
 
 # Every test: lint, fast tests on libvirt's test driver, end-to-end tests on real guests.
 test: setup lint
-	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup tests
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup --durations=30 tests
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -n $(JOBS) -m 'not e2e' tests
