@@ -124,7 +124,7 @@ vms:
         assert same_word.count("\nacc\n") == 2, same_word
         failing = vmfleet("exec", f, "acc", "--", "test", "$(hostname)", "=", "acc-0")
         assert failing.returncode == 1
-        assert "1 of 2 VMs failed: acc-1" in failing.stderr.replace("\n", " ")
+        assert "1 of 2 VMs failed: acc-1" in " ".join(failing.stderr.split())
 
         askpass = tmp_path / "askpass.sh"
         askpass.write_text(f"#!/bin/sh\necho '{password}'\n")

@@ -69,7 +69,7 @@ def test_up_refuses_a_domain_it_does_not_own(
     result = vmfleet("up", str(path))
     assert result.returncode == 2
     assert "a domain named 'test' already exists and belongs to nobody in vmfleet" in (
-        result.stderr.replace("\n", " ")
+        " ".join(result.stderr.split())
     )
     assert "nothing was changed" in result.stderr
 
@@ -96,7 +96,7 @@ vms:
     )
     result = vmfleet("up", str(path))
     assert result.returncode == 2
-    flat = result.stderr.replace("\n", " ")
+    flat = " ".join(result.stderr.split())
     assert "2 problems found before starting" in flat
     assert "missing.qcow2" in flat and "corrupt.qcow2" in flat
 
@@ -151,7 +151,7 @@ def test_existing_network_must_exist_on_the_host(
     )
     result = vmfleet("up", str(path))
     assert result.returncode == 2
-    assert "needs libvirt network 'nosuchnet'" in result.stderr.replace("\n", " ")
+    assert "needs libvirt network 'nosuchnet'" in " ".join(result.stderr.split())
 
 
 def test_host_side_clashes_are_reported_together_before_anything(
@@ -216,7 +216,7 @@ def test_pool_without_room_is_refused_before_anything(
     )
     result = vmfleet("up", str(path))
     assert result.returncode == 2
-    flat = result.stderr.replace("\n", " ")
+    flat = " ".join(result.stderr.split())
     assert "pool 'default-pool' has" in flat and "the plan writes at least 2.0TiB" in flat
 
 

@@ -68,7 +68,7 @@ vms: {{a: {{image: evil}}, b: {{image: ok}}}}
 """
     )
     result = vmfleet("up", str(path))
-    flat = result.stderr.replace("\n", " ")
+    flat = " ".join(result.stderr.split())
     assert result.returncode == 2, result.stderr
     assert "nothing was changed" in flat
     assert "image evil:" in flat and "backing file (/etc/hostname)" in flat

@@ -88,7 +88,7 @@ def test_image_and_vm_lifecycle(
         ]
         refused = vmfleet("image", "rm", str(path), "lifeimg")
         assert refused.returncode == 1
-        assert "still used by 2 disks" in refused.stderr.replace("\n", " ")
+        assert "still used by 2 disks" in " ".join(refused.stderr.split())
 
         write_fleet(path, fleet, url, digest, "160MiB", disk="96MiB")
         plan = json.loads(vmfleet("plan", str(path), "-o", "json").stdout)

@@ -83,7 +83,7 @@ def test_an_image_with_a_host_backing_file_is_refused_on_real_libvirt(tmp_path: 
     before = os.stat("/etc/hostname")
     result = vmfleet("up", str(path))
     assert result.returncode == 2, result.stderr
-    assert "backing file (/etc/hostname)" in result.stderr.replace("\n", " ")
+    assert "backing file (/etc/hostname)" in " ".join(result.stderr.split())
     assert leftovers(fleet) == []
     after = os.stat("/etc/hostname")
     assert (after.st_uid, after.st_gid, after.st_mode) == (
@@ -200,7 +200,7 @@ def test_a_lost_state_dir_keeps_ports_and_host_keys(tmp_path: Path) -> None:
         assert not (tmp_path / ".vmfleet" / "id_ed25519").exists()
         again = vmfleet("up", str(path))
         assert again.returncode == 0, again.stderr
-        assert "accept only the old key" in again.stderr.replace("\n", " ")
+        assert "accept only the old key" in " ".join(again.stderr.split())
     finally:
         vmfleet("down", str(path), "--yes")
     assert leftovers(fleet) == []
@@ -233,7 +233,7 @@ def test_two_checkouts_of_one_fleet_do_not_interleave(tmp_path: Path) -> None:
             busy = vmfleet("up", str(second))
             waited = vmfleet("down", str(second), "--yes", "--wait", "1")
         assert busy.returncode == 1
-        flat = busy.stderr.replace("\n", " ")
+        flat = " ".join(busy.stderr.split())
         assert "the fleet is busy on host local: up elsewhere" in flat
         assert waited.returncode == 1 and "busy" in waited.stderr
         assert host.get_volume("default", lock) is None  # released

@@ -100,7 +100,9 @@ def load_fleet(path: Path) -> LoadedFleet:
 
     loaded = load(path)
     for warning in loaded.document.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False)
+        err_console.print(
+            f"[yellow]warning:[/] {escape(warning)}", highlight=False, emoji=False, soft_wrap=True
+        )
     return loaded
 
 

@@ -93,7 +93,9 @@ class ProgressView:
             self._prepared(event)
         elif isinstance(event, Notice):
             self._end()
-            err_console.print(f"[yellow]warning:[/] {escape(event.message)}", highlight=False)
+            err_console.print(
+                f"[yellow]warning:[/] {escape(event.message)}", highlight=False, soft_wrap=True
+            )
         elif isinstance(event, Planned):
             self._end()
             if self._on_plan is not None:
