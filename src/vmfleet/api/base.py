@@ -18,6 +18,7 @@ from vmfleet.api.events import (
     VmProgress,
     ignore,
 )
+from vmfleet.core import targets as core_targets
 from vmfleet.drivers.commands import CommandRunner, SubprocessRunner
 from vmfleet.engine.context import FleetContext, HostFactory, default_uri, state_dir_for
 from vmfleet.errors import UsageError
@@ -190,16 +191,12 @@ class FleetBase:
     def resolve(self, targets: Sequence[str]) -> list[Instance]:
         """The spec's VMs that target words name: VM names, `NAME@i`, templates (all
         replicas), groups (nested ones included) or `all` (`core.targets`)."""
-        from vmfleet.core import targets as core_targets
-
         ctx = self._context(readonly=True)
         return core_targets.resolve_all(self.spec, ctx.instances(), targets, fleet=self.name)
 
     def _existing(self, ctx: FleetContext, targets: Sequence[str], seen: Observation) -> list[str]:
         """Names of VMs targets name, also those the spec dropped but a host still has
         (named by their VM name); spec order, then the dropped ones."""
-        from vmfleet.core import targets as core_targets
-
         have = {o.name for o in seen.vms}
         wanted = {i.name for i in ctx.instances()}
         dropped = [t for t in targets if t in have and t not in wanted]
