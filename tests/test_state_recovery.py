@@ -83,3 +83,29 @@ vms: {{a{fleet}: {{}}}}
         assert ctx.generated_key_missing() == tmp_path / "s" / "id_ed25519"
     finally:
         ctx.close()
+
+
+def test_a_recreated_vm_gets_a_new_host_key_and_its_entry_is_replaced(
+    tmp_path: Path, test_driver_daemon: None
+) -> None:
+    """A removed VM's known_hosts entry goes with it; the VM made again under the same name
+    has a host key of its own (Debian guests show the key is the one sshd serves)."""
+    from tests.support.testhost import TestDriverHost
+    from tests.support.testhost import fleet_file as test_driver_fleet
+
+    from vmfleet import Fleet
+
+    path = test_driver_fleet(tmp_path, "  a: {}\n  b: {}", prefix="rekey")
+    known = tmp_path / ".vmfleet" / "known_hosts"
+    with Fleet.open(path, hosts=TestDriverHost.factory) as fleet:
+        fleet.up().raise_for_failures()
+        first = sshkeys.read_entries(known)
+        assert set(first) == {"a", "b"}
+        fleet.down(("b",)).raise_for_failures()
+        assert set(sshkeys.read_entries(known)) == {"a"}
+        fleet.up().raise_for_failures()
+        again = sshkeys.read_entries(known)
+        assert again["a"] == first["a"]
+        assert again["b"] != first["b"]
+        fleet.down(()).raise_for_failures()
+        assert sshkeys.read_entries(known) == {}
