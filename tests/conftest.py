@@ -89,6 +89,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
         )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests first (in their own order), the fast ones after: pytest-xdist hands
+    out each group and each ungrouped test as it is collected (groups by size first), so the
+    long guest boots start at once and the quick tests fill the workers at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Tests of one `xdist_group` share daemons and clusters, so they must run on one worker;
     a pytest/pytest-xdist pair that silently drops the grouping fails the run here instead."""

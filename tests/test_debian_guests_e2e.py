@@ -8,7 +8,8 @@ costs minutes of a core) and then used as users use them, test after test in fil
 3. Reaching them: `vmfleet ssh NAME@i` with the host key verified from the first connection,
    ssh-config for plain ssh, NAME=IP export, an Ansible inventory that ansible-core uses,
    parallel exec, password login, the serial console.
-4. A stopped replica is not reached; `down` leaves nothing behind.
+4. Internal and external snapshots (frozen through the guest agent) bring a file back.
+5. A stopped replica is not reached; `down` leaves nothing behind.
 
 All traffic is to 127.0.0.1 (user-mode forwards) or guest to guest on an isolated network:
 nothing goes from the root namespace to the private range."""
@@ -32,6 +33,8 @@ import pytest
 from tests.e2e_support import debian_fleet_head, leftovers, login_key, ssh, unique_fleet, vmfleet
 
 from vmfleet.drivers import sshkeys
+from vmfleet.drivers.libvirt import LibvirtHost
+from vmfleet.engine.provision.readiness import Check, Login, ReadinessWatcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("debian")]
 VENV_BIN = Path(sys.executable).parent
@@ -271,6 +274,46 @@ def _ansible_reaches_both(guests: Guests) -> None:
     )
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert ping.stdout.count("SUCCESS") == 2
+
+
+def test_a_file_in_a_guest_is_as_it_was_after_revert(guests: Guests) -> None:
+    """Internal and external snapshots of deb-0, frozen through the guest agent."""
+    f = guests.file
+    port = guests.port("deb-0")
+    ssh(guests.key, port, "echo before > ~/mark && sync && systemctl is-active qemu-guest-agent")
+    for kind in ("internal", "external"):
+        made = json.loads(
+            run_ok("snapshot", "create", f, "deb-0", f"s-{kind}", "--type", kind, "-o", "json")
+        )
+        # the guest agent answers: filesystems were frozen, application-consistent
+        assert [(m["type"], m["consistency"]) for m in made["members"]] == [(kind, "application")]
+        ssh(guests.key, port, "echo changed > ~/mark && sync")
+        back = vmfleet("snapshot", "revert", f, "deb-0", f"s-{kind}")
+        assert back.returncode == 0, back.stderr + back.stdout
+        # as it was; and writable again (thawed: a frozen filesystem would block the write)
+        _wait_login(guests, port, "deb-0")
+        out = ssh(guests.key, port, "cat ~/mark; timeout 20 touch ~/thawed && echo writable")
+        assert out.split() == ["before", "writable"]
+        run_ok("snapshot", "delete", f, "deb-0", f"s-{kind}")
+    pool = Path("/var/lib/libvirt/images")
+    assert sorted(p.name for p in pool.glob(f"vmf-{guests.fleet}.*.snap-*")) == []
+
+
+def _wait_login(guests: Guests, port: int, vm: str) -> None:
+    """After an external revert the guest boots again: wait with vmfleet's own readiness
+    (a login with the fleet key and the VM's recorded host key)."""
+    login = Login(
+        user="vmfleet",
+        key=guests.key,
+        known_hosts=guests.dir / ".vmfleet" / "known_hosts",
+        trust_new=False,
+    )
+    check = Check(vm, "local", "ssh", 480, "127.0.0.1", port, None, login)
+    watcher = ReadinessWatcher()
+    try:
+        watcher.watch(check, LibvirtHost("qemu:///system", name="local")).result(500)
+    finally:
+        watcher.close()
 
 
 def test_a_stopped_replica_is_not_reached_and_down_leaves_nothing(guests: Guests) -> None:

@@ -20,7 +20,7 @@ from tests.e2e_support import (
     vmfleet,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("debian")]
+pytestmark = pytest.mark.e2e
 
 
 def test_debian_cell_runs_phases_and_a_second_run_restores_init(tmp_path: Path) -> None:

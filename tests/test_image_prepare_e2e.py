@@ -16,7 +16,6 @@ from tests.e2e_support import leftovers, login_key, ssh, unique_fleet, vmfleet
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xdist_group("debian")
 def test_an_image_without_cloud_init_extended_and_set_up_lets_the_fleet_key_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
