@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import libvirt
-from tests.support.testhost import TestDriverHost
+from tests.support.testhost import TestDriverHost, fleet_file
 
+from vmfleet import Fleet
 from vmfleet.drivers import sshkeys
+from vmfleet.drivers.libvirt import LibvirtHost, VolumeInfo
 from vmfleet.engine import apply
 from vmfleet.engine.context import FleetContext
 from vmfleet.spec.load import load
@@ -57,3 +59,40 @@ vms:
     failed = {vm: t for t, vm, phase in seen if phase == "failed"}
     assert waiting["web-1"] < failed["web-0"]  # web-1 was made while web-0 was awaited
     assert took < 5.5  # the two 3 s waits overlap (one after another: over 6 s)
+
+
+class CountingHost(TestDriverHost):
+    """The host seam, counting the look-ups of each volume by name."""
+
+    looked: dict[str, int] = {}
+
+    def get_volume(self, pool: str, name: str) -> VolumeInfo | None:
+        CountingHost.looked[name] = CountingHost.looked.get(name, 0) + 1
+        return super().get_volume(pool, name)
+
+    @classmethod
+    def factory(cls, uri: str, name: str) -> LibvirtHost:
+        return cls(uri, name=name)
+
+
+def test_one_up_checks_a_base_volume_once_not_once_per_vm(tmp_path: Path) -> None:
+    """Each VM's disk is a clone of the base: a run looks the base up before it changes
+    anything (preflight) and when it uploads it, and its VMs use what it found instead of
+    asking the host again, one VM after the other, under the base's lock."""
+    path = fleet_file(tmp_path, "  web: {replicas: 6}", prefix="memo")
+    keeper = libvirt.open("test:///default")
+    CountingHost.looked = {}
+    try:
+        with Fleet.open(path, hosts=CountingHost.factory) as fleet:
+            fleet.up().raise_for_failures()
+            bases = [n for n in CountingHost.looked if n.startswith("vmf-base.")]
+            assert len(bases) == 1
+            # preflight; the upload: before and after taking its lock (6 VMs: not 6 more)
+            assert CountingHost.looked[bases[0]] == 3
+            fleet.down(("web-0", "web-1", "web-2", "web-3")).raise_for_failures()
+            fleet.up().raise_for_failures()
+            # preflight; the first VM that needs it (the base is there: no upload)
+            assert CountingHost.looked[bases[0]] == 3 + 2
+            fleet.down(()).raise_for_failures()
+    finally:
+        keeper.close()

@@ -213,6 +213,14 @@ def up(
     """Carry out exactly the plan's steps: hosts' setup, removals, then each VM's steps (in
     parallel, `workers` VMs at a time per host, readiness awaited outside those slots), then
     hosts' teardown. A failed host setup step fails its host's VMs."""
+    ctx.base_memo = {}  # each base volume is checked once per run, not once per VM
+    try:
+        return _up(ctx, plan, progress=progress, workers=workers)
+    finally:
+        ctx.base_memo = None
+
+
+def _up(ctx: FleetContext, plan: Plan, *, progress: Progress, workers: int) -> list[Outcome]:
     setup = [s for s in plan.host_steps if s.kind != "network-remove"]
     failed_hosts: dict[str, str] = {}
     for step in setup:

@@ -66,6 +66,9 @@ class FleetContext:
     # local programs (ssh-keygen, gate commands) run through this seam
     runner: CommandRunner = field(default_factory=SubprocessRunner)
     host_factory: HostFactory = connect_host
+    # Base volumes one `up` found whole, (uri, pool, name) -> (path, format, size): the
+    # run's other VMs use them without asking the host again. Set for the run's duration.
+    base_memo: dict[tuple[str, str, str], tuple[str, str, int]] | None = None
     # (leases seen, addresses handed out, instances) of the last expansion; see `instances`.
     _expansion: (
         tuple[

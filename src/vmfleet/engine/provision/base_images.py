@@ -118,9 +118,15 @@ def ensure_base(
         )
     pool = ctx.host_specs()[host_name].pool
     name = names.base_volume(image=image, digest=digest_value)
+    key = (host.uri, pool, name)
+    memo = ctx.base_memo
+    if memo is not None and key in memo:
+        return memo[key]  # this run found it whole already: nothing uploads a base twice
     with _base_locks_guard:
         lock = _base_locks.setdefault((host.uri, name), threading.Lock())
     with lock:
+        if memo is not None and key in memo:
+            return memo[key]
         existing = host.get_volume(pool, name)
         # Whole unless an upload holds its lock (taken before the volume was created).
         if existing is None or _uploading(host, pool, name):
@@ -132,7 +138,10 @@ def ensure_base(
                 if existing is None:
                     existing = _upload(ctx, host, host_name, pool, name, path, image=image)
         # Read from the host, not the local file: the host may be remote.
-        return existing.path, existing.format or "raw", existing.capacity
+        found = (existing.path, existing.format or "raw", existing.capacity)
+        if memo is not None:
+            memo[key] = found
+        return found
 
 
 def _uploading(host: LibvirtHost, pool: str, base: str) -> bool:
