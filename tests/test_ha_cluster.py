@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,22 @@ def test_a_migration_in_flight_shows_as_migrating() -> None:
     )  # fmt: skip
     state = vm_state(config, vm, ClusterStatus(nodes=(), resources=(moving,)))
     assert state.state == "migrating" and state.nodes == ()
+
+
+def test_a_vm_whose_first_monitor_is_pending_shows_the_node_it_is_on() -> None:
+    """Right after a start (a failover, say) crm_mon shows the first monitor in flight: the
+    VM is not settled anywhere yet, but it is on that node, not on "no node"."""
+    config = seed_config()
+    vm = config.vms[0]
+    checking = ResourceStatus(
+        id=vm.resource, agent="ocf:heartbeat:VirtualDomain", role="Started",
+        target_role="Started", active=True, failed=False, nodes=("seroics95861",),
+        pending="Monitoring",
+    )  # fmt: skip
+    state = vm_state(config, vm, ClusterStatus(nodes=(), resources=(checking,)))
+    assert (state.state, state.nodes, state.where) == ("monitoring", (), "seroics95861")
+    stopped = replace(checking, active=False, nodes=(), pending=None, role="Stopped")
+    assert vm_state(config, vm, ClusterStatus(nodes=(), resources=(stopped,))).where == ""
 
 
 def test_an_unknown_network_on_an_ha_vm_is_reported_not_a_crash(

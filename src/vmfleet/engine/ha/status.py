@@ -35,14 +35,16 @@ class HaVmState:
     disks: tuple[DiskState, ...]
     outside: tuple[str, ...] = ()  # nodes where libvirt runs it but the cluster does not
     migration: Migration | None = None
+    # nodes where it is active with an operation still in flight (a start, its first monitor)
+    unsettled: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
         """The node(s) it runs on; `A -> B` while it migrates (`?` for a node crm_mon does
-        not name yet)."""
+        not name yet); the node of an operation in flight (starting, monitoring…)."""
         if self.migration:
             return f"{self.migration.source or '?'} -> {self.migration.target or '?'}"
-        return ",".join(self.nodes)
+        return ",".join(self.nodes or self.unsettled)
 
     @property
     def problem(self) -> str | None:
@@ -96,6 +98,7 @@ def vm_state(
         disks=disk_states(config, vm.disks, status, drbd),
         outside=outside,
         migration=moving,
+        unsettled=() if nodes else tuple(status.active_on(vm.resource)),
     )
 
 
