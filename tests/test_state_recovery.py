@@ -109,3 +109,77 @@ def test_a_recreated_vm_gets_a_new_host_key_and_its_entry_is_replaced(
         assert again["b"] != first["b"]
         fleet.down(()).raise_for_failures()
         assert sshkeys.read_entries(known) == {}
+
+
+def test_the_generated_login_key_is_never_seen_without_its_public_half(
+    fleet_file: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every VM's seed asks for the fleet's public key, from several threads at once: the
+    first makes the pair, and the others must not find the private key before its .pub
+    (ssh-keygen writes the private key first; here it takes its time between the two)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vmfleet.drivers.commands import RecordingRunner
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    pair = sshkeys.generate_ed25519("vmfleet-k")
+
+    def slow_keygen(argv: tuple[str, ...]) -> None:
+        out = Path(argv[argv.index("-f") + 1])
+        out.write_text(pair.private)
+        time.sleep(0.3)
+        Path(f"{out}.pub").write_text(pair.public + "\n")
+
+    runner = RecordingRunner().script(["ssh-keygen", "-q"], effect=slow_keygen)
+    path = fleet_file(
+        """
+fleet: keys
+hosts: {local: {uri: "test:///default", domain_type: qemu, pool: default-pool}}
+vms: {a: {}}
+"""
+    )
+    ctx = FleetContext(
+        loaded=load(path), store=Store(tmp_path / "s"), state_dir=tmp_path / "s", runner=runner
+    )
+    start = threading.Barrier(6)
+
+    def read() -> str:
+        start.wait()
+        return ctx.ssh_public_key()
+
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            keys = list(pool.map(lambda _: read(), range(6)))
+        assert keys == [pair.public] * 6
+        assert len(runner.calls) == 1
+        assert sorted(p.name for p in (tmp_path / "s").iterdir() if "id_" in p.name) == [
+            "id_ed25519",
+            "id_ed25519.pub",
+        ]
+        assert list((tmp_path / "s" / "tmp").iterdir()) == []  # made aside, moved in
+    finally:
+        ctx.close()
+
+
+def test_a_fleet_key_that_lost_its_public_half_gets_it_back_from_the_private_key(
+    fleet_file: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = fleet_file(
+        """
+fleet: keys
+hosts: {local: {uri: "test:///default", domain_type: qemu, pool: default-pool}}
+vms: {a: {}}
+"""
+    )
+    state = tmp_path / "s"
+    ctx = FleetContext(loaded=load(path), store=Store(state), state_dir=state)
+    try:
+        made = ctx.ssh_public_key()
+        (state / "id_ed25519.pub").unlink()
+        assert ctx.ssh_public_key().split()[:2] == made.split()[:2]
+        assert (state / "id_ed25519.pub").read_text().split()[:2] == made.split()[:2]
+    finally:
+        ctx.close()

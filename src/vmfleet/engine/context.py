@@ -174,7 +174,18 @@ class FleetContext:
     def ssh_public_key(self) -> str:
         """The user's default public key, else a fleet key generated in the state folder."""
         private = self.ssh_private_key()
-        return Path(str(private) + ".pub").read_text().strip()
+        public = Path(str(private) + ".pub")
+        if not public.exists():
+            # A fleet key whose .pub was lost (an older vmfleet killed while making it, or a
+            # user's rm): its public half is in the private key.
+            found = self.runner.run(["ssh-keygen", "-y", "-f", str(private)])
+            text = found.stdout_text().strip()
+            if private.parent == self.state_dir and not self.store.readonly:
+                made = self.store.tmp_dir() / f"id_ed25519.pub.{uuid.uuid4().hex[:8]}"
+                made.write_text(text + "\n")
+                os.replace(made, public)
+            return text
+        return public.read_text().strip()
 
     def existing_ssh_key(self) -> Path | None:
         """The private key VMs get: configured, the user's default, or the fleet key in the
@@ -199,18 +210,14 @@ class FleetContext:
         with self._lock:
             if not key.exists():
                 self.state_dir.mkdir(parents=True, exist_ok=True)
+                # Made aside in the state dir's tmp/ (swept after a kill) and moved in public
+                # half first: whoever sees the private key (another VM's thread, without this
+                # lock) finds its .pub beside it, and a kill leaves no half pair in place.
+                made = self.store.tmp_dir() / f"id_ed25519.{uuid.uuid4().hex[:8]}"
+                comment = f"vmfleet-{self.fleet}"
                 self.runner.run(
-                    [
-                        "ssh-keygen",
-                        "-q",
-                        "-t",
-                        "ed25519",
-                        "-N",
-                        "",
-                        "-C",
-                        f"vmfleet-{self.fleet}",
-                        "-f",
-                        str(key),
-                    ],
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(made)]
                 )
+                os.replace(f"{made}.pub", f"{key}.pub")
+                os.replace(made, key)
         return key
