@@ -119,7 +119,7 @@ def ssh(key: Path, port: int, command: str, *, user: str = "vmfleet") -> str:
             "-o",
             "UserKnownHostsFile=/dev/null",
             "-o",
-            "ConnectTimeout=10",
+            "ConnectTimeout=30",
             "-o",
             "LogLevel=ERROR",
             f"{user}@127.0.0.1",
@@ -127,7 +127,7 @@ def ssh(key: Path, port: int, command: str, *, user: str = "vmfleet") -> str:
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # a guest's vCPU shares the host's cores with every other test's guests
         check=True,
     )
     return result.stdout

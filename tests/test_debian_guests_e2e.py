@@ -152,13 +152,13 @@ def ask(name):
     query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
     query += struct.pack(">HH", 1, 1)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(5)
+    s.settimeout(30)
     s.sendto(query, ("10.251.7.1", 53))
     reply = s.recv(512)
     return socket.inet_ntoa(reply[-4:]) if struct.unpack(">H", reply[6:8])[0] else "none"
 peer = ask("deb-1")
 print(peer, ask("deb-1.FLEET"), ask("nosuch"))
-with socket.create_connection((peer, 22), 5) as c:
+with socket.create_connection((peer, 22), 60) as c:
     print(c.recv(64)[:7].decode())
 """
 

@@ -285,19 +285,19 @@ def test_a_migration_in_flight_shows_as_migrating() -> None:
     assert state.state == "migrating" and state.nodes == ()
 
 
-def test_a_vm_whose_first_monitor_is_pending_shows_the_node_it_is_on() -> None:
-    """Right after a start (a failover, say) crm_mon shows the first monitor in flight: the
-    VM is not settled anywhere yet, but it is on that node, not on "no node"."""
+def test_a_vm_still_starting_shows_the_node_it_starts_on() -> None:
+    """While its start runs the VM is not settled anywhere yet, but it is on that node, not
+    on "no node"."""
     config = seed_config()
     vm = config.vms[0]
-    checking = ResourceStatus(
-        id=vm.resource, agent="ocf:heartbeat:VirtualDomain", role="Started",
+    starting = ResourceStatus(
+        id=vm.resource, agent="ocf:heartbeat:VirtualDomain", role="Starting",
         target_role="Started", active=True, failed=False, nodes=("seroics95861",),
-        pending="Monitoring",
+        pending="Starting",
     )  # fmt: skip
-    state = vm_state(config, vm, ClusterStatus(nodes=(), resources=(checking,)))
-    assert (state.state, state.nodes, state.where) == ("monitoring", (), "seroics95861")
-    stopped = replace(checking, active=False, nodes=(), pending=None, role="Stopped")
+    state = vm_state(config, vm, ClusterStatus(nodes=(), resources=(starting,)))
+    assert (state.state, state.nodes, state.where) == ("starting", (), "seroics95861")
+    stopped = replace(starting, active=False, nodes=(), pending=None, role="Stopped")
     assert vm_state(config, vm, ClusterStatus(nodes=(), resources=(stopped,))).where == ""
 
 

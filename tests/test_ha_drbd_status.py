@@ -245,6 +245,17 @@ def test_a_resource_still_stopping_counts_as_active_but_not_settled() -> None:
     assert status.active_on("p_virtdom_a") == ["n1"] and status.running_on("p_virtdom_a") == []
 
 
+def test_a_monitor_in_flight_leaves_a_running_resource_settled_where_it_runs() -> None:
+    """Right after a start (a failover) crm_mon shows the first monitor pending; status must
+    not flicker to "monitoring on no node" and back. A probe where it is not active stays
+    pending there (and it is not running there)."""
+    shown = crm_mon("started").replace('role="Started"', 'role="Started" pending="Monitoring"', 1)
+    status = parse_status(shown)
+    assert status.running_on("p_virtdom_a") == ["n1"]
+    probing = shown.replace('active="true"', 'active="false"', 1)
+    assert parse_status(probing).running_on("p_virtdom_a") == []
+
+
 def test_an_endless_fail_count_is_read_as_infinity() -> None:
     status = parse_status(crm_mon("started").replace('fail-count="2"', 'fail-count="INFINITY"'))
     assert status.fail_counts == (("n1", "p_virtdom_a", INFINITY),)

@@ -114,10 +114,15 @@ def copies(cluster: Lab, vm: str) -> list[str]:
 
 def test_up_puts_anti_affine_vms_on_different_nodes(cluster: Lab, fleet: Path) -> None:
     vmfleet("up", str(fleet))
-    wait(cluster, "both VMs", lambda: all(len(where(cluster, f"micro-{i}")) == 1 for i in (0, 1)))
-    nodes = {where(cluster, "micro-0")[0], where(cluster, "micro-1")[0]}
-    assert nodes == {"node1", "node2"}
-    assert copies(cluster, "micro-0") == where(cluster, "micro-0")
+    placed: dict[str, list[str]] = {}
+
+    def both_placed() -> bool:
+        placed.update({vm: where(cluster, vm) for vm in ("micro-0", "micro-1")})
+        return all(len(nodes) == 1 for nodes in placed.values())
+
+    wait(cluster, "both VMs", both_placed)
+    assert {placed["micro-0"][0], placed["micro-1"][0]} == {"node1", "node2"}
+    assert copies(cluster, "micro-0") == placed["micro-0"]
     assert "nothing to change" in vmfleet("cluster", "up", str(fleet))
     listing = vmfleet("list", str(fleet), "-o", "json")
     assert "micro-0" in listing and "cluster lab" in listing
@@ -216,8 +221,8 @@ def test_power_cut_restarts_the_vm_elsewhere_with_one_copy(cluster: Lab, fleet: 
         f"failover after a power cut of {victim}: {took:.1f} s ({time.monotonic() - started:.1f})"
     )
     # What serve saw of it, looking as it does every --interval: the VM started on the
-    # survivor, the victim's node state (a look may first catch the survivor's first monitor
-    # still pending: serve records that too, then the start when it next looks).
+    # survivor, the victim's node state (a look may come while the start is still in flight:
+    # serve records that too, then the start when it next looks).
     expected = ("micro-0", f"cluster lab: micro-0 started on {survivor}")
     deadline = time.monotonic() + 60
     try:

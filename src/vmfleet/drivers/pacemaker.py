@@ -125,6 +125,11 @@ def parse_status(xml_text: str) -> ClusterStatus:
 
     def add(element: ET.Element, clone: str | None) -> None:
         role = element.get("role", "")
+        pending = element.get("pending") or (role if role in PENDING_ROLES else None)
+        if pending == "Monitoring" and _bool(element, "active"):
+            # A monitor checks a resource where it runs (the first one right after a start
+            # shows as pending): it moves nothing, so the resource is settled there.
+            pending = None
         resources.append(
             ResourceStatus(
                 id=element.get("id", ""),
@@ -135,7 +140,7 @@ def parse_status(xml_text: str) -> ClusterStatus:
                 failed=_bool(element, "failed"),
                 nodes=tuple(n.get("name", "") for n in element.iterfind("node")),
                 clone=clone,
-                pending=element.get("pending") or (role if role in PENDING_ROLES else None),
+                pending=pending,
             )
         )
 
