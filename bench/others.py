@@ -1,4 +1,4 @@
-"""vmfleet next to kcli on the same libvirtd (issue 11).
+"""vmfleet next to kcli on the same libvirtd (issue 11); virt-lightning: `bench/lightning.py`.
 
 kcli and virt-lightning (from PyPI, unmodified) run from their own venv under .cache/others/
 (made here when missing); kcli with HOME pointing at a config under .cache/others/home: one

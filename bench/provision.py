@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -52,10 +52,11 @@ def timed(argv: list[str], **kwargs: object) -> tuple[float, float]:
     return wall, cpu
 
 
-def cli(*args: str) -> tuple[float, float]:
-    """Run the vmfleet CLI, timed (see `timed`)."""
+def cli(*args: str, inside: Sequence[str] = ()) -> tuple[float, float]:
+    """Run the vmfleet CLI, timed (see `timed`); `inside`: a command prefix that runs it
+    elsewhere, such as `ip netns exec NAME`."""
     return timed(
-        [PY, "-m", "vmfleet.cli.main", *args],
+        [*inside, PY, "-m", "vmfleet.cli.main", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
