@@ -39,7 +39,7 @@ from pathlib import Path
 import libvirt
 from tests.support.micro_boot import micro_boot_disk
 
-from bench.others import OTHERS, boot_fleet, install, rows, versions
+from bench.others import OTHERS, boot_fleet, install, rows, version_row
 from bench.provision import Timing, alternate, cli, sizes, timed
 
 NETNS = "vmfbench-vl"
@@ -164,5 +164,5 @@ def compare() -> list[dict[str, object]]:
                     }
                 )
             out += rows("vl", count, best, "every guest's port 22 shows an SSH banner")
-    out.append({"measure": "versions", "vmfleet_s": str(versions())})
+    out.append(version_row("virt-lightning"))
     return out

@@ -82,13 +82,18 @@ def rows(
         out.append(
             {
                 "measure": what,
+                "other": tool,
                 "vmfleet_s": ours[0],
-                f"{tool}_s": theirs[0],
+                "other_s": theirs[0],
                 "vmfleet_cpu_s": ours[1],
-                f"{tool}_cpu_s": theirs[1],
+                "other_cpu_s": theirs[1],
             }
         )
     return out
+
+
+def version_row(package: str) -> dict[str, object]:
+    return {"measure": "version", "other": f"{package} {versions()[package]}"}
 
 
 def _kcli_home() -> Path:
@@ -157,5 +162,5 @@ def compare() -> list[dict[str, object]]:
         (POOL_DIR / DISK).unlink(missing_ok=True)
         conn.storagePoolLookupByName("default").refresh(0)
         conn.close()
-    out.append({"measure": "versions", "vmfleet_s": str(versions())})
+    out.append(version_row("kcli"))
     return out
