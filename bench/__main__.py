@@ -11,6 +11,7 @@ from rich.table import Table
 from bench import (
     expand,
     groups,
+    lightning,
     moves,
     others,
     placement,
@@ -24,7 +25,9 @@ from bench import (
 BENCHMARKS: dict[str, Callable[[], list[dict[str, object]]]] = {
     "up-down": provision.up_down,
     "ssh-ready": provision.ssh_ready,
-    "others": others.compare,
+    "others": lambda: others.compare() + lightning.compare(),
+    "others-kcli": others.compare,
+    "others-vl": lightning.compare,
     "profile": profile.up_down,
     "placement": placement.run,
     "expand": expand.run,

@@ -1,8 +1,9 @@
 """Provisioning benchmarks (issue 11: fast at every size).
 
 1. `vmfleet up` of N micro guests, until every domain runs, next to the floor script, and
-   `vmfleet down` of them next to the floor's; N from `BENCH_SIZES` (default 5,10,20), the
-   two interleaved in one run, wall and CPU seconds (the process and its children).
+   `vmfleet down` of them next to the floor's; N from `BENCH_SIZES` (default 5,10,20), each
+   side's up and down alone on the host, who goes first alternating (`alternate`), wall and
+   CPU seconds (the process and its children).
 2. `vmfleet up` with SSH readiness of Debian guests: how long after the last guest first
    answers on SSH the command returns (watched independently, from outside vmfleet).
 """
@@ -18,6 +19,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from tests.e2e_support import micro_fleet_yaml
@@ -49,10 +52,11 @@ def timed(argv: list[str], **kwargs: object) -> tuple[float, float]:
     return wall, cpu
 
 
-def cli(*args: str) -> tuple[float, float]:
-    """Run the vmfleet CLI, timed (see `timed`)."""
+def cli(*args: str, inside: Sequence[str] = ()) -> tuple[float, float]:
+    """Run the vmfleet CLI, timed (see `timed`); `inside`: a command prefix that runs it
+    elsewhere, such as `ip netns exec NAME`."""
     return timed(
-        [PY, "-m", "vmfleet.cli.main", *args],
+        [*inside, PY, "-m", "vmfleet.cli.main", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -82,35 +86,61 @@ def _row(
     }
 
 
-def up_down(rounds: int | None = None) -> list[dict[str, object]]:
-    """vmfleet and the floor, interleaved, for up and down of each size; best of `rounds`
-    (default `BENCH_ROUNDS` or 3)."""
+Timing = tuple[float, float]
+Side = tuple[Callable[[], Timing], Callable[[], Timing]]
+
+
+def alternate(
+    sides: Mapping[str, Side], rounds: int | None = None
+) -> dict[str, tuple[Timing, Timing]]:
+    """Each side's (up, down) pair run alone on the host, the order of the sides turning from
+    round to round; per side the best up and the best down (wall, with that run's CPU) of
+    `rounds` (default `BENCH_ROUNDS` or 3).
+
+    Alone: no other side's guests are booting meanwhile (guests booting under TCG slow every
+    destroy and start beside them)."""
     rounds = rounds or int(os.environ.get("BENCH_ROUNDS", "3"))
+    ups: dict[str, list[Timing]] = {name: [] for name in sides}
+    downs: dict[str, list[Timing]] = {name: [] for name in sides}
+    order = list(sides)
+    for turn in range(rounds):
+        for name in order if turn % 2 == 0 else order[::-1]:
+            up, down = sides[name]
+            ups[name].append(up())
+            downs[name].append(down())
+    return {name: (min(ups[name]), min(downs[name])) for name in sides}
+
+
+def up_down(rounds: int | None = None) -> list[dict[str, object]]:
+    """vmfleet and the floor, alternating (see `alternate`), for up and down of each size;
+    best of `rounds` (default `BENCH_ROUNDS` or 3)."""
     rows: list[dict[str, object]] = []
     base = names.base_volume(image="micro", digest=sha256(images.micro_disk()))
     args = (base, str(images.micro_kernel()), str(images.micro_initrd()))
     for count in sizes():
         with tempfile.TemporaryDirectory() as tmp:
             fleet = f"bench-{uuid.uuid4().hex[:6]}"
-            path = _micro_fleet(Path(tmp), fleet, count)
+            path = str(_micro_fleet(Path(tmp), fleet, count))
             # Warm-up: uploads the base image once (both sides then clone from it).
-            cli("up", str(path), "-j", "8")
-            cli("down", str(path), "--yes")
-            ups, downs, floor_ups, floor_downs = [], [], [], []
-            for turn in range(rounds):
-                # Each side's up and down run alone on the host: the other side's guests are
-                # not booting meanwhile (guests booting under TCG slow every destroy and start
-                # beside them). Who goes first alternates from round to round.
-                prefix = f"floor-{uuid.uuid4().hex[:6]}"
-                for side in ("ours", "floor") if turn % 2 == 0 else ("floor", "ours"):
-                    if side == "ours":
-                        ups.append(cli("up", str(path), "-j", "8"))
-                        downs.append(cli("down", str(path), "--yes", "-j", "8"))
-                    else:
-                        floor_ups.append(_floor("up", prefix, str(count), *args))
-                        floor_downs.append(_floor("down", prefix, str(count)))
-        rows.append(_row(f"up {count} micro VMs, all running", min(ups), min(floor_ups), "<= 1.1x"))
-        rows.append(_row(f"down {count} micro VMs", min(downs), min(floor_downs), "<= 1.2x"))
+            cli("up", path, "-j", "8")
+            cli("down", path, "--yes")
+            prefix = f"floor-{uuid.uuid4().hex[:6]}"
+            best = alternate(
+                {
+                    "ours": (
+                        partial(cli, "up", path, "-j", "8"),
+                        partial(cli, "down", path, "--yes", "-j", "8"),
+                    ),
+                    "floor": (
+                        partial(_floor, "up", prefix, str(count), *args),
+                        partial(_floor, "down", prefix, str(count)),
+                    ),
+                },
+                rounds,
+            )
+        (up, down), (floor_up, floor_down) = best["ours"], best["floor"]
+        rows.append(_row(f"up {count} micro VMs, all running", up, floor_up, "<= 1.1x"))
+        rows.append(_row(f"down {count} micro VMs", down, floor_down, "<= 1.2x"))
     return rows
 
 

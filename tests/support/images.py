@@ -16,8 +16,9 @@ an ``fcntl`` lock: parallel pytest-xdist workers build once, the others wait and
 Building needs root and the host tools that ``scripts/setup-host.sh`` installs; packages come
 from the Debian mirror that the host's apt sources name.
 
-``python -m tests.support.images build [debian|debian-plain|micro|all]`` builds ahead of a
-test run (``debian-plain``, without cloud-init, is in ``plain_image.py``).
+``python -m tests.support.images build [debian|debian-plain|micro|micro-boot|all]`` builds
+ahead of a test run (``debian-plain``, without cloud-init, is in ``plain_image.py``;
+``micro-boot``, the micro guest on a disk that boots it, in ``micro_boot.py``).
 """
 
 from __future__ import annotations
@@ -491,22 +492,32 @@ def _configure_debian_tree(tree: Path) -> None:
         _run(["chroot", tree, "systemctl", "mask", unit])
 
 
-def _make_bootable_disk(tree: Path, raw: Path, mountpoint: Path) -> None:
-    """MBR disk with one bootable ext4 partition filled from ``tree``, extlinux installed.
+def _make_bootable_disk(
+    tree: Path,
+    raw: Path,
+    mountpoint: Path,
+    *,
+    disk_bytes: int = DEBIAN_DISK_BYTES,
+    label: str = DEBIAN_ROOT_LABEL,
+) -> None:
+    """MBR disk with one bootable ext4 partition filled from ``tree``, extlinux installed
+    (``tree`` brings ``boot/extlinux/extlinux.conf`` and what it names).
 
     No partition devices are needed: mke2fs writes the filesystem at the partition's offset
     inside the file, and only extlinux needs it mounted (a loop device with an offset).
     """
     with raw.open("wb") as handle:
-        handle.truncate(DEBIAN_DISK_BYTES)
+        handle.truncate(disk_bytes)
     start_sector = DEBIAN_PARTITION_OFFSET // 512
     table = f"label: dos\nstart={start_sector}, type=83, bootable\n"
     subprocess.run(["sfdisk", "--quiet", str(raw)], input=table, text=True, check=True)
-    fs_kib = (DEBIAN_DISK_BYTES - DEBIAN_PARTITION_OFFSET) // 1024
+    fs_kib = (disk_bytes - DEBIAN_PARTITION_OFFSET) // 1024
     # syslinux reads ext4 but not the 64bit feature; a 2 GiB filesystem does not need it.
+    # 4 KiB blocks: syslinux 6.04 fails to load the kernel ("I/O error") from the 1 KiB
+    # blocks mke2fs picks for small filesystems (such as the 32 MiB micro boot disk).
     _run(
         [
-            "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^64bit", "-L", DEBIAN_ROOT_LABEL,
+            "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^64bit", "-b", "4096", "-L", label,
             "-E", f"offset={DEBIAN_PARTITION_OFFSET}", "-d", tree, raw, f"{fs_kib}k",
         ]
     )  # fmt: skip
@@ -619,6 +630,12 @@ def _cpio(staging: Path, names: Sequence[str]) -> bytes:
 # ---------------------------------------------------------------------------- CLI
 
 
+def _micro_boot_disk() -> Path:
+    from tests.support.micro_boot import micro_boot_disk  # it builds on this module
+
+    return micro_boot_disk()
+
+
 def _debian_plain() -> list[Path]:
     from tests.support.plain_image import debian_plain_image  # it builds on this module
 
@@ -629,12 +646,13 @@ IMAGES: Mapping[str, Callable[[], list[Path]]] = {
     "debian": lambda: [debian_image()],
     "debian-plain": _debian_plain,
     "micro": lambda: [micro_kernel(), micro_initrd(), micro_disk()],
+    "micro-boot": lambda: [_micro_boot_disk()],
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``build [debian|debian-plain|micro|all]``: build (or find cached) images, print paths
-    and times."""
+    """``build [debian|debian-plain|micro|micro-boot|all]``: build (or find cached) images,
+    print paths and times."""
     parser = argparse.ArgumentParser(prog="python -m tests.support.images")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build test guest images into the cache")
