@@ -35,13 +35,14 @@ class HaVmState:
     disks: tuple[DiskState, ...]
     outside: tuple[str, ...] = ()  # nodes where libvirt runs it but the cluster does not
     migration: Migration | None = None
-    # nodes where it is active with an operation still in flight (a start, its first monitor)
+    # nodes where it is active with an operation still in flight (a start, a stop); a
+    # monitor does not count (drivers.pacemaker reads a resource under one as settled)
     unsettled: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
         """The node(s) it runs on; `A -> B` while it migrates (`?` for a node crm_mon does
-        not name yet); the node of an operation in flight (starting, monitoring…)."""
+        not name yet); the node of an operation in flight (starting, stopping…)."""
         if self.migration:
             return f"{self.migration.source or '?'} -> {self.migration.target or '?'}"
         return ",".join(self.nodes or self.unsettled)
